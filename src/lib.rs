@@ -2,4 +2,12 @@
 //!
 //! Data flows tokenizer → model (kernels) → sampler → detokenizer; each stage owns its buffers.
 
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod kv_cache;
+pub mod model;
 pub mod tokenizer;
+
+pub use error::{Error, Result};
+pub use model::{Model, Session};

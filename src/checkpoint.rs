@@ -1,0 +1,256 @@
+//! Memory-mapped safetensors checkpoints with typed tensor views.
+//!
+//! f32 tensors are used in place: a view borrows straight from the mapping. f16/bf16 tensors are
+//! widened to f32 once at load (the SIMD kernels issue will run them in place).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
+
+use crate::error::{read_json, Error, Result};
+
+/// Element types Quill reads from checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F16,
+    BF16,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+        }
+    }
+}
+
+/// One read-only mapping of a checkpoint file.
+struct MappedFile {
+    path: PathBuf,
+    map: Mmap,
+}
+
+/// Where one tensor lies: which file, the byte range inside it, its type and shape.
+#[derive(Clone, Debug)]
+pub struct TensorEntry {
+    file: usize,
+    range: Range<usize>,
+    pub dtype: Option<DType>,
+    /// The type as the file names it, for messages about unsupported types.
+    pub dtype_name: String,
+    pub shape: Vec<usize>,
+}
+
+/// All tensors of a (possibly sharded) safetensors checkpoint, mapped and validated.
+pub struct Checkpoint {
+    files: Vec<Arc<MappedFile>>,
+    tensors: HashMap<String, TensorEntry>,
+}
+
+/// A tensor's f32 data, borrowed from the mapping or widened once at load.
+#[derive(Clone)]
+pub struct TensorF32 {
+    storage: Storage,
+    pub shape: Vec<usize>,
+}
+
+#[derive(Clone)]
+enum Storage {
+    Mapped { file: Arc<MappedFile>, range: Range<usize> },
+    Owned(Arc<Vec<f32>>),
+}
+
+impl TensorF32 {
+    pub fn data(&self) -> &[f32] {
+        match &self.storage {
+            // Alignment and length were checked when the view was made.
+            Storage::Mapped { file, range } => bytemuck::cast_slice(&file.map[range.clone()]),
+            Storage::Owned(v) => v,
+        }
+    }
+
+    /// True when the data is read in place from the mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.storage, Storage::Mapped { .. })
+    }
+}
+
+impl Checkpoint {
+    /// Opens `model.safetensors`, or the shards listed by `model.safetensors.index.json`, in `dir`.
+    pub fn open_dir(dir: &Path) -> Result<Checkpoint> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        if single.is_file() {
+            Self::open_files(&[single])
+        } else if index.is_file() {
+            Self::open_files(&shards_of(&index)?)
+        } else {
+            Err(Error::bad_file(
+                dir,
+                "no model.safetensors or model.safetensors.index.json in this folder \
+                 (Quill reads safetensors; convert pytorch_model.bin with transformers' save_pretrained)",
+            ))
+        }
+    }
+
+    pub fn open_files(paths: &[PathBuf]) -> Result<Checkpoint> {
+        let mut ckpt = Checkpoint {
+            files: Vec::new(),
+            tensors: HashMap::new(),
+        };
+        for path in paths {
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            // SAFETY: the mapping is read-only and private to this process. A file truncated by
+            // another process while mapped can still fault (SIGBUS); sizes are checked at load.
+            let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+            let entries = parse_header(path, &map)?;
+            let idx = ckpt.files.len();
+            ckpt.files.push(Arc::new(MappedFile { path: path.clone(), map }));
+            for (name, mut entry) in entries {
+                entry.file = idx;
+                if ckpt.tensors.insert(name.clone(), entry).is_some() {
+                    return Err(Error::bad_file(path, format!("tensor '{name}' also appears in an earlier shard")));
+                }
+            }
+        }
+        Ok(ckpt)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TensorEntry> {
+        self.tensors.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// Sum of the mapped files' sizes.
+    pub fn file_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.map.len() as u64).sum()
+    }
+
+    pub fn paths(&self) -> Vec<&Path> {
+        self.files.iter().map(|f| f.path.as_path()).collect()
+    }
+
+    /// The tensor `name` as f32 with exactly `shape`; errors name the tensor and both shapes.
+    pub fn tensor_f32(&self, name: &str, shape: &[usize]) -> Result<TensorF32> {
+        let entry = self.get(name).ok_or_else(|| {
+            Error::bad_file(self.files[0].path.as_path(), format!("tensor '{name}' is missing"))
+        })?;
+        let file = &self.files[entry.file];
+        if entry.shape != shape {
+            return Err(Error::bad_file(
+                &file.path,
+                format!("tensor '{name}' has shape {:?}, expected {:?}", entry.shape, shape),
+            ));
+        }
+        let bytes = &file.map[entry.range.clone()];
+        let storage = match entry.dtype {
+            Some(DType::F32) if entry.range.start % 4 == 0 => Storage::Mapped {
+                file: Arc::clone(file),
+                range: entry.range.clone(),
+            },
+            // An unaligned f32 tensor (older writers did not pad the header) is copied once.
+            Some(DType::F32) => Storage::Owned(Arc::new(
+                bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            )),
+            Some(DType::F16) => Storage::Owned(Arc::new(
+                bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            )),
+            Some(DType::BF16) => Storage::Owned(Arc::new(
+                bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            )),
+            None => {
+                return Err(Error::bad_file(
+                    &file.path,
+                    format!("tensor '{name}' has dtype {}, expected F32, F16 or BF16", entry.dtype_name),
+                ))
+            }
+        };
+        Ok(TensorF32 {
+            storage,
+            shape: shape.to_vec(),
+        })
+    }
+}
+
+/// Shard file names from `model.safetensors.index.json`'s `weight_map`, in first-seen order.
+fn shards_of(index: &Path) -> Result<Vec<PathBuf>> {
+    let json = read_json(index)?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::bad_file(index, "missing object field 'weight_map'"))?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut shards: Vec<PathBuf> = Vec::new();
+    for (tensor, file) in map {
+        let file = file
+            .as_str()
+            .filter(|f| !f.is_empty() && !f.contains(['/', '\\']) && *f != "..")
+            .ok_or_else(|| Error::bad_file(index, format!("weight_map['{tensor}'] is not a plain file name")))?;
+        let path = dir.join(file);
+        if !shards.contains(&path) {
+            shards.push(path);
+        }
+    }
+    if shards.is_empty() {
+        return Err(Error::bad_file(index, "weight_map lists no tensors"));
+    }
+    Ok(shards)
+}
+
+/// Validates the header against the file (offsets in range, contiguous, sizes matching shapes)
+/// and returns every tensor's entry with absolute byte ranges.
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<(String, TensorEntry)>> {
+    let bad = |msg: String| Error::bad_file(path, msg);
+    if bytes.len() < 8 {
+        return Err(bad(format!("file is {} bytes, too short to be a safetensors file", bytes.len())));
+    }
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    if header_len > bytes.len() as u64 - 8 {
+        return Err(bad(format!(
+            "header length {header_len} is larger than the file ({} bytes): truncated download or not a safetensors file",
+            bytes.len()
+        )));
+    }
+    let (n, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| {
+        bad(match e {
+            SafeTensorError::MetadataIncompleteBuffer => format!(
+                "tensor data does not fill the file exactly ({} bytes): truncated or corrupted",
+                bytes.len()
+            ),
+            e => format!("invalid safetensors header: {e}"),
+        })
+    })?;
+    let data_start = 8 + n;
+    let mut entries = Vec::new();
+    for (name, info) in metadata.tensors() {
+        let (s, e) = info.data_offsets;
+        let dtype = match info.dtype {
+            Dtype::F32 => Some(DType::F32),
+            Dtype::F16 => Some(DType::F16),
+            Dtype::BF16 => Some(DType::BF16),
+            _ => None,
+        };
+        entries.push((
+            name,
+            TensorEntry {
+                file: 0,
+                range: data_start + s..data_start + e,
+                dtype,
+                dtype_name: format!("{:?}", info.dtype),
+                shape: info.shape.clone(),
+            },
+        ));
+    }
+    Ok(entries)
+}

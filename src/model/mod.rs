@@ -1,0 +1,84 @@
+//! GPT-2 as one pre-LN transformer: the weights, read from a checkpoint and checked against the
+//! config before the first forward pass. The forward pass itself is in [`session`].
+
+mod session;
+mod weights;
+
+use std::path::Path;
+
+use quill_kernels::Kernels;
+
+pub use session::Session;
+pub use weights::{Linear, Weights};
+
+use crate::checkpoint::{Checkpoint, DType};
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+
+/// A loaded model: its description, its weights (mostly views into the mapped checkpoint) and the
+/// kernel table it runs with.
+pub struct Model {
+    pub config: ModelConfig,
+    pub weights: Weights,
+    pub kernels: &'static Kernels,
+    checkpoint: Checkpoint,
+}
+
+impl Model {
+    /// Loads `config.json` and the safetensors weights of a Hugging Face model folder.
+    pub fn load_dir(dir: &Path) -> Result<Model> {
+        if !dir.is_dir() {
+            return Err(Error::bad_file(
+                dir,
+                if dir.exists() { "not a folder (expected a model folder with config.json)" } else { "no such folder" },
+            ));
+        }
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let checkpoint = Checkpoint::open_dir(dir)?;
+        Self::from_parts(config, checkpoint)
+    }
+
+    pub fn from_parts(config: ModelConfig, checkpoint: Checkpoint) -> Result<Model> {
+        let kernels = quill_kernels::kernels().map_err(|e| Error::usage(format!("QUILL_KERNELS: {e}")))?;
+        let weights = Weights::load(&config, &checkpoint)?;
+        Ok(Model {
+            config,
+            weights,
+            kernels,
+            checkpoint,
+        })
+    }
+
+    /// Total parameters (the tied lm_head counted once).
+    pub fn parameter_count(&self) -> usize {
+        self.weights.parameter_count()
+    }
+
+    /// Bytes of the checkpoint files mapped.
+    pub fn file_bytes(&self) -> u64 {
+        self.checkpoint.file_bytes()
+    }
+
+    /// The element type most of the checkpoint's weights are stored in.
+    pub fn stored_dtype(&self) -> DType {
+        let mut counts = [0usize; 3];
+        for name in self.checkpoint.names() {
+            if let Some(e) = self.checkpoint.get(name) {
+                let n: usize = e.shape.iter().product();
+                match e.dtype {
+                    Some(DType::F32) => counts[0] += n,
+                    Some(DType::F16) => counts[1] += n,
+                    Some(DType::BF16) => counts[2] += n,
+                    None => {}
+                }
+            }
+        }
+        let best = (0..3).max_by_key(|&i| counts[i]).unwrap_or(0);
+        [DType::F32, DType::F16, DType::BF16][best]
+    }
+
+    /// A fresh session with a KV arena of `ctx` positions (default and maximum: n_positions).
+    pub fn session(&self, ctx: Option<usize>) -> Result<Session<'_>> {
+        Session::new(self, ctx)
+    }
+}

@@ -1,0 +1,224 @@
+//! The forward pass: one session = one sequence, its KV arena and every activation buffer,
+//! all allocated once in [`Session::new`]. After that, feeding tokens allocates nothing.
+
+use quill_kernels::{AttentionHead, Layout, WeightF32};
+
+use super::Model;
+use crate::error::{Error, Result};
+use crate::kv_cache::KvArena;
+
+/// Prompt tokens processed together as one matrix–matrix pass; longer prompts go in chunks.
+const CHUNK: usize = 64;
+
+/// Activation buffers for up to `CHUNK` rows (`M`), `C = n_embd`.
+struct RunState {
+    /// Residual stream `[M, C]`.
+    x: Vec<f32>,
+    /// LayerNorm output and projection output `[M, C]`.
+    h: Vec<f32>,
+    /// Fused q, k, v `[M, 3C]`.
+    qkv: Vec<f32>,
+    /// Attention output, heads side by side `[M, C]`.
+    att: Vec<f32>,
+    /// MLP hidden `[M, n_inner]`.
+    fc: Vec<f32>,
+    /// Attention scores of one query `[T]`.
+    scores: Vec<f32>,
+    /// Logits of the last position `[V]`.
+    logits: Vec<f32>,
+}
+
+pub struct Session<'m> {
+    model: &'m Model,
+    kv: KvArena,
+    state: RunState,
+}
+
+/// Which positions' logits a chunk computes.
+enum LogitsOut<'a> {
+    /// Only the last position's, into the session's own buffer.
+    Last,
+    /// Every position's, `[M, V]`.
+    All(&'a mut [f32]),
+}
+
+impl<'m> Session<'m> {
+    pub(super) fn new(model: &'m Model, ctx: Option<usize>) -> Result<Session<'m>> {
+        let cfg = &model.config;
+        let ctx = ctx.unwrap_or(cfg.n_positions);
+        if ctx == 0 || ctx > cfg.n_positions {
+            return Err(Error::usage(format!(
+                "--ctx {ctx} is out of range: this model has 1 to {} positions (n_positions)",
+                cfg.n_positions
+            )));
+        }
+        let c = cfg.n_embd;
+        let state = RunState {
+            x: vec![0.0; CHUNK * c],
+            h: vec![0.0; CHUNK * c],
+            qkv: vec![0.0; CHUNK * 3 * c],
+            att: vec![0.0; CHUNK * c],
+            fc: vec![0.0; CHUNK * cfg.n_inner],
+            scores: vec![0.0; ctx],
+            logits: vec![0.0; cfg.vocab_size],
+        };
+        Ok(Session {
+            model,
+            kv: KvArena::new(cfg.n_layer, cfg.n_head, cfg.head_dim(), ctx),
+            state,
+        })
+    }
+
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
+    /// Positions already in the cache.
+    pub fn len(&self) -> usize {
+        self.kv.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kv.is_empty()
+    }
+
+    /// Positions the session can hold.
+    pub fn capacity(&self) -> usize {
+        self.kv.capacity()
+    }
+
+    pub fn kv_bytes(&self) -> usize {
+        self.kv.bytes()
+    }
+
+    /// Forgets the sequence; buffers are kept.
+    pub fn reset(&mut self) {
+        self.kv.clear();
+    }
+
+    /// Appends `ids` to the sequence and returns the logits `[V]` after its last token.
+    pub fn feed(&mut self, ids: &[u32]) -> Result<&[f32]> {
+        self.check(ids)?;
+        for chunk in ids.chunks(CHUNK) {
+            self.forward_chunk(chunk, LogitsOut::Last);
+        }
+        Ok(&self.state.logits)
+    }
+
+    /// Appends `ids` and writes the logits of every one of their positions to `out` `[len, V]`.
+    pub fn feed_all_logits(&mut self, ids: &[u32], out: &mut Vec<f32>) -> Result<()> {
+        self.check(ids)?;
+        let v = self.model.config.vocab_size;
+        out.clear();
+        out.resize(ids.len() * v, 0.0);
+        for (chunk, out) in ids.chunks(CHUNK).zip(out.chunks_mut(CHUNK * v)) {
+            self.forward_chunk(chunk, LogitsOut::All(out));
+        }
+        Ok(())
+    }
+
+    fn check(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Err(Error::input("no tokens to process (empty prompt)"));
+        }
+        let vocab = self.model.config.vocab_size;
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(Error::input(format!("token id {bad} is out of range: the vocabulary has {vocab} tokens (0..{})", vocab - 1)));
+        }
+        if self.kv.len() + ids.len() > self.kv.capacity() {
+            return Err(Error::input(format!(
+                "{} tokens do not fit the context: {} already used of {} positions{}",
+                ids.len(),
+                self.kv.len(),
+                self.kv.capacity(),
+                if self.kv.capacity() < self.model.config.n_positions {
+                    format!(" (--ctx can raise it up to n_positions = {})", self.model.config.n_positions)
+                } else {
+                    " (the model's n_positions): shorten the prompt or --max-new-tokens".to_string()
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs `ids` (at most CHUNK) through every layer at positions `len..len+M`.
+    fn forward_chunk(&mut self, ids: &[u32], logits: LogitsOut) {
+        let model = self.model;
+        let (cfg, w, k) = (&model.config, &model.weights, model.kernels);
+        let (m, c, pos0) = (ids.len(), cfg.n_embd, self.kv.len());
+        let d = cfg.head_dim();
+        let s = &mut self.state;
+        let x = &mut s.x[..m * c];
+        let h = &mut s.h[..m * c];
+        let qkv = &mut s.qkv[..m * 3 * c];
+        let att = &mut s.att[..m * c];
+        let fc = &mut s.fc[..m * cfg.n_inner];
+
+        // Token plus position embeddings.
+        let (wte, wpe) = (w.wte.data(), w.wpe.data());
+        for (i, (&id, row)) in ids.iter().zip(x.chunks_exact_mut(c)).enumerate() {
+            let tok = &wte[id as usize * c..][..c];
+            let pos = &wpe[(pos0 + i) * c..][..c];
+            for ((o, &a), &b) in row.iter_mut().zip(tok).zip(pos) {
+                *o = a + b;
+            }
+        }
+
+        for (l, (lw, spec)) in w.layers.iter().zip(&cfg.layers).enumerate() {
+            // Attention block: x += attn_out(attention(ln_1(x))).
+            k.layernorm(x, lw.ln_1.gamma.data(), lw.ln_1.beta.data(), cfg.layer_norm_epsilon, h);
+            lw.qkv.forward(k, h, qkv);
+            self.kv.store(l, &qkv[c..], &qkv[2 * c..], 3 * c, m);
+            for head in 0..cfg.n_head {
+                let (keys, values) = self.kv.head(l, head);
+                let q = AttentionHead {
+                    q: &qkv[head * d..],
+                    q_stride: 3 * c,
+                    keys,
+                    values,
+                    d,
+                    n_queries: m,
+                    first_pos: pos0,
+                    scale: spec.score_scale,
+                    window: match spec.attention {
+                        crate::config::AttentionKind::Global => None,
+                        crate::config::AttentionKind::Local { window } => Some(window),
+                    },
+                };
+                k.attention(q, &mut s.scores, &mut att[head * d..], c);
+            }
+            lw.attn_out.forward(k, att, h);
+            add_assign(x, h);
+
+            // MLP block: x += proj(act(fc(ln_2(x)))).
+            k.layernorm(x, lw.ln_2.gamma.data(), lw.ln_2.beta.data(), cfg.layer_norm_epsilon, h);
+            lw.fc.forward(k, h, fc);
+            k.activation(cfg.activation, fc);
+            lw.proj.forward(k, fc, h);
+            add_assign(x, h);
+        }
+        self.kv.advance(m);
+
+        // Final LayerNorm and the lm_head `(V, C)`, for the rows whose logits are wanted.
+        let rows = match logits {
+            LogitsOut::Last => (m - 1)..m,
+            LogitsOut::All(_) => 0..m,
+        };
+        let h = &mut h[rows.start * c..rows.end * c];
+        k.layernorm(&x[rows.start * c..rows.end * c], w.ln_f.gamma.data(), w.ln_f.beta.data(), cfg.layer_norm_epsilon, h);
+        let head = WeightF32 {
+            data: w.lm_head().data(),
+            k: c,
+            n: cfg.vocab_size,
+            layout: Layout::OutIn,
+        };
+        match logits {
+            LogitsOut::Last => k.matmul_f32(h, head, None, &mut s.logits),
+            LogitsOut::All(out) => k.matmul_f32(h, head, None, out),
+        }
+    }
+}
+
+fn add_assign(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
