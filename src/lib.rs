@@ -3,8 +3,10 @@
 //! Data flows tokenizer → model (kernels) → sampler → detokenizer; each stage owns its buffers.
 
 pub mod checkpoint;
+
 pub mod config;
 pub mod error;
+pub mod generate;
 pub mod kv_cache;
 pub mod model;
 pub mod tokenizer;

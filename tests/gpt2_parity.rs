@@ -1,0 +1,80 @@
+//! GPT-2 forward pass against transformers (eager, f32) on the committed random checkpoints.
+
+mod common;
+
+use common::{data_dir, f32s, golden, max_abs_diff, read_f32, u32s};
+use quill::generate::{greedy, GenerateOptions};
+use quill::Model;
+
+const TOL: f32 = 2e-4;
+const FIXTURES: &[&str] = &["tiny-gpt2-hub", "tiny-gpt2-saved"];
+
+fn load(name: &str) -> (Model, serde_json::Value) {
+    let model = Model::load_dir(&data_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (model, golden(&format!("{name}.json")))
+}
+
+#[test]
+fn logits_match_transformers_at_every_position() {
+    for name in FIXTURES {
+        let (model, gold) = load(name);
+        let v = model.config.vocab_size;
+        for (k, p) in gold["prompts"].as_array().unwrap().iter().enumerate() {
+            let ids = u32s(&p["ids"]);
+            let mut session = model.session(None).unwrap();
+            let mut all = Vec::new();
+            session.feed_all_logits(&ids, &mut all).unwrap();
+            let cols = u32s(&p["logits_columns"]);
+            for (pos, want) in p["logits_at_columns"].as_array().unwrap().iter().enumerate() {
+                let got: Vec<f32> = cols.iter().map(|&c| all[pos * v + c as usize]).collect();
+                let (diff, at) = max_abs_diff(&got, &f32s(want));
+                assert!(diff <= TOL, "{name} prompt {k} position {pos}: logit of id {} differs by {diff}", cols[at]);
+            }
+            let argmax = u32s(&p["argmax"]);
+            for (pos, &want) in argmax.iter().enumerate() {
+                let row = &all[pos * v..][..v];
+                let got = quill::generate::argmax(row);
+                assert!(
+                    got == want || (row[got as usize] - row[want as usize]).abs() <= TOL,
+                    "{name} prompt {k} position {pos}: argmax {got}, transformers {want}"
+                );
+            }
+            let last = read_f32(&data_dir().join("goldens").join(p["last_logits_file"].as_str().unwrap()));
+            let (diff, at) = max_abs_diff(&all[(ids.len() - 1) * v..], &last);
+            assert!(diff <= TOL, "{name} prompt {k}: last-position logit of id {at} differs by {diff}");
+        }
+    }
+}
+
+#[test]
+fn incremental_decoding_equals_the_full_forward() {
+    for name in FIXTURES {
+        let (model, gold) = load(name);
+        let v = model.config.vocab_size;
+        for p in gold["prompts"].as_array().unwrap() {
+            let ids = u32s(&p["ids"]);
+            let mut full = Vec::new();
+            model.session(None).unwrap().feed_all_logits(&ids, &mut full).unwrap();
+            let mut step = model.session(None).unwrap();
+            for (pos, &id) in ids.iter().enumerate() {
+                let logits = step.feed(&[id]).unwrap();
+                let (diff, at) = max_abs_diff(logits, &full[pos * v..][..v]);
+                assert!(diff <= 1e-4, "{name}: position {pos} id {at}: one-by-one differs from full by {diff}");
+            }
+        }
+    }
+}
+
+#[test]
+fn greedy_continuations_equal_transformers() {
+    for name in FIXTURES {
+        let (model, gold) = load(name);
+        for (k, p) in gold["prompts"].as_array().unwrap().iter().enumerate() {
+            let want = u32s(&p["greedy_ids"]);
+            let mut session = model.session(None).unwrap();
+            let opts = GenerateOptions { max_new_tokens: 20, eos_token_id: model.config.eos_token_id };
+            let got = greedy(&mut session, &u32s(&p["ids"]), &opts, |_| Ok(())).unwrap();
+            assert_eq!(got.new_ids, want, "{name} prompt {k}");
+        }
+    }
+}
