@@ -102,10 +102,7 @@ impl Checkpoint {
     }
 
     pub fn open_files(paths: &[PathBuf]) -> Result<Checkpoint> {
-        let mut ckpt = Checkpoint {
-            files: Vec::new(),
-            tensors: HashMap::new(),
-        };
+        let mut ckpt = Checkpoint { files: Vec::new(), tensors: HashMap::new() };
         for path in paths {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             // SAFETY: the mapping is read-only and private to this process. A file truncated by
@@ -143,9 +140,9 @@ impl Checkpoint {
 
     /// The tensor `name` as f32 with exactly `shape`; errors name the tensor and both shapes.
     pub fn tensor_f32(&self, name: &str, shape: &[usize]) -> Result<TensorF32> {
-        let entry = self.get(name).ok_or_else(|| {
-            Error::bad_file(self.files[0].path.as_path(), format!("tensor '{name}' is missing"))
-        })?;
+        let entry = self
+            .get(name)
+            .ok_or_else(|| Error::bad_file(self.files[0].path.as_path(), format!("tensor '{name}' is missing")))?;
         let file = &self.files[entry.file];
         if entry.shape != shape {
             return Err(Error::bad_file(
@@ -155,10 +152,9 @@ impl Checkpoint {
         }
         let bytes = &file.map[entry.range.clone()];
         let storage = match entry.dtype {
-            Some(DType::F32) if entry.range.start % 4 == 0 => Storage::Mapped {
-                file: Arc::clone(file),
-                range: entry.range.clone(),
-            },
+            Some(DType::F32) if entry.range.start % 4 == 0 => {
+                Storage::Mapped { file: Arc::clone(file), range: entry.range.clone() }
+            }
             // An unaligned f32 tensor (older writers did not pad the header) is copied once.
             Some(DType::F32) => Storage::Owned(Arc::new(
                 bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
@@ -176,10 +172,7 @@ impl Checkpoint {
                 ))
             }
         };
-        Ok(TensorF32 {
-            storage,
-            shape: shape.to_vec(),
-        })
+        Ok(TensorF32 { storage, shape: shape.to_vec() })
     }
 }
 
@@ -224,10 +217,9 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<(String, TensorEntry)>>
     }
     let (n, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| {
         bad(match e {
-            SafeTensorError::MetadataIncompleteBuffer => format!(
-                "tensor data does not fill the file exactly ({} bytes): truncated or corrupted",
-                bytes.len()
-            ),
+            SafeTensorError::MetadataIncompleteBuffer => {
+                format!("tensor data does not fill the file exactly ({} bytes): truncated or corrupted", bytes.len())
+            }
             e => format!("invalid safetensors header: {e}"),
         })
     })?;

@@ -115,10 +115,7 @@ fn gpt2(f: &Fields) -> std::result::Result<ModelConfig, String> {
             if by_layer_idx {
                 divisor *= (i + 1) as f32;
             }
-            LayerSpec {
-                attention: AttentionKind::Global,
-                score_scale: 1.0 / divisor,
-            }
+            LayerSpec { attention: AttentionKind::Global, score_scale: 1.0 / divisor }
         })
         .collect();
     Ok(ModelConfig {

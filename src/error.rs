@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 pub enum Error {
     /// The file could not be opened or read at all.
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// The file was read but its contents are wrong (bad JSON, missing field, bad tensor...).
     #[error("{}: {msg}", path.display())]
     BadFile { path: PathBuf, msg: String },
@@ -24,17 +21,11 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.as_ref().to_path_buf(), source }
     }
 
     pub fn bad_file(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
-        Error::BadFile {
-            path: path.as_ref().to_path_buf(),
-            msg: msg.into(),
-        }
+        Error::BadFile { path: path.as_ref().to_path_buf(), msg: msg.into() }
     }
 
     pub fn input(msg: impl Into<String>) -> Self {

@@ -91,12 +91,7 @@ pub fn greedy(
         }
         next = argmax(session.feed(&[next])?);
     };
-    Ok(Generation {
-        new_ids,
-        finish_reason,
-        prompt_time,
-        decode_time: decode_start.elapsed(),
-    })
+    Ok(Generation { new_ids, finish_reason, prompt_time, decode_time: decode_start.elapsed() })
 }
 
 #[cfg(test)]

@@ -15,14 +15,7 @@ impl KvArena {
     /// Room for `capacity` positions of `n_layer` layers of `n_head` heads of `head_dim`.
     pub fn new(n_layer: usize, n_head: usize, head_dim: usize, capacity: usize) -> KvArena {
         let size = n_layer * n_head * capacity * head_dim;
-        KvArena {
-            keys: vec![0.0; size],
-            values: vec![0.0; size],
-            n_head,
-            head_dim,
-            capacity,
-            len: 0,
-        }
+        KvArena { keys: vec![0.0; size], values: vec![0.0; size], n_head, head_dim, capacity, len: 0 }
     }
 
     /// Bytes held by the arena.

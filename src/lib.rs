@@ -3,7 +3,7 @@
 //! Data flows tokenizer → model (kernels) → sampler → detokenizer; each stage owns its buffers.
 
 pub mod checkpoint;
-
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod generate;

@@ -49,7 +49,9 @@ pub fn layernorm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f3
 pub fn activation(kind: Activation, x: &mut [f32]) {
     match kind {
         Activation::GeluNew => x.iter_mut().for_each(|v| *v = gelu_new(*v)),
-        Activation::Gelu => x.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + libm::erff(*v * std::f32::consts::FRAC_1_SQRT_2))),
+        Activation::Gelu => {
+            x.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + libm::erff(*v * std::f32::consts::FRAC_1_SQRT_2)))
+        }
         Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
         Activation::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
         Activation::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),

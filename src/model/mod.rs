@@ -41,12 +41,7 @@ impl Model {
     pub fn from_parts(config: ModelConfig, checkpoint: Checkpoint) -> Result<Model> {
         let kernels = quill_kernels::kernels().map_err(|e| Error::usage(format!("QUILL_KERNELS: {e}")))?;
         let weights = Weights::load(&config, &checkpoint)?;
-        Ok(Model {
-            config,
-            weights,
-            kernels,
-            checkpoint,
-        })
+        Ok(Model { config, weights, kernels, checkpoint })
     }
 
     /// Total parameters (the tied lm_head counted once).

@@ -62,11 +62,7 @@ impl<'m> Session<'m> {
             scores: vec![0.0; ctx],
             logits: vec![0.0; cfg.vocab_size],
         };
-        Ok(Session {
-            model,
-            kv: KvArena::new(cfg.n_layer, cfg.n_head, cfg.head_dim(), ctx),
-            state,
-        })
+        Ok(Session { model, kv: KvArena::new(cfg.n_layer, cfg.n_head, cfg.head_dim(), ctx), state })
     }
 
     pub fn model(&self) -> &'m Model {
@@ -123,7 +119,10 @@ impl<'m> Session<'m> {
         }
         let vocab = self.model.config.vocab_size;
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(Error::input(format!("token id {bad} is out of range: the vocabulary has {vocab} tokens (0..{})", vocab - 1)));
+            return Err(Error::input(format!(
+                "token id {bad} is out of range: the vocabulary has {vocab} tokens (0..{})",
+                vocab - 1
+            )));
         }
         if self.kv.len() + ids.len() > self.kv.capacity() {
             return Err(Error::input(format!(
@@ -205,13 +204,14 @@ impl<'m> Session<'m> {
             LogitsOut::All(_) => 0..m,
         };
         let h = &mut h[rows.start * c..rows.end * c];
-        k.layernorm(&x[rows.start * c..rows.end * c], w.ln_f.gamma.data(), w.ln_f.beta.data(), cfg.layer_norm_epsilon, h);
-        let head = WeightF32 {
-            data: w.lm_head().data(),
-            k: c,
-            n: cfg.vocab_size,
-            layout: Layout::OutIn,
-        };
+        k.layernorm(
+            &x[rows.start * c..rows.end * c],
+            w.ln_f.gamma.data(),
+            w.ln_f.beta.data(),
+            cfg.layer_norm_epsilon,
+            h,
+        );
+        let head = WeightF32 { data: w.lm_head().data(), k: c, n: cfg.vocab_size, layout: Layout::OutIn };
         match logits {
             LogitsOut::Last => k.matmul_f32(h, head, None, &mut s.logits),
             LogitsOut::All(out) => k.matmul_f32(h, head, None, out),

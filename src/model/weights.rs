@@ -18,12 +18,7 @@ pub struct Linear {
 impl Linear {
     /// `out[M, n] = x[M, k] · W + b`.
     pub fn forward(&self, kernels: &Kernels, x: &[f32], out: &mut [f32]) {
-        let w = WeightF32 {
-            data: self.w.data(),
-            k: self.k,
-            n: self.n,
-            layout: self.layout,
-        };
+        let w = WeightF32 { data: self.w.data(), k: self.k, n: self.n, layout: self.layout };
         kernels.matmul_f32(x, w, self.b.as_ref().map(|b| b.data()), out);
     }
 
@@ -69,10 +64,7 @@ impl Weights {
         let t = |name: &str, shape: &[usize]| ckpt.tensor_f32(&format!("{prefix}{name}"), shape);
         let (c, v, inner) = (config.n_embd, config.vocab_size, config.n_inner);
         let norm = |name: &str| -> Result<Norm> {
-            Ok(Norm {
-                gamma: t(&format!("{name}.weight"), &[c])?,
-                beta: t(&format!("{name}.bias"), &[c])?,
-            })
+            Ok(Norm { gamma: t(&format!("{name}.weight"), &[c])?, beta: t(&format!("{name}.bias"), &[c])? })
         };
         // GPT-2's Conv1D stores (in, out).
         let conv1d = |name: &str, k: usize, n: usize| -> Result<Linear> {
@@ -106,13 +98,7 @@ impl Weights {
             }
             None => None,
         };
-        Ok(Weights {
-            wpe: t("wpe.weight", &[config.n_positions, c])?,
-            wte,
-            layers,
-            ln_f: norm("ln_f")?,
-            lm_head,
-        })
+        Ok(Weights { wpe: t("wpe.weight", &[config.n_positions, c])?, wte, layers, ln_f: norm("ln_f")?, lm_head })
     }
 
     /// The `(V, C)` matrix that maps the final hidden state to logits.
@@ -126,7 +112,12 @@ impl Weights {
             .layers
             .iter()
             .map(|l| {
-                norm(&l.ln_1) + norm(&l.ln_2) + l.qkv.parameters() + l.attn_out.parameters() + l.fc.parameters() + l.proj.parameters()
+                norm(&l.ln_1)
+                    + norm(&l.ln_2)
+                    + l.qkv.parameters()
+                    + l.attn_out.parameters()
+                    + l.fc.parameters()
+                    + l.proj.parameters()
             })
             .sum();
         self.wte.data().len()

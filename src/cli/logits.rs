@@ -1,0 +1,80 @@
+//! `quill logits`: the next-token distribution after a prompt.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::json;
+
+use super::output::{parse_ids, println};
+use super::ModelArg;
+use crate::error::{Error, Result};
+
+#[derive(Args, Debug)]
+pub(crate) struct LogitsArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// The prompt text.
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    prompt: Option<String>,
+    /// The prompt as token ids, e.g. 464,3290,318.
+    #[arg(long, value_name = "ID,ID,...")]
+    ids: Option<String>,
+    /// How many of the most likely next tokens to show.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Print {"ids":[...],"top":[[id,logit],...]}.
+    #[arg(long)]
+    json: bool,
+    /// Write all last-position logits to this file as little-endian f32.
+    #[arg(long, value_name = "FILE")]
+    raw_out: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: &LogitsArgs) -> Result<()> {
+    let (model, tokenizer) = args.model.load()?;
+    let ids = match (&args.prompt, &args.ids) {
+        (Some(text), _) => tokenizer.encode(text),
+        (None, Some(list)) => parse_ids(list)?,
+        (None, None) => return Err(Error::usage("give --prompt TEXT or --ids ID,ID,...")),
+    };
+    if ids.is_empty() {
+        return Err(Error::input("the prompt is empty: there is no position to take logits from"));
+    }
+    let mut session = model.session(Some(ids.len().min(model.config.n_positions)))?;
+    let logits = session.feed(&ids)?;
+    if let Some(path) = &args.raw_out {
+        let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(path, bytes).map_err(|e| Error::io(path, e))?;
+    }
+    let top = top_k(logits, args.top);
+    if args.json {
+        let top: Vec<_> = top.iter().map(|&(id, logit)| json!([id, logit])).collect();
+        return println(&json!({ "ids": ids, "top": top }).to_string());
+    }
+    let probs = softmax_f64(logits);
+    let mut table = format!("{:>4}  {:>7}  {:<20}  {:>10}  {:>8}\n", "rank", "id", "token", "logit", "prob");
+    for (rank, &(id, logit)) in top.iter().enumerate() {
+        let text = tokenizer.decode(&[id]).unwrap_or_default();
+        table.push_str(&format!(
+            "{:>4}  {id:>7}  {:<20}  {logit:>10.4}  {:>7.2}%\n",
+            rank + 1,
+            format!("{text:?}"),
+            probs[id as usize] * 100.0
+        ));
+    }
+    println(table.trim_end())
+}
+
+/// The `k` largest logits as (id, logit), largest first; ties keep the lower id first.
+pub(crate) fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    order.into_iter().take(k).map(|id| (id, logits[id as usize])).collect()
+}
+
+fn softmax_f64(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let exps: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}

@@ -1,0 +1,114 @@
+//! The `quill` command line: argument parsing, and one module per subcommand.
+
+mod generate;
+mod info;
+mod logits;
+mod output;
+mod tokenize;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+
+#[derive(Parser, Debug)]
+#[command(name = "quill", version, about = "Run GPT-2 models on the CPU with transformers' exact numerics")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Continue a prompt (greedy), streaming the text as it is produced.
+    Generate(generate::GenerateArgs),
+    /// Show the token ids of a text.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Show the next-token logits after a prompt.
+    Logits(logits::LogitsArgs),
+    /// Describe a model: architecture, sizes, dtype, parameters, kernels.
+    Info(info::InfoArgs),
+}
+
+/// The model folder every subcommand takes.
+#[derive(Args, Debug)]
+pub(crate) struct ModelArg {
+    /// A Hugging Face model folder (config.json, model.safetensors, vocab.json + merges.txt or tokenizer.json).
+    #[arg(short = 'm', long = "model", value_name = "DIR")]
+    model: PathBuf,
+}
+
+impl ModelArg {
+    pub(crate) fn path(&self) -> &Path {
+        &self.model
+    }
+
+    pub(crate) fn load(&self) -> Result<(Model, Tokenizer)> {
+        load_model_dir(&self.model)
+    }
+
+    pub(crate) fn load_tokenizer(&self) -> Result<Tokenizer> {
+        if !self.model.is_dir() {
+            return Err(Error::bad_file(
+                &self.model,
+                if self.model.exists() { "not a folder" } else { "no such folder" },
+            ));
+        }
+        Tokenizer::from_model_dir(&self.model)
+    }
+}
+
+/// Loads the model and its tokenizer and checks that they agree.
+pub fn load_model_dir(dir: &Path) -> Result<(Model, Tokenizer)> {
+    let model = Model::load_dir(dir)?;
+    let tokenizer = Tokenizer::from_model_dir(dir)?;
+    if tokenizer.vocab_size() > model.config.vocab_size {
+        return Err(Error::bad_file(
+            dir,
+            format!(
+                "the tokenizer has {} tokens but config.json's vocab_size is {}",
+                tokenizer.vocab_size(),
+                model.config.vocab_size
+            ),
+        ));
+    }
+    Ok((model, tokenizer))
+}
+
+/// Runs the CLI on the process arguments and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = e.exit_code();
+            // clap already formats its message ("error: ..." plus usage) or the help text.
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match &cli.command {
+        Command::Generate(args) => generate::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Logits(args) => logits::run(args),
+        Command::Info(args) => info::run(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) if output::is_broken_pipe(&e) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Reads the text of `--file`, which must be UTF-8.
+pub(crate) fn read_text_file(path: &Path) -> Result<String> {
+    let bytes = crate::error::read_file(path)?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::bad_file(path, format!("not valid UTF-8 (first bad byte at offset {})", e.utf8_error().valid_up_to()))
+    })
+}

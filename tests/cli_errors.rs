@@ -1,0 +1,210 @@
+//! Bad input on the command line: each case exits with the right code and one clear line that
+//! names the file or field at fault, and nothing panics.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn quill(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quill")).args(args).env_remove("QUILL_KERNELS").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "quill {args:?} panicked: {stderr}");
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+fn hub() -> PathBuf {
+    common::data_dir().join("tiny-gpt2-hub")
+}
+
+/// A copy of the hub fixture in a temp folder, with `edit` applied to the files there.
+fn broken_model(edit: impl FnOnce(&Path)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors", "vocab.json", "merges.txt"] {
+        std::fs::copy(hub().join(f), dir.path().join(f)).unwrap();
+    }
+    edit(dir.path());
+    dir
+}
+
+/// Rewrites the safetensors header of `dir/model.safetensors` with `edit`, keeping the data.
+fn edit_header(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(header.as_object_mut().unwrap());
+    let mut text = serde_json::to_vec(&header).unwrap();
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(&path, out).unwrap();
+}
+
+fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+    let path = dir.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(config.as_object_mut().unwrap());
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+}
+
+fn expect(args: &[&str], code: i32, needles: &[&str]) {
+    let (got, _, stderr) = quill(args);
+    assert_eq!(got, code, "quill {args:?}: exit code {got}, stderr: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "quill {args:?}: stderr lacks '{needle}': {stderr}");
+    }
+}
+
+fn generate_on(dir: &Path, needles: &[&str]) {
+    expect(&["generate", "-m", dir.to_str().unwrap(), "hello", "-n", "2"], 1, needles);
+}
+
+#[test]
+fn missing_and_unreadable_files() {
+    expect(&["info", "-m", "/no/such/model"], 1, &["/no/such/model", "no such folder"]);
+    let empty = tempfile::tempdir().unwrap();
+    generate_on(empty.path(), &["config.json"]);
+    let dir = broken_model(|d| std::fs::remove_file(d.join("model.safetensors")).unwrap());
+    generate_on(dir.path(), &["no model.safetensors"]);
+    let dir = broken_model(|d| std::fs::write(d.join("config.json"), "{not json").unwrap());
+    generate_on(dir.path(), &["config.json", "not valid JSON"]);
+    let dir = broken_model(|d| {
+        std::fs::remove_file(d.join("vocab.json")).unwrap();
+        std::fs::remove_file(d.join("merges.txt")).unwrap();
+    });
+    generate_on(dir.path(), &["tokenizer.json"]);
+}
+
+#[test]
+fn bad_configs_name_the_field() {
+    let dir = broken_model(|d| edit_config(d, |c| drop(c.remove("n_embd"))));
+    generate_on(dir.path(), &["config.json", "missing required field 'n_embd'"]);
+    let dir = broken_model(|d| edit_config(d, |c| drop(c.insert("n_head".into(), 5.into()))));
+    generate_on(dir.path(), &["config.json", "n_head (5) does not divide n_embd (32)"]);
+    let dir = broken_model(|d| edit_config(d, |c| drop(c.insert("model_type".into(), "llama".into()))));
+    generate_on(dir.path(), &["config.json", "model_type 'llama'"]);
+    let dir = broken_model(|d| edit_config(d, |c| drop(c.insert("n_layer".into(), 3.into()))));
+    generate_on(dir.path(), &["model.safetensors", "tensor 'h.2.ln_1.weight' is missing"]);
+    let dir = broken_model(|d| edit_config(d, |c| drop(c.insert("vocab_size".into(), 1000.into()))));
+    generate_on(dir.path(), &["wte.weight", "[50257, 32]", "[1000, 32]"]);
+}
+
+#[test]
+fn broken_safetensors_files() {
+    let dir = broken_model(|d| {
+        let p = d.join("model.safetensors");
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 100]).unwrap();
+    });
+    generate_on(dir.path(), &["model.safetensors", "truncated"]);
+    let dir = broken_model(|d| {
+        let p = d.join("model.safetensors");
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        std::fs::write(&p, bytes).unwrap();
+    });
+    generate_on(dir.path(), &["model.safetensors", "header length 1099511627776 is larger than the file"]);
+    let dir = broken_model(|d| std::fs::write(d.join("model.safetensors"), b"abc").unwrap());
+    generate_on(dir.path(), &["too short"]);
+    let dir = broken_model(|d| {
+        edit_header(d, |h| {
+            let t = h.get_mut("ln_f.bias").unwrap();
+            t["data_offsets"] = serde_json::json!([0, 128]);
+        })
+    });
+    generate_on(dir.path(), &["model.safetensors", "invalid offset"]);
+    let dir = broken_model(|d| edit_header(d, |h| h.get_mut("wte.weight").unwrap()["dtype"] = "I32".into()));
+    generate_on(dir.path(), &["tensor 'wte.weight' has dtype I32"]);
+    let dir = broken_model(|d| {
+        edit_header(d, |h| h.get_mut("h.0.mlp.c_fc.weight").unwrap()["shape"] = serde_json::json!([128, 32]))
+    });
+    generate_on(dir.path(), &["tensor 'h.0.mlp.c_fc.weight' has shape [128, 32], expected [32, 128]"]);
+    let dir = broken_model(|d| {
+        edit_header(d, |h| {
+            let t = h.remove("ln_f.bias").unwrap();
+            h.insert("ln_f.bogus".into(), t);
+        })
+    });
+    generate_on(dir.path(), &["tensor 'ln_f.bias' is missing"]);
+    let dir = broken_model(|d| std::fs::write(d.join("model.safetensors"), b"\x08\0\0\0\0\0\0\0[1,2,3] ").unwrap());
+    generate_on(dir.path(), &["invalid safetensors header"]);
+}
+
+#[test]
+fn bad_prompts_and_ids() {
+    let m = hub();
+    let m = m.to_str().unwrap();
+    expect(&["logits", "-m", m, "--ids", "1,50257"], 1, &["token id 50257 is out of range", "50257 tokens"]);
+    expect(&["logits", "-m", m, "--ids", "1,x"], 2, &["--ids", "'x'"]);
+    expect(&["generate", "-m", m, ""], 1, &["prompt is empty"]);
+    expect(&["logits", "-m", m, "--prompt", ""], 1, &["prompt is empty"]);
+    let long = "word ".repeat(100);
+    expect(&["generate", "-m", m, long.trim_end()], 1, &["the prompt has 100 tokens", "64"]);
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("prompt.txt");
+    std::fs::write(&bad, b"caf\xe9 au lait").unwrap();
+    expect(
+        &["generate", "-m", m, "--prompt-file", bad.to_str().unwrap()],
+        1,
+        &["prompt.txt", "not valid UTF-8", "offset 3"],
+    );
+    expect(&["tokenize", "-m", m, "--file", "/no/such/file.txt"], 1, &["/no/such/file.txt"]);
+    expect(&["generate", "-m", m, "hi", "--ctx", "0"], 2, &["--ctx 0"]);
+    expect(&["generate", "-m", m, "hi", "--ctx", "65"], 2, &["--ctx 65", "64"]);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    expect(&["generate"], 2, &["Usage"]);
+    expect(&["frobnicate"], 2, &["frobnicate"]);
+    expect(&["generate", "-m", "x", "hi", "--max-new-tokens", "-3"], 2, &["-3"]);
+    expect(&["generate", "-m", "x", "hi", "--max-new-tokens", "many"], 2, &["--max-new-tokens", "many"]);
+    expect(&["logits", "-m", "x", "--prompt", "a", "--ids", "1"], 2, &["cannot be used with"]);
+}
+
+#[test]
+fn machine_readable_outputs() {
+    let m = hub();
+    let m = m.to_str().unwrap();
+    let (code, out, _) = quill(&["tokenize", "-m", m, "long long ago, I was a boy, I love", "--json", "--tokens"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(common::u32s(&v["ids"]), [6511, 890, 2084, 11, 314, 373, 257, 2933, 11, 314, 1842]);
+    assert_eq!(v["tokens"][1], "Ġlong");
+
+    let gold = common::golden("tiny-gpt2-hub.json");
+    let p = &gold["prompts"][2];
+    let ids: Vec<String> = common::u32s(&p["ids"]).iter().map(|i| i.to_string()).collect();
+    let (code, out, _) = quill(&["logits", "-m", m, "--ids", &ids.join(","), "--top", "5", "--json"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let top: Vec<u32> = v["top"].as_array().unwrap().iter().map(|e| e[0].as_u64().unwrap() as u32).collect();
+    assert_eq!(top, common::u32s(&p["top5_last"]));
+
+    let (code, out, _) = quill(&["generate", "-m", m, p["text"].as_str().unwrap(), "-n", "20", "--json"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(common::u32s(&v["prompt_ids"]), common::u32s(&p["ids"]));
+    assert_eq!(common::u32s(&v["new_ids"]), common::u32s(&p["greedy_ids"]));
+    assert_eq!(v["text"], p["greedy_text"]);
+
+    // Streaming prints the prompt and the same continuation.
+    let (code, out, _) = quill(&["generate", "-m", m, p["text"].as_str().unwrap(), "-n", "20"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim_end_matches('\n'),
+        format!("{}{}", p["text"].as_str().unwrap(), p["greedy_text"].as_str().unwrap())
+    );
+
+    let (code, out, _) = quill(&["info", "-m", m]);
+    assert_eq!(code, 0);
+    assert!(out.contains("gpt2 (2 layers, 4 heads of 8, width 32, MLP 128)"), "{out}");
+    assert!(out.contains("kernels"), "{out}");
+}
