@@ -37,3 +37,50 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> (f32, usize) {
         .map(|(i, (x, y))| ((x - y).abs(), i))
         .fold((0.0, 0), |m, d| if d.0 > m.0 { d } else { m })
 }
+
+/// One tensor to write with [`write_safetensors`]: name, dtype as safetensors spells it, shape, bytes.
+pub type RawTensor = (String, String, Vec<usize>, Vec<u8>);
+
+/// Writes a safetensors file by hand; `pad_to` aligns the data start (1 = no padding).
+pub fn write_safetensors(path: &Path, tensors: &[RawTensor], pad_to: usize) {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0;
+    for (name, dtype, shape, bytes) in tensors {
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes.len()]}),
+        );
+        offset += bytes.len();
+    }
+    let mut text = serde_json::to_vec(&header).unwrap();
+    while (8 + text.len()) % pad_to != 0 {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    for (_, _, _, bytes) in tensors {
+        out.extend_from_slice(bytes);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// Every tensor of a safetensors file, in file order.
+pub fn read_safetensors(path: &Path) -> Vec<RawTensor> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut out: Vec<(usize, RawTensor)> = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            let off = &v["data_offsets"];
+            let (s, e) = (off[0].as_u64().unwrap() as usize, off[1].as_u64().unwrap() as usize);
+            let shape = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            (s, (k.clone(), v["dtype"].as_str().unwrap().to_string(), shape, bytes[8 + n + s..8 + n + e].to_vec()))
+        })
+        .collect();
+    out.sort_by_key(|(s, _)| *s);
+    out.into_iter().map(|(_, t)| t).collect()
+}
