@@ -1,1 +1,462 @@
-//! placeholder
+//! GPT-2 byte-level BPE tokenizer, behaving exactly like transformers' slow `GPT2Tokenizer`.
+//!
+//! Encoding: optional prefix space → split at added tokens (`<|endoftext|>`) → pre-tokenize each
+//! text part with GPT-2's pattern (`pretokenize.rs`) → map each piece's UTF-8 bytes through the
+//! byte table (`byte_map.rs`) → merge by rank (`bpe.rs`) → ids.
+//! Decoding: ids → bytes (precomputed per id) → UTF-8 with Python's `errors=` modes.
+
+mod batch;
+mod bpe;
+mod byte_map;
+mod load;
+mod pretokenize;
+mod special;
+mod stream;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{read_file, Error, Result};
+
+pub use batch::{Batch, BatchOptions, Padding};
+pub use stream::StreamDecoder;
+
+use bpe::{Merges, Scratch, NO_TOKEN};
+use load::{AddedSpec, Parts};
+use special::{AddedToken, AddedTokens, Segment};
+
+/// What to do with bytes that are not valid UTF-8 when decoding (Python's `errors=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DecodeErrors {
+    /// Each invalid sequence becomes U+FFFD (GPT2Tokenizer's default, `errors="replace"`).
+    #[default]
+    Replace,
+    /// Invalid sequences are dropped.
+    Ignore,
+    /// Invalid sequences are an [`Error::Input`].
+    Strict,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenizerOptions {
+    /// Prepend one space to the text before tokenizing (transformers prepends it always, even to
+    /// empty text or text that already starts with whitespace).
+    pub add_prefix_space: bool,
+    /// `false`: added tokens such as `<|endoftext|>` written in the text encode to their id;
+    /// `true`: they are encoded as ordinary text.
+    pub split_special_tokens: bool,
+    pub errors: DecodeErrors,
+}
+
+/// GPT-2's pre-tokenizer on its own: the pieces (words with their leading space, number runs,
+/// punctuation runs, whitespace runs) that BPE then works on. They concatenate back to `text`.
+pub fn pre_tokenize(text: &str) -> impl Iterator<Item = &str> {
+    pretokenize::pieces(text)
+}
+
+/// The default GPT-2 special token (bos, eos and unk of `GPT2Tokenizer`).
+const ENDOFTEXT: &str = "<|endoftext|>";
+
+#[derive(Clone, Debug)]
+pub struct Tokenizer {
+    /// Every token string (vocabulary and added tokens) → id.
+    encoder: HashMap<String, u32>,
+    /// id → token string; `None` for ids not used by the files.
+    tokens: Vec<Option<String>>,
+    /// id → the bytes it decodes to.
+    id_bytes: Vec<Option<Box<[u8]>>>,
+    /// id of the one-byte token for each byte (or `NO_TOKEN`).
+    byte_ids: [u32; 256],
+    merges: Merges,
+    added: AddedTokens,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    unk: Option<u32>,
+    pad: Option<u32>,
+    options: TokenizerOptions,
+}
+
+impl Tokenizer {
+    /// GPT-2's `vocab.json` (token → id) and `merges.txt` (`#version` line, then `left right`).
+    pub fn from_vocab_merges(vocab_json: &Path, merges_txt: &Path) -> Result<Self> {
+        let vocab = read_file(vocab_json)?;
+        let merges = read_file(merges_txt)?;
+        let parts = load::parts_from_vocab_merges(&vocab, vocab_json, &merges, merges_txt)?;
+        Self::from_parts(parts, vocab_json, merges_txt)
+    }
+
+    /// Same as [`Tokenizer::from_vocab_merges`] from bytes in memory; `origin` names them in
+    /// errors (`origin/vocab.json`, `origin/merges.txt`).
+    pub fn from_bytes_vocab_merges(vocab: &[u8], merges: &[u8], origin: &Path) -> Result<Self> {
+        let vocab_origin = origin.join("vocab.json");
+        let merges_origin = origin.join("merges.txt");
+        let parts = load::parts_from_vocab_merges(vocab, &vocab_origin, merges, &merges_origin)?;
+        Self::from_parts(parts, &vocab_origin, &merges_origin)
+    }
+
+    /// Hugging Face tokenizers' `tokenizer.json` with a byte-level BPE model: `model.vocab`,
+    /// `model.merges` (`"a b"` strings or `["a", "b"]` pairs), `added_tokens`, and the
+    /// ByteLevel pre-tokenizer's `add_prefix_space`.
+    pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
+        let bytes = read_file(path)?;
+        let parts = load::parts_from_tokenizer_json(&bytes, path)?;
+        Self::from_parts(parts, path, path)
+    }
+
+    /// A model folder: `vocab.json` + `merges.txt` when both exist, else `tokenizer.json`; then
+    /// `tokenizer_config.json` when present (bos/eos/unk/pad tokens, `added_tokens_decoder`,
+    /// `add_prefix_space`, `errors`, `split_special_tokens`). Configs without
+    /// `added_tokens_decoder` (older transformers) are completed, as transformers does, by
+    /// `special_tokens_map.json` (which then takes precedence), `added_tokens.json`, and the
+    /// `added_tokens` of a `tokenizer.json` next to vocab.json/merges.txt.
+    pub fn from_model_dir(dir: &Path) -> Result<Self> {
+        let vocab = dir.join("vocab.json");
+        let merges = dir.join("merges.txt");
+        let tokenizer_json = dir.join("tokenizer.json");
+        let mut tok = if vocab.is_file() && merges.is_file() {
+            Self::from_vocab_merges(&vocab, &merges)?
+        } else if tokenizer_json.is_file() {
+            Self::from_tokenizer_json(&tokenizer_json)?
+        } else {
+            return Err(Error::bad_file(
+                dir,
+                "no tokenizer found: expected vocab.json and merges.txt, or tokenizer.json, in this folder",
+            ));
+        };
+        // As transformers' `from_pretrained`: tokenizer_config.json always; special_tokens_map.json,
+        // added_tokens.json and tokenizer.json's added tokens only for "legacy" configs that have
+        // no `added_tokens_decoder`.
+        let config_path = dir.join("tokenizer_config.json");
+        let mut legacy = true;
+        if config_path.is_file() {
+            let value = load::parse_json_bytes(&read_file(&config_path)?, &config_path)?;
+            legacy = value.get("added_tokens_decoder").is_none();
+            tok.apply_config(&value, &config_path)?;
+        }
+        if legacy {
+            let map_path = dir.join("special_tokens_map.json");
+            if map_path.is_file() {
+                let value = load::parse_json_bytes(&read_file(&map_path)?, &map_path)?;
+                tok.apply_config(&value, &map_path)?;
+            }
+            let added_path = dir.join("added_tokens.json");
+            if added_path.is_file() {
+                let value = load::parse_json_bytes(&read_file(&added_path)?, &added_path)?;
+                for (content, id) in load::parse_vocab(&value, &added_path, "added_tokens.json")? {
+                    let special = [tok.bos, tok.eos, tok.unk, tok.pad]
+                        .iter()
+                        .any(|&s| s.is_some() && s == tok.token_to_id(&content));
+                    let spec = AddedSpec { content, id: Some(id), special, lstrip: false, rstrip: false };
+                    tok.add_token(spec, &added_path)?;
+                }
+            }
+            if tokenizer_json.is_file() && vocab.is_file() && merges.is_file() {
+                let parts = load::parts_from_tokenizer_json(&read_file(&tokenizer_json)?, &tokenizer_json)?;
+                for spec in parts.added {
+                    tok.add_token(spec, &tokenizer_json)?;
+                }
+            }
+        }
+        Ok(tok)
+    }
+
+    fn from_parts(parts: Parts, vocab_origin: &Path, merges_origin: &Path) -> Result<Self> {
+        let Parts { vocab, merges: merge_list, added, add_prefix_space } = parts;
+        let size = vocab.iter().map(|&(_, id)| id as usize + 1).max().unwrap_or(0);
+        let mut tokens: Vec<Option<String>> = vec![None; size];
+        let mut encoder = HashMap::with_capacity(vocab.len() + 1);
+        for (token, id) in vocab {
+            if let Some(other) = &tokens[id as usize] {
+                return Err(Error::bad_file(vocab_origin, format!("tokens {other:?} and {token:?} both have id {id}")));
+            }
+            tokens[id as usize] = Some(token.clone());
+            encoder.insert(token, id);
+        }
+        let mut byte_ids = [NO_TOKEN; 256];
+        for (b, slot) in byte_ids.iter_mut().enumerate() {
+            let s = byte_map::byte_to_char(b as u8).to_string();
+            if let Some(&id) = encoder.get(&s) {
+                *slot = id;
+            }
+        }
+        let mut merges = Merges::default();
+        let mut joined = String::new();
+        for (rank, (a, b, loc)) in merge_list.iter().enumerate() {
+            let id_of = |t: &str| {
+                encoder.get(t).copied().ok_or_else(|| {
+                    Error::bad_file(
+                        merges_origin,
+                        format!(
+                            "{}: merge {a:?} {b:?} uses token {t:?}, which is not in the vocabulary",
+                            load::describe_merge(merges_origin, *loc)
+                        ),
+                    )
+                })
+            };
+            let (ia, ib) = (id_of(a)?, id_of(b)?);
+            joined.clear();
+            joined.push_str(a);
+            joined.push_str(b);
+            let merged = id_of(&joined)?;
+            merges.insert(ia, ib, rank as u32, merged);
+        }
+        let id_bytes = tokens
+            .iter()
+            .map(|t| {
+                t.as_ref().map(|t| {
+                    let mut v = Vec::with_capacity(t.len());
+                    byte_map::token_to_bytes(t, &mut v);
+                    v.into_boxed_slice()
+                })
+            })
+            .collect();
+        let mut tok = Tokenizer {
+            encoder,
+            tokens,
+            id_bytes,
+            byte_ids,
+            merges,
+            added: AddedTokens::default(),
+            bos: None,
+            eos: None,
+            unk: None,
+            pad: None,
+            options: TokenizerOptions {
+                add_prefix_space: add_prefix_space.unwrap_or(false),
+                ..TokenizerOptions::default()
+            },
+        };
+        for spec in added {
+            tok.add_token(spec, vocab_origin)?;
+        }
+        // GPT2Tokenizer's defaults: bos = eos = unk = "<|endoftext|>", no pad token.
+        let eot = tok.add_token(
+            AddedSpec { content: ENDOFTEXT.to_owned(), id: None, special: true, lstrip: false, rstrip: false },
+            vocab_origin,
+        )?;
+        tok.bos = Some(eot);
+        tok.eos = Some(eot);
+        tok.unk = Some(eot);
+        Ok(tok)
+    }
+
+    /// Registers an added token; returns its id. A token already registered keeps its flags;
+    /// one already in the vocabulary keeps its id; a new one gets the next free id.
+    fn add_token(&mut self, spec: AddedSpec, origin: &Path) -> Result<u32> {
+        if spec.content.is_empty() {
+            return Err(Error::bad_file(origin, "an added token has empty content"));
+        }
+        if spec.id.is_none() {
+            if let Some(existing) = self.added.get(&spec.content) {
+                return Ok(existing.id);
+            }
+        }
+        let id = match (self.encoder.get(&spec.content), spec.id) {
+            (Some(&have), Some(want)) if have != want => {
+                return Err(Error::bad_file(
+                    origin,
+                    format!("added token {:?} has id {want}, but the vocabulary gives it id {have}", spec.content),
+                ))
+            }
+            (Some(&have), _) => have,
+            (None, Some(want)) => {
+                if let Some(Some(other)) = self.tokens.get(want as usize) {
+                    return Err(Error::bad_file(
+                        origin,
+                        format!("added token {:?} has id {want}, which is already {other:?}", spec.content),
+                    ));
+                }
+                want
+            }
+            (None, None) => self.tokens.len() as u32,
+        };
+        let idx = id as usize;
+        if idx >= self.tokens.len() {
+            self.tokens.resize(idx + 1, None);
+            self.id_bytes.resize(idx + 1, None);
+        }
+        self.tokens[idx] = Some(spec.content.clone());
+        self.id_bytes[idx] = Some(spec.content.as_bytes().into());
+        self.encoder.insert(spec.content.clone(), id);
+        self.added.insert(AddedToken {
+            content: spec.content,
+            id,
+            special: spec.special,
+            lstrip: spec.lstrip,
+            rstrip: spec.rstrip,
+        });
+        Ok(id)
+    }
+
+    /// tokenizer_config.json / special_tokens_map.json settings.
+    fn apply_config(&mut self, cfg: &Value, path: &Path) -> Result<()> {
+        if !cfg.is_object() {
+            return Err(Error::bad_file(path, "expected a JSON object"));
+        }
+        if let Some(decoder) = cfg.get("added_tokens_decoder").and_then(Value::as_object) {
+            for (key, v) in decoder {
+                let id = key.parse::<u64>().ok().filter(|&id| id < load::MAX_VOCAB).ok_or_else(|| {
+                    Error::bad_file(path, format!("added_tokens_decoder: key {key:?} is not a token id"))
+                })?;
+                let spec = load::parse_added_token(v, Some(id as u32), path, &format!("added_tokens_decoder.{key}"))?;
+                self.add_token(spec, path)?;
+            }
+        }
+        for (key, slot) in [("bos_token", 0), ("eos_token", 1), ("unk_token", 2), ("pad_token", 3)] {
+            let Some(entry) = load::special_token_entry(cfg, key, path)? else {
+                continue;
+            };
+            let id = match entry {
+                Some(spec) => Some(self.add_token(spec, path)?),
+                None => None,
+            };
+            match slot {
+                0 => self.bos = id,
+                1 => self.eos = id,
+                2 => self.unk = id,
+                _ => self.pad = id,
+            }
+        }
+        if let Some(b) = load::config_bool(cfg, "add_prefix_space", path)? {
+            self.options.add_prefix_space = b;
+        }
+        if let Some(b) = load::config_bool(cfg, "split_special_tokens", path)? {
+            self.options.split_special_tokens = b;
+        }
+        match cfg.get("errors") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s == "replace" => self.options.errors = DecodeErrors::Replace,
+            Some(Value::String(s)) if s == "ignore" => self.options.errors = DecodeErrors::Ignore,
+            Some(Value::String(s)) if s == "strict" => self.options.errors = DecodeErrors::Strict,
+            Some(v) => {
+                return Err(Error::bad_file(
+                    path,
+                    format!("errors: expected \"replace\", \"ignore\" or \"strict\", found {v}"),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    pub fn options(&self) -> &TokenizerOptions {
+        &self.options
+    }
+
+    pub fn options_mut(&mut self) -> &mut TokenizerOptions {
+        &mut self.options
+    }
+
+    /// Token ids for `text`, as `GPT2Tokenizer.encode(text)` (no bos/eos added).
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let prefixed;
+        let text = if self.options.add_prefix_space {
+            prefixed = format!(" {text}");
+            prefixed.as_str()
+        } else {
+            text
+        };
+        let mut out = Vec::with_capacity(text.len() / 3 + 1);
+        let mut scratch = Scratch::default();
+        let mut buf = Vec::new();
+        if self.options.split_special_tokens || self.added.is_empty() {
+            self.encode_ordinary(text, &mut out, &mut scratch, &mut buf);
+        } else {
+            for seg in self.added.split(text) {
+                match seg {
+                    Segment::Text(t) => self.encode_ordinary(t, &mut out, &mut scratch, &mut buf),
+                    Segment::Added(id) => out.push(id),
+                }
+            }
+        }
+        out
+    }
+
+    fn encode_ordinary(&self, text: &str, out: &mut Vec<u32>, scratch: &mut Scratch, buf: &mut Vec<u32>) {
+        for piece in pretokenize::pieces(text) {
+            buf.clear();
+            buf.extend(piece.bytes().map(|b| self.byte_ids[b as usize]));
+            bpe::bpe(&self.merges, buf, scratch);
+            for &id in buf.iter() {
+                if id != NO_TOKEN {
+                    out.push(id);
+                } else if let Some(unk) = self.unk {
+                    out.push(unk);
+                }
+            }
+        }
+    }
+
+    /// The bytes token `id` stands for.
+    pub(crate) fn token_bytes(&self, id: u32) -> Result<&[u8]> {
+        match self.id_bytes.get(id as usize) {
+            Some(Some(b)) => Ok(b),
+            _ => {
+                Err(Error::input(format!("token id {id} is not in the vocabulary (vocab size {})", self.vocab_size())))
+            }
+        }
+    }
+
+    /// The bytes of the text `ids` stand for (before UTF-8 decoding).
+    pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(ids.len() * 4);
+        for &id in ids {
+            out.extend_from_slice(self.token_bytes(id)?);
+        }
+        Ok(out)
+    }
+
+    /// Text for `ids`, invalid UTF-8 handled per `options().errors`.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let bytes = self.decode_bytes(ids)?;
+        let mut out = String::with_capacity(bytes.len());
+        stream::decode_utf8_into(&bytes, self.options.errors, true, &mut out)?;
+        Ok(out)
+    }
+
+    /// The token string for `id` (`"Ġlong"` form, as `convert_ids_to_tokens`).
+    pub fn id_to_token(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize)?.as_deref()
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.encoder.get(token).copied()
+    }
+
+    /// Largest id + 1, added tokens included (50257 for GPT-2).
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos
+    }
+
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos
+    }
+
+    pub fn unk_id(&self) -> Option<u32> {
+        self.unk
+    }
+
+    pub fn pad_id(&self) -> Option<u32> {
+        self.pad
+    }
+
+    /// Number of merge rules.
+    pub fn merges_len(&self) -> usize {
+        self.merges.len()
+    }
+
+    /// Encodes several texts with truncation and padding (see [`BatchOptions`]).
+    pub fn encode_batch(&self, texts: &[&str], opts: &BatchOptions) -> Batch {
+        let encoded = texts.iter().map(|t| self.encode(t)).collect();
+        let pad = self.pad.or(self.eos).unwrap_or(0);
+        batch::assemble(encoded, opts, pad)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+//! Byte-pair merging of one pre-tokenizer piece, exactly as the Python `bpe()` of GPT-2's
+//! encoder: repeatedly take the adjacent pair with the lowest merge rank and merge *all* its
+//! non-overlapping occurrences, left to right, in one step.
+//!
+//! Implementation: a doubly linked list of symbols plus a min-heap of candidate pairs keyed by
+//! (rank, position). All heap entries of the current lowest rank are taken together and merged
+//! in position order (one Python step); the pairs the step creates are pushed only after it, so
+//! a merged token never takes part in the step that made it. Stale entries are detected by
+//! looking the pair up again. O(n log n) in the piece length, so a 1 MB piece of one letter is
+//! fine.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// Symbol id for a byte whose token is missing from the vocabulary; never merges.
+pub(crate) const NO_TOKEN: u32 = u32::MAX;
+
+const NONE: u32 = u32::MAX;
+
+/// Merge table: (left id, right id) → (rank, merged id).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Merges {
+    map: HashMap<u64, (u32, u32)>,
+}
+
+fn key(a: u32, b: u32) -> u64 {
+    (u64::from(a) << 32) | u64::from(b)
+}
+
+impl Merges {
+    /// Adds a merge; a pair that is already present gets the new rank (as Python's dict would).
+    pub(crate) fn insert(&mut self, left: u32, right: u32, rank: u32, merged: u32) {
+        self.map.insert(key(left, right), (rank, merged));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn get(&self, left: u32, right: u32) -> Option<(u32, u32)> {
+        if left == NO_TOKEN || right == NO_TOKEN {
+            return None;
+        }
+        self.map.get(&key(left, right)).copied()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Sym {
+    id: u32,
+    prev: u32,
+    next: u32,
+    alive: bool,
+}
+
+/// Reusable buffers for [`bpe`].
+#[derive(Default)]
+pub(crate) struct Scratch {
+    syms: Vec<Sym>,
+    heap: BinaryHeap<Reverse<(u32, u32)>>,
+    step: Vec<u32>,
+    merged: Vec<u32>,
+}
+
+/// Merges `ids` (the initial one-byte symbols) in place.
+pub(crate) fn bpe(merges: &Merges, ids: &mut Vec<u32>, scratch: &mut Scratch) {
+    let n = ids.len();
+    if n < 2 {
+        return;
+    }
+    if n == 2 {
+        if let Some((_, m)) = merges.get(ids[0], ids[1]) {
+            ids.truncate(1);
+            ids[0] = m;
+        }
+        return;
+    }
+    let Scratch { syms, heap, step, merged } = scratch;
+    syms.clear();
+    heap.clear();
+    syms.extend(ids.iter().enumerate().map(|(i, &id)| Sym {
+        id,
+        prev: if i == 0 { NONE } else { i as u32 - 1 },
+        next: if i + 1 == n { NONE } else { i as u32 + 1 },
+        alive: true,
+    }));
+    for i in 0..n - 1 {
+        if let Some((rank, _)) = merges.get(ids[i], ids[i + 1]) {
+            heap.push(Reverse((rank, i as u32)));
+        }
+    }
+    while let Some(Reverse((rank, first))) = heap.pop() {
+        step.clear();
+        step.push(first);
+        while let Some(&Reverse((r, pos))) = heap.peek() {
+            if r != rank {
+                break;
+            }
+            heap.pop();
+            step.push(pos);
+        }
+        merged.clear();
+        // Positions come out of the heap in increasing order, i.e. left to right.
+        for &pos in step.iter() {
+            let s = syms[pos as usize];
+            if !s.alive || s.next == NONE {
+                continue;
+            }
+            let right = syms[s.next as usize];
+            match merges.get(s.id, right.id) {
+                Some((r, new_id)) if r == rank => {
+                    syms[pos as usize].id = new_id;
+                    syms[pos as usize].next = right.next;
+                    if right.next != NONE {
+                        syms[right.next as usize].prev = pos;
+                    }
+                    syms[s.next as usize].alive = false;
+                    merged.push(pos);
+                }
+                _ => {}
+            }
+        }
+        for &pos in merged.iter() {
+            let s = syms[pos as usize];
+            if s.prev != NONE {
+                if let Some((r, _)) = merges.get(syms[s.prev as usize].id, s.id) {
+                    heap.push(Reverse((r, s.prev)));
+                }
+            }
+            if s.next != NONE {
+                if let Some((r, _)) = merges.get(s.id, syms[s.next as usize].id) {
+                    heap.push(Reverse((r, pos)));
+                }
+            }
+        }
+    }
+    ids.clear();
+    let mut i = 0u32;
+    while i != NONE {
+        let s = syms[i as usize];
+        ids.push(s.id);
+        i = s.next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Literal transliteration of the Python `bpe()` loop, as the reference.
+    fn reference(merges: &Merges, ids: &[u32]) -> Vec<u32> {
+        let mut word = ids.to_vec();
+        loop {
+            if word.len() < 2 {
+                return word;
+            }
+            let best = word.windows(2).filter_map(|w| merges.get(w[0], w[1])).min_by_key(|&(r, _)| r);
+            let Some((rank, new_id)) = best else {
+                return word;
+            };
+            let mut out = Vec::with_capacity(word.len());
+            let mut i = 0;
+            while i < word.len() {
+                if i + 1 < word.len() && merges.get(word[i], word[i + 1]).map(|m| m.0) == Some(rank) {
+                    out.push(new_id);
+                    i += 2;
+                } else {
+                    out.push(word[i]);
+                    i += 1;
+                }
+            }
+            word = out;
+        }
+    }
+
+    /// Tiny xorshift generator so the test needs no extra crates.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    #[test]
+    fn matches_reference_on_random_tables() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut scratch = Scratch::default();
+        for _ in 0..300 {
+            // Alphabet 0..4, merged ids from 100; ranks in random order (including "bad" tables
+            // where a merge ranks below the merge that creates its input).
+            let mut merges = Merges::default();
+            let mut tokens: Vec<u32> = (0..4).collect();
+            let n_merges = 1 + rng.below(12) as u32;
+            let mut ranks: Vec<u32> = (0..n_merges).collect();
+            for i in (1..ranks.len()).rev() {
+                ranks.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            for (k, &rank) in ranks.iter().enumerate() {
+                let a = tokens[rng.below(tokens.len() as u64) as usize];
+                let b = tokens[rng.below(tokens.len() as u64) as usize];
+                if merges.get(a, b).is_some() {
+                    continue;
+                }
+                let new_id = 100 + k as u32;
+                merges.insert(a, b, rank, new_id);
+                tokens.push(new_id);
+            }
+            for _ in 0..20 {
+                let len = rng.below(40) as usize;
+                let word: Vec<u32> = (0..len).map(|_| rng.below(4) as u32).collect();
+                let mut got = word.clone();
+                bpe(&merges, &mut got, &mut scratch);
+                assert_eq!(got, reference(&merges, &word), "word {word:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_uniform_piece() {
+        // "a a" → A (rank 0), "A A" → B (rank 1).
+        let mut merges = Merges::default();
+        merges.insert(0, 0, 0, 1);
+        merges.insert(1, 1, 1, 2);
+        let mut ids = vec![0u32; 200_001];
+        bpe(&merges, &mut ids, &mut Scratch::default());
+        assert_eq!(ids.len(), 50_001);
+        assert!(ids[..50_000].iter().all(|&x| x == 2));
+        assert_eq!(ids[50_000], 0);
+    }
+}

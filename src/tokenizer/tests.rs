@@ -1,0 +1,205 @@
+//! Tests with the real GPT-2 files (expected ids from transformers' GPT2Tokenizer 4.46).
+
+use super::*;
+use std::path::PathBuf;
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gpt2-tokenizer")
+}
+
+fn gpt2() -> Tokenizer {
+    let d = data_dir();
+    Tokenizer::from_vocab_merges(&d.join("encoder.json"), &d.join("vocab.bpe")).unwrap()
+}
+
+#[test]
+fn loads_gpt2() {
+    let t = gpt2();
+    assert_eq!(t.vocab_size(), 50257);
+    assert_eq!(t.merges_len(), 50000);
+    assert_eq!((t.eos_id(), t.bos_id(), t.pad_id()), (Some(50256), Some(50256), None));
+    assert_eq!(t.id_to_token(50256), Some("<|endoftext|>"));
+    assert_eq!(t.id_to_token(995), Some("Ġworld"));
+    assert_eq!(t.token_to_id("Ġworld"), Some(995));
+    assert_eq!(t.id_to_token(50257), None);
+}
+
+#[test]
+fn encodes_like_transformers() {
+    let t = gpt2();
+    let cases: &[(&str, &[u32])] = &[
+        ("Hello world", &[15496, 995]),
+        ("I can't believe it's not butter!", &[40, 460, 470, 1975, 340, 338, 407, 9215, 0]),
+        ("a  b\n\n  c \t", &[64, 220, 275, 628, 220, 269, 220, 197]),
+        (
+            "日本語 🤗👩\u{200d}💻 café",
+            &[33768, 98, 17312, 105, 45739, 252, 12520, 97, 245, 41840, 102, 447, 235, 8582, 240, 119, 40304],
+        ),
+        ("x<|endoftext|>y", &[87, 50256, 88]),
+        (" <|endoftext|> ", &[220, 50256, 220]),
+        ("\r\n12345 ½", &[201, 198, 10163, 2231, 25208]),
+        ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &[24794, 24794, 24794, 24794, 24794, 24794, 24794, 7252]),
+        ("", &[]),
+    ];
+    for (text, ids) in cases {
+        assert_eq!(t.encode(text), *ids, "{text:?}");
+        assert_eq!(t.decode(ids).unwrap(), *text);
+    }
+    assert_eq!(t.encode(&" ".repeat(20)), vec![220; 20]);
+}
+
+#[test]
+fn options() {
+    let mut t = gpt2();
+    t.options_mut().split_special_tokens = true;
+    assert_eq!(t.encode("x<|endoftext|>y"), [87, 27, 91, 437, 1659, 5239, 91, 29, 88]);
+    t.options_mut().split_special_tokens = false;
+    t.options_mut().add_prefix_space = true;
+    // transformers prepends the space unconditionally.
+    assert_eq!(t.encode(""), [220]);
+    assert_eq!(t.encode("hi"), [23105]);
+    assert_eq!(t.encode(" hi"), [220, 23105]);
+    assert_eq!(t.encode("\nhi"), [220, 198, 5303]);
+    assert_eq!(t.encode("<|endoftext|>hi"), [220, 50256, 5303]);
+}
+
+#[test]
+fn decode_errors_and_unknown_ids() {
+    let mut t = gpt2();
+    // 447 = "âĢ" = bytes E2 80 (an incomplete character).
+    assert_eq!(t.decode(&[447, 447, 5303]).unwrap(), "\u{FFFD}\u{FFFD}hi");
+    assert_eq!(t.decode_bytes(&[447]).unwrap(), b"\xE2\x80");
+    t.options_mut().errors = DecodeErrors::Ignore;
+    assert_eq!(t.decode(&[447, 447, 5303]).unwrap(), "hi");
+    t.options_mut().errors = DecodeErrors::Strict;
+    assert!(matches!(t.decode(&[447]), Err(Error::Input(_))));
+    let err = t.decode(&[50257]).unwrap_err().to_string();
+    assert!(err.contains("50257") && err.contains("50257)"), "{err}");
+}
+
+#[test]
+fn stream_decoder_holds_partial_characters() {
+    let t = gpt2();
+    let ids = t.encode("naïve 🤗 ok");
+    let mut s = StreamDecoder::new();
+    let mut out = String::new();
+    for &id in &ids {
+        let piece = s.push(&t, id).unwrap();
+        assert!(s.pending_len() <= 3);
+        out.push_str(&piece);
+    }
+    out.push_str(&s.finish());
+    assert_eq!(out, "naïve 🤗 ok");
+    // Incomplete then invalid: replaced as soon as known.
+    assert_eq!(s.push(&t, 447).unwrap(), "");
+    assert_eq!(s.push(&t, 5303).unwrap(), "\u{FFFD}hi");
+    assert_eq!(s.push(&t, 447).unwrap(), "");
+    assert_eq!(s.finish(), "\u{FFFD}");
+    assert!(s.push(&t, 99_999).is_err());
+}
+
+#[test]
+fn batch_uses_eos_as_pad() {
+    let t = gpt2();
+    let b = t.encode_batch(&["Hello world", "a"], &BatchOptions { max_length: Some(8), padding: Padding::Left });
+    assert_eq!(b.input_ids, [vec![15496, 995], vec![50256, 64]]);
+    assert_eq!(b.attention_mask, [vec![1, 1], vec![0, 1]]);
+}
+
+fn tiny(vocab: &str, merges: &str) -> Result<Tokenizer> {
+    Tokenizer::from_bytes_vocab_merges(vocab.as_bytes(), merges.as_bytes(), Path::new("/mem"))
+}
+
+#[test]
+fn hostile_files() {
+    let err = |r: Result<Tokenizer>| r.unwrap_err().to_string();
+    let e = err(tiny("not json", "#version: 0.2\n"));
+    assert!(e.contains("vocab.json") && e.contains("not valid JSON"), "{e}");
+    let e = err(tiny(r#"{"a": 0, "b": 0}"#, "#version: 0.2\n"));
+    assert!(e.contains("both have id 0"), "{e}");
+    let e = err(tiny(r#"{"a": 0, "b": 1}"#, "#version: 0.2\na c\n"));
+    assert!(e.contains("merges.txt line 2") && e.contains("\"c\""), "{e}");
+    let e = err(tiny(r#"{"a": 0, "b": 1}"#, "#version: 0.2\na b\n"));
+    assert!(e.contains("merges.txt line 2") && e.contains("\"ab\""), "{e}");
+    let e = err(tiny(r#"{"a": 0}"#, ""));
+    assert!(e.contains("merges.txt") && e.contains("empty"), "{e}");
+    let e = err(tiny("", "#version: 0.2\n"));
+    assert!(e.contains("empty"), "{e}");
+    let e = err(tiny(r#"{"a": true}"#, "#version: 0.2\n"));
+    assert!(e.contains("not an integer"), "{e}");
+    // A vocabulary without most byte tokens: unknown bytes become unk, and ids without a token
+    // are decode errors.
+    let t = tiny(r#"{"a": 0, "b": 1, "ab": 5}"#, "#version: 0.2\na b\n").unwrap();
+    assert_eq!(t.vocab_size(), 7);
+    assert_eq!(t.eos_id(), Some(6));
+    assert_eq!(t.encode("abab a"), [5, 5, 6, 0]);
+    assert!(t.decode(&[3]).is_err());
+}
+
+#[test]
+fn tokenizer_json_and_model_dir() {
+    let dir = std::env::temp_dir().join(format!("quill-tok-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = Tokenizer::from_model_dir(&dir).unwrap_err().to_string();
+    assert!(err.contains(&dir.display().to_string()) && err.contains("tokenizer.json"), "{err}");
+
+    let json = r#"{
+        "added_tokens": [{"id": 4, "content": "<|eot|>", "special": true, "lstrip": false, "rstrip": false}],
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": true},
+        "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "Ġ": 3, "Ġab": 5},
+                  "merges": ["a b", ["Ġ", "ab"]]}
+    }"#;
+    std::fs::write(dir.join("tokenizer.json"), json).unwrap();
+    let t = Tokenizer::from_tokenizer_json(&dir.join("tokenizer.json")).unwrap();
+    assert!(t.options().add_prefix_space);
+    assert_eq!(t.encode("ab<|eot|>ab"), [5, 4, 2]);
+    assert_eq!(t.vocab_size(), 7); // <|endoftext|> added at 6
+    assert_eq!(t.decode(&[5, 4, 2]).unwrap(), " ab<|eot|>ab");
+
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"add_prefix_space": false, "eos_token": {"content": "<|eot|>"}, "pad_token": "<pad>", "errors": "ignore"}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("special_tokens_map.json"), r#"{"bos_token": "<|eot|>"}"#).unwrap();
+    let t = Tokenizer::from_model_dir(&dir).unwrap();
+    assert!(!t.options().add_prefix_space);
+    assert_eq!(t.options().errors, DecodeErrors::Ignore);
+    assert_eq!((t.eos_id(), t.bos_id(), t.pad_id()), (Some(4), Some(4), Some(7)));
+    assert_eq!(t.encode("ab<pad>"), [2, 7]);
+
+    // New-style config (with added_tokens_decoder): special_tokens_map.json is not read.
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"added_tokens_decoder": {"4": {"content": "<|eot|>", "special": true}}, "eos_token": "<|eot|>"}"#,
+    )
+    .unwrap();
+    let t = Tokenizer::from_model_dir(&dir).unwrap();
+    assert_eq!((t.eos_id(), t.bos_id(), t.pad_id()), (Some(4), Some(6), None));
+    // Legacy config: added_tokens.json is read too.
+    std::fs::write(dir.join("tokenizer_config.json"), "{}").unwrap();
+    std::fs::write(dir.join("added_tokens.json"), r#"{"<new>": 9}"#).unwrap();
+    let t = Tokenizer::from_model_dir(&dir).unwrap();
+    assert_eq!(t.bos_id(), Some(4));
+    assert_eq!(t.encode("<new>ab"), [3, 9, 2]); // add_prefix_space from tokenizer.json
+    assert_eq!(t.vocab_size(), 10);
+    std::fs::write(dir.join("added_tokens.json"), r#"{"<new>": 4}"#).unwrap();
+    let err = Tokenizer::from_model_dir(&dir).unwrap_err().to_string();
+    assert!(err.contains("added_tokens.json") && err.contains("already"), "{err}");
+    std::fs::remove_file(dir.join("added_tokens.json")).unwrap();
+
+    std::fs::write(dir.join("tokenizer.json"), r#"{"model": {"type": "WordPiece"}}"#).unwrap();
+    let err = Tokenizer::from_model_dir(&dir).unwrap_err().to_string();
+    assert!(err.contains("only \"BPE\""), "{err}");
+    std::fs::write(dir.join("tokenizer.json"), r#"{"model": {"vocab": {"a": 0}, "merges": ["a"]}}"#).unwrap();
+    let err = Tokenizer::from_model_dir(&dir).unwrap_err().to_string();
+    assert!(err.contains("model.merges[0]"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tokenizer_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Tokenizer>();
+    check::<StreamDecoder>();
+}
