@@ -1,7 +1,8 @@
 //! Memory-mapped safetensors checkpoints with typed tensor views.
 //!
-//! f32 tensors are used in place: a view borrows straight from the mapping. f16/bf16 tensors are
-//! widened to f32 once at load (the SIMD kernels issue will run them in place).
+//! Weight matrices stored as f32 or f16 are used in place: a view borrows straight from the
+//! mapping and the kernels read that element type. bf16 weights are widened to f32 once at load
+//! (no bf16 kernels yet), as are the small vectors (biases, LayerNorm) of any type.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,7 +10,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use half::f16;
 use memmap2::Mmap;
+use quill_kernels::WeightData;
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use crate::error::{read_json, Error, Result};
@@ -62,24 +65,75 @@ pub struct TensorF32 {
     pub shape: Vec<usize>,
 }
 
+/// A weight matrix in the element type the kernels read it in: f32 or f16, in place when the
+/// file's alignment allows.
+#[derive(Clone)]
+pub struct WeightTensor {
+    storage: Storage,
+    f16: bool,
+    pub shape: Vec<usize>,
+}
+
 #[derive(Clone)]
 enum Storage {
     Mapped { file: Arc<MappedFile>, range: Range<usize> },
-    Owned(Arc<Vec<f32>>),
+    OwnedF32(Arc<Vec<f32>>),
+    OwnedF16(Arc<Vec<f16>>),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Mapped { file, range } => &file.map[range.clone()],
+            Storage::OwnedF32(v) => bytemuck::cast_slice(v),
+            Storage::OwnedF16(v) => bytemuck::cast_slice(v),
+        }
+    }
 }
 
 impl TensorF32 {
     pub fn data(&self) -> &[f32] {
-        match &self.storage {
-            // Alignment and length were checked when the view was made.
-            Storage::Mapped { file, range } => bytemuck::cast_slice(&file.map[range.clone()]),
-            Storage::Owned(v) => v,
+        // Alignment and element type were checked when the view was made.
+        bytemuck::cast_slice(self.storage.bytes())
+    }
+
+    /// True when the data is read in place from the mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.storage, Storage::Mapped { .. })
+    }
+}
+
+impl WeightTensor {
+    pub fn data(&self) -> WeightData<'_> {
+        // Alignment and element type were checked when the view was made.
+        let bytes = self.storage.bytes();
+        if self.f16 {
+            WeightData::F16(bytemuck::cast_slice(bytes))
+        } else {
+            WeightData::F32(bytemuck::cast_slice(bytes))
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        if self.f16 {
+            DType::F16
+        } else {
+            DType::F32
         }
     }
 
     /// True when the data is read in place from the mapped file.
     pub fn is_mapped(&self) -> bool {
         matches!(self.storage, Storage::Mapped { .. })
+    }
+
+    /// Row `i` of a 2-D tensor, widened into `out`.
+    pub fn row_to_f32(&self, i: usize, out: &mut [f32]) {
+        let n = out.len();
+        match self.data() {
+            WeightData::F32(d) => out.copy_from_slice(&d[i * n..][..n]),
+            WeightData::F16(d) => out.iter_mut().zip(&d[i * n..][..n]).for_each(|(o, h)| *o = h.to_f32()),
+        }
     }
 }
 
@@ -138,8 +192,9 @@ impl Checkpoint {
         self.files.iter().map(|f| f.path.as_path()).collect()
     }
 
-    /// The tensor `name` as f32 with exactly `shape`; errors name the tensor and both shapes.
-    pub fn tensor_f32(&self, name: &str, shape: &[usize]) -> Result<TensorF32> {
+    /// The entry of `name`, checked to have exactly `shape` and a supported type; errors name the
+    /// tensor and both shapes.
+    fn checked(&self, name: &str, shape: &[usize]) -> Result<(&Arc<MappedFile>, &TensorEntry, DType)> {
         let entry = self
             .get(name)
             .ok_or_else(|| Error::bad_file(self.files[0].path.as_path(), format!("tensor '{name}' is missing")))?;
@@ -150,29 +205,52 @@ impl Checkpoint {
                 format!("tensor '{name}' has shape {:?}, expected {:?}", entry.shape, shape),
             ));
         }
-        let bytes = &file.map[entry.range.clone()];
-        let storage = match entry.dtype {
-            Some(DType::F32) if entry.range.start % 4 == 0 => {
+        let dtype = entry.dtype.ok_or_else(|| {
+            Error::bad_file(
+                &file.path,
+                format!("tensor '{name}' has dtype {}, expected F32, F16 or BF16", entry.dtype_name),
+            )
+        })?;
+        Ok((file, entry, dtype))
+    }
+
+    /// The tensor `name` as f32 with exactly `shape` (widened if stored narrower).
+    pub fn tensor_f32(&self, name: &str, shape: &[usize]) -> Result<TensorF32> {
+        let (file, entry, dtype) = self.checked(name, shape)?;
+        let storage = match dtype {
+            DType::F32 if entry.range.start % 4 == 0 => {
                 Storage::Mapped { file: Arc::clone(file), range: entry.range.clone() }
             }
-            // An unaligned f32 tensor (older writers did not pad the header) is copied once.
-            Some(DType::F32) => Storage::Owned(Arc::new(
-                bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            )),
-            Some(DType::F16) => Storage::Owned(Arc::new(
-                bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            )),
-            Some(DType::BF16) => Storage::Owned(Arc::new(
-                bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            )),
-            None => {
-                return Err(Error::bad_file(
-                    &file.path,
-                    format!("tensor '{name}' has dtype {}, expected F32, F16 or BF16", entry.dtype_name),
-                ))
-            }
+            _ => Storage::OwnedF32(Arc::new(widen(dtype, &file.map[entry.range.clone()]))),
         };
         Ok(TensorF32 { storage, shape: shape.to_vec() })
+    }
+
+    /// The weight matrix `name` with exactly `shape`: f32 and f16 in place, bf16 widened to f32.
+    pub fn weight(&self, name: &str, shape: &[usize]) -> Result<WeightTensor> {
+        let (file, entry, dtype) = self.checked(name, shape)?;
+        let bytes = &file.map[entry.range.clone()];
+        let mapped = || Storage::Mapped { file: Arc::clone(file), range: entry.range.clone() };
+        let (storage, f16) = match dtype {
+            DType::F32 if entry.range.start % 4 == 0 => (mapped(), false),
+            DType::F16 if entry.range.start % 2 == 0 => (mapped(), true),
+            // Unaligned data (older writers did not pad the header) is copied once.
+            DType::F16 => (
+                Storage::OwnedF16(Arc::new(bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect())),
+                true,
+            ),
+            DType::F32 | DType::BF16 => (Storage::OwnedF32(Arc::new(widen(dtype, bytes))), false),
+        };
+        Ok(WeightTensor { storage, f16, shape: shape.to_vec() })
+    }
+}
+
+/// Little-endian elements of `dtype` as f32.
+fn widen(dtype: DType, bytes: &[u8]) -> Vec<f32> {
+    match dtype {
+        DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        DType::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        DType::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
     }
 }
 

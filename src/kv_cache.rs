@@ -68,9 +68,9 @@ impl KvArena {
         }
     }
 
-    /// The `[capacity, D]` key and value blocks of one head.
-    pub fn head(&self, layer: usize, head: usize) -> (&[f32], &[f32]) {
-        let block = self.block(layer, head);
-        (&self.keys[block.clone()], &self.values[block])
+    /// The key and value blocks `[H][capacity, D]` of one layer.
+    pub fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
+        let size = self.n_head * self.capacity * self.head_dim;
+        (&self.keys[layer * size..][..size], &self.values[layer * size..][..size])
     }
 }

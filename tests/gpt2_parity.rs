@@ -5,19 +5,27 @@ mod common;
 use common::{data_dir, f32s, golden, max_abs_diff, read_f32, u32s};
 use quill::generate::{greedy, GenerateOptions};
 use quill::Model;
+use quill_kernels::Level;
 
 const TOL: f32 = 2e-4;
 const FIXTURES: &[&str] = &["tiny-gpt2-hub", "tiny-gpt2-saved"];
 
-fn load(name: &str) -> (Model, serde_json::Value) {
-    let model = Model::load_dir(&data_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    (model, golden(&format!("{name}.json")))
+/// Every fixture model once per kernel level this CPU supports.
+fn models() -> Vec<(String, Model, serde_json::Value)> {
+    let mut out = Vec::new();
+    for name in FIXTURES {
+        for level in Level::available() {
+            let mut model = Model::load_dir(&data_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            model.set_kernels(quill_kernels::select(Some(level.name())).unwrap());
+            out.push((format!("{name} [{}]", level.name()), model, golden(&format!("{name}.json"))));
+        }
+    }
+    out
 }
 
 #[test]
 fn logits_match_transformers_at_every_position() {
-    for name in FIXTURES {
-        let (model, gold) = load(name);
+    for (name, model, gold) in models() {
         let v = model.config.vocab_size;
         for (k, p) in gold["prompts"].as_array().unwrap().iter().enumerate() {
             let ids = u32s(&p["ids"]);
@@ -48,8 +56,7 @@ fn logits_match_transformers_at_every_position() {
 
 #[test]
 fn incremental_decoding_equals_the_full_forward() {
-    for name in FIXTURES {
-        let (model, gold) = load(name);
+    for (name, model, gold) in models() {
         let v = model.config.vocab_size;
         for p in gold["prompts"].as_array().unwrap() {
             let ids = u32s(&p["ids"]);
@@ -67,8 +74,7 @@ fn incremental_decoding_equals_the_full_forward() {
 
 #[test]
 fn greedy_continuations_equal_transformers() {
-    for name in FIXTURES {
-        let (model, gold) = load(name);
+    for (name, model, gold) in models() {
         for (k, p) in gold["prompts"].as_array().unwrap().iter().enumerate() {
             let want = u32s(&p["greedy_ids"]);
             let mut session = model.session(None).unwrap();

@@ -1,19 +1,27 @@
-//! The kernel table: chosen once per process, from the CPU's features or `QUILL_KERNELS`.
+//! The kernel table: chosen once per process, from the CPU's features or `QUILL_KERNELS`, and
+//! the safe methods every caller goes through (length checks, splitting work across threads).
 
 use std::sync::OnceLock;
 
-use crate::{scalar, Activation, AttentionHead, WeightF32};
+use rayon::prelude::*;
+
+use crate::{isa, Activation, AttentionHead, AttentionLayer, Weight};
 
 /// A family of kernel implementations, from the portable reference up to the widest SIMD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Scalar,
+    /// x86_64 AVX2 + FMA + F16C.
     Avx2,
+    /// x86_64 AVX-512 F + BW (with AVX2 + FMA + F16C).
     Avx512,
+    /// aarch64 Advanced SIMD.
     Neon,
 }
 
 impl Level {
+    pub const ALL: [Level; 4] = [Level::Scalar, Level::Avx2, Level::Avx512, Level::Neon];
+
     pub fn name(self) -> &'static str {
         match self {
             Level::Scalar => "scalar",
@@ -24,9 +32,35 @@ impl Level {
     }
 
     pub fn parse(s: &str) -> Option<Level> {
-        [Level::Scalar, Level::Avx2, Level::Avx512, Level::Neon]
-            .into_iter()
-            .find(|l| l.name().eq_ignore_ascii_case(s.trim()))
+        Level::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Whether this CPU can run the level's kernels.
+    pub fn supported(self) -> bool {
+        match self {
+            Level::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => {
+                Level::Avx2.supported()
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Level::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Every level this CPU supports, lowest first.
+    pub fn available() -> Vec<Level> {
+        Level::ALL.into_iter().filter(|l| l.supported()).collect()
     }
 }
 
@@ -62,60 +96,107 @@ pub fn cpu_features() -> Vec<&'static str> {
     found
 }
 
-/// The levels this build implements; SIMD tables join this list as they are written.
-const IMPLEMENTED: &[Level] = &[Level::Scalar];
+/// Physical cores (not hyper-threads) where the OS says, else the logical count.
+pub fn physical_cores() -> usize {
+    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+    #[cfg(target_os = "linux")]
+    if let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") {
+        let mut cores = std::collections::HashSet::new();
+        let mut physical = "";
+        for line in info.lines() {
+            if let Some((key, value)) = line.split_once(':') {
+                match key.trim() {
+                    "physical id" => physical = value.trim(),
+                    "core id" => {
+                        cores.insert((physical.to_string(), value.trim().to_string()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !cores.is_empty() {
+            return cores.len().min(logical);
+        }
+    }
+    logical
+}
 
-/// Picks the best implemented level, or the one `requested` names (a level the build or the CPU
-/// lacks is an error, never a silent fallback).
-pub fn select(requested: Option<&str>) -> Result<Kernels, LevelError> {
+/// The best level this CPU supports, or the one `requested` names (a level the CPU lacks is an
+/// error, never a silent fallback). Each level's table is built once and shared.
+pub fn select(requested: Option<&str>) -> Result<&'static Kernels, LevelError> {
+    let available = Level::available();
     let level = match requested {
-        None => *IMPLEMENTED.iter().max().expect("scalar is always implemented"),
+        None => *available.last().expect("scalar is always available"),
         Some(name) => {
             let level = Level::parse(name).ok_or_else(|| {
                 LevelError(format!("unknown kernel level '{name}' (expected scalar, avx2, avx512 or neon)"))
             })?;
-            if !IMPLEMENTED.contains(&level) {
+            if !available.contains(&level) {
                 return Err(LevelError(format!(
-                    "kernel level '{}' is not available in this build (available: {})",
+                    "kernel level '{}' is not supported by this CPU (available: {})",
                     level.name(),
-                    IMPLEMENTED.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+                    available.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
                 )));
             }
             level
         }
     };
-    Ok(Kernels::for_level(level))
+    static TABLES: [OnceLock<Kernels>; 4] = [const { OnceLock::new() }; 4];
+    let slot = Level::ALL.iter().position(|&l| l == level).expect("every level is in ALL");
+    Ok(TABLES[slot].get_or_init(|| Kernels::for_supported_level(level)))
 }
 
-static CHOSEN: OnceLock<Kernels> = OnceLock::new();
+static CHOSEN: OnceLock<&'static Kernels> = OnceLock::new();
 
 /// The process-wide kernel table: the first call decides (honouring `QUILL_KERNELS`), later calls
 /// return the same table. Fails only when `QUILL_KERNELS` names a level that cannot be used.
 pub fn kernels() -> Result<&'static Kernels, LevelError> {
     if let Some(k) = CHOSEN.get() {
-        return Ok(k);
+        return Ok(*k);
     }
     let requested = std::env::var("QUILL_KERNELS").ok().filter(|s| !s.is_empty());
     let k = select(requested.as_deref())?;
-    Ok(CHOSEN.get_or_init(|| k))
+    Ok(*CHOSEN.get_or_init(|| k))
 }
 
-type MatmulF32 = fn(&[f32], WeightF32, Option<&[f32]>, &mut [f32]);
-type LayerNorm = fn(&[f32], &[f32], &[f32], f32, &mut [f32]);
-type Act = fn(Activation, &mut [f32]);
-type Softmax = fn(&mut [f32]);
-type Attention = fn(AttentionHead, &mut [f32], &mut [f32], usize);
+/// Columns `n0..n1` of `out[M, N] = x · W + bias`, writing through a raw output pointer.
+type MatmulCols = unsafe fn(&[f32], Weight, Option<&[f32]>, *mut f32, usize, usize);
+type LayerNorm = unsafe fn(&[f32], &[f32], &[f32], f32, &mut [f32]);
 
-/// One implementation of every op. The methods check all lengths, so every variant behind them
-/// may assume well-formed arguments.
+/// One implementation of every op. Each entry is `unsafe` to call: it needs its ISA and trusts
+/// its arguments' lengths, which the [`Kernels`] methods check.
+#[derive(Clone, Copy)]
+pub(crate) struct Fns {
+    pub matmul_cols: MatmulCols,
+    pub layernorm: LayerNorm,
+    pub activation: unsafe fn(Activation, &mut [f32]),
+    pub softmax: unsafe fn(&mut [f32]),
+    pub attention_head: unsafe fn(&AttentionHead, &mut [f32], *mut f32, usize),
+    pub sum: unsafe fn(&[f32]) -> f32,
+}
+
+/// A pointer into an output that several threads write, each to its own disjoint part.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+impl SharedOut {
+    /// Through a method, so closures capture the whole (Send) wrapper, not the raw pointer.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: every use hands each thread a disjoint set of elements (documented at the use).
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+/// Below this many multiply-adds a matmul runs on the calling thread: waking the pool costs more.
+const PARALLEL_MIN_MACS: usize = 1 << 16;
+
 #[derive(Clone, Copy)]
 pub struct Kernels {
     level: Level,
-    matmul_f32: MatmulF32,
-    layernorm: LayerNorm,
-    activation: Act,
-    softmax: Softmax,
-    attention: Attention,
+    fns: Fns,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -125,64 +206,108 @@ impl std::fmt::Debug for Kernels {
 }
 
 impl Kernels {
-    fn for_level(level: Level) -> Kernels {
-        match level {
-            Level::Scalar | Level::Avx2 | Level::Avx512 | Level::Neon => Kernels {
-                level,
-                matmul_f32: scalar::matmul_f32,
-                layernorm: scalar::layernorm,
-                activation: scalar::activation,
-                softmax: scalar::softmax,
-                attention: scalar::attention,
-            },
-        }
+    /// The table of `level`, which the caller has checked the CPU supports.
+    fn for_supported_level(level: Level) -> Kernels {
+        let fns = match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => isa::avx2::FNS,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => isa::avx512::FNS,
+            #[cfg(target_arch = "aarch64")]
+            Level::Neon => isa::neon::FNS,
+            _ => isa::scalar::FNS,
+        };
+        Kernels { level, fns }
     }
 
     pub fn level(&self) -> Level {
         self.level
     }
 
-    /// `out[M, N] = x[M, K] · W + bias`, with `M = x.len() / K`.
-    pub fn matmul_f32(&self, x: &[f32], w: WeightF32, bias: Option<&[f32]>, out: &mut [f32]) {
-        assert!(w.k > 0 && x.len() % w.k == 0, "matmul: x length {} is not a multiple of K={}", x.len(), w.k);
-        assert_eq!(w.data.len(), w.k * w.n, "matmul: weight is not K×N");
-        assert_eq!(out.len(), x.len() / w.k * w.n, "matmul: out is not M×N");
+    /// `out[M, N] = x[M, K] · W + bias`, with `M = x.len() / K`; large ones split by columns
+    /// across the rayon pool.
+    pub fn matmul(&self, x: &[f32], w: Weight, bias: Option<&[f32]>, out: &mut [f32]) {
+        let (k, n) = (w.k, w.n);
+        assert!(k > 0 && n > 0 && x.len().is_multiple_of(k), "matmul: x length {} is not a multiple of K={k}", x.len());
+        assert_eq!(w.data.len(), k * n, "matmul: weight is not K×N");
+        let m = x.len() / k;
+        assert_eq!(out.len(), m * n, "matmul: out is not M×N");
         if let Some(b) = bias {
-            assert_eq!(b.len(), w.n, "matmul: bias is not N long");
+            assert_eq!(b.len(), n, "matmul: bias is not N long");
         }
-        (self.matmul_f32)(x, w, bias, out)
+        let threads = rayon::current_num_threads();
+        let dst = SharedOut(out.as_mut_ptr());
+        if threads <= 1 || m * k * n < PARALLEL_MIN_MACS {
+            // SAFETY: `out` is exclusively ours and holds M×N floats; the table's ISA is present.
+            unsafe { (self.fns.matmul_cols)(x, w, bias, dst.0, 0, n) };
+            return;
+        }
+        // Column ranges in multiples of 64, so every chunk starts on whole vectors and panels.
+        let chunk = n.div_ceil(threads).next_multiple_of(64);
+        (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
+            let (n0, n1) = (c * chunk, ((c + 1) * chunk).min(n));
+            // SAFETY: each task writes only columns n0..n1 of every row, disjoint from the others;
+            // `out` outlives the parallel loop; the table's ISA is present.
+            unsafe { (self.fns.matmul_cols)(x, w, bias, dst.ptr(), n0, n1) };
+        });
     }
 
     /// LayerNorm over rows of `gamma.len()` features.
     pub fn layernorm(&self, x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
         let n = gamma.len();
-        assert!(n > 0 && beta.len() == n && x.len() % n == 0 && out.len() == x.len(), "layernorm: shapes disagree");
-        (self.layernorm)(x, gamma, beta, eps, out)
+        assert!(
+            n > 0 && beta.len() == n && x.len().is_multiple_of(n) && out.len() == x.len(),
+            "layernorm: shapes disagree"
+        );
+        // SAFETY: lengths checked above; the table's ISA is present.
+        unsafe { (self.fns.layernorm)(x, gamma, beta, eps, out) }
     }
 
     pub fn activation(&self, kind: Activation, x: &mut [f32]) {
-        (self.activation)(kind, x)
+        // SAFETY: any length is valid; the table's ISA is present.
+        unsafe { (self.fns.activation)(kind, x) }
     }
 
     pub fn softmax(&self, x: &mut [f32]) {
         if !x.is_empty() {
-            (self.softmax)(x)
+            // SAFETY: non-empty row; the table's ISA is present.
+            unsafe { (self.fns.softmax)(x) }
         }
     }
 
-    /// Attention of one head (see [`AttentionHead`]); `scores` is scratch of at least `T` floats.
-    pub fn attention(&self, h: AttentionHead, scores: &mut [f32], out: &mut [f32], out_stride: usize) {
-        let t = h.first_pos + h.n_queries;
-        assert!(h.d > 0 && h.q_stride >= h.d && out_stride >= h.d, "attention: strides smaller than D");
-        assert!(h.window != Some(0), "attention: window of 0");
-        if h.n_queries == 0 {
+    /// Sum of all elements (the memory-bandwidth probe).
+    pub fn sum(&self, x: &[f32]) -> f32 {
+        // SAFETY: any length is valid; the table's ISA is present.
+        unsafe { (self.fns.sum)(x) }
+    }
+
+    /// Attention of every head of a layer (see [`AttentionLayer`]), heads split across the pool.
+    /// `scores` is scratch of at least `H × T` floats; head `h` writes columns `h·D .. (h+1)·D`
+    /// of each output row `i * out_stride`.
+    pub fn attention(&self, layer: &AttentionLayer, scores: &mut [f32], out: &mut [f32], out_stride: usize) {
+        let (h, d, m) = (layer.n_head, layer.d, layer.n_queries);
+        let t = layer.first_pos + m;
+        assert!(d > 0 && h > 0 && layer.window != Some(0), "attention: empty head or window");
+        assert!(layer.q_stride >= h * d && out_stride >= h * d, "attention: strides smaller than H×D");
+        assert!(layer.head_stride >= t * d, "attention: head blocks shorter than T×D");
+        assert!(layer.keys.len() >= (h - 1) * layer.head_stride + t * d, "attention: keys shorter than H blocks");
+        assert!(layer.values.len() >= (h - 1) * layer.head_stride + t * d, "attention: values shorter than H blocks");
+        assert!(scores.len() >= h * t, "attention: scores scratch shorter than H×T");
+        if m == 0 {
             return;
         }
-        let last_row = (h.n_queries - 1) * h.q_stride + h.d;
-        assert!(h.q.len() >= last_row, "attention: q too short");
-        assert!(out.len() >= (h.n_queries - 1) * out_stride + h.d, "attention: out too short");
-        assert!(h.keys.len() >= t * h.d && h.values.len() >= t * h.d, "attention: cache shorter than T");
-        assert!(scores.len() >= t, "attention: scores scratch shorter than T");
-        (self.attention)(h, scores, out, out_stride)
+        assert!(layer.q.len() >= (m - 1) * layer.q_stride + h * d, "attention: q too short");
+        assert!(out.len() >= (m - 1) * out_stride + h * d, "attention: out too short");
+        let dst = SharedOut(out.as_mut_ptr());
+        let run = |head: usize, scores: &mut [f32]| {
+            // SAFETY: head `head` writes only its own D columns of each output row, disjoint from
+            // the other heads; lengths checked above; the table's ISA is present.
+            unsafe { (self.fns.attention_head)(&layer.head(head), scores, dst.ptr().add(head * d), out_stride) };
+        };
+        if rayon::current_num_threads() <= 1 || m * t * h * d < PARALLEL_MIN_MACS {
+            (0..h).for_each(|head| run(head, &mut scores[head * t..][..t]));
+        } else {
+            scores[..h * t].par_chunks_mut(t).enumerate().for_each(|(head, s)| run(head, s));
+        }
     }
 }

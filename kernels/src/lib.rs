@@ -3,16 +3,23 @@
 //! Shape legend used throughout the crate:
 //! - `M` rows of activations (tokens processed together),
 //! - `K` input features of a matmul, `N` output features,
-//! - `T` positions held in the KV cache for one head, `D` the head dimension.
+//! - `H` attention heads, `T` positions held in the KV cache for one head, `D` the head dimension.
 //!
-//! Each op has a scalar reference in [`scalar`]; faster variants slot into the [`Kernels`] table,
-//! which is chosen once at start-up ([`kernels`]) by runtime CPU detection or `QUILL_KERNELS`.
-//! Callers only ever go through the safe methods of [`Kernels`], which check every length.
+//! Each op has a scalar reference in [`scalar`], the readable twin and test oracle of the SIMD
+//! variants. The SIMD variants are written once in `ops`, generic over a small vector trait
+//! (`simd`), and instantiated per ISA in `isa`. One [`Kernels`] table is chosen per process
+//! ([`kernels`]) by runtime CPU detection or `QUILL_KERNELS`; callers only go through its safe
+//! methods, which check every length and split large ops across the rayon thread pool.
 
 mod dispatch;
+mod elem;
+mod isa;
+mod ops;
 pub mod scalar;
+mod simd;
 
-pub use dispatch::{cpu_features, kernels, select, Kernels, Level, LevelError};
+pub use dispatch::{cpu_features, kernels, physical_cores, select, Kernels, Level, LevelError};
+pub use half::f16;
 
 /// Element-wise activation of the MLP, by its transformers name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,22 +43,62 @@ pub enum Layout {
     OutIn,
 }
 
-/// A borrowed f32 weight matrix with `k` inputs and `n` outputs.
+/// Weight elements as stored in the checkpoint; read in place by the kernels.
 #[derive(Clone, Copy, Debug)]
-pub struct WeightF32<'a> {
-    pub data: &'a [f32],
+pub enum WeightData<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl WeightData<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            WeightData::F32(d) => d.len(),
+            WeightData::F16(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A borrowed weight matrix with `k` inputs and `n` outputs.
+#[derive(Clone, Copy, Debug)]
+pub struct Weight<'a> {
+    pub data: WeightData<'a>,
     pub k: usize,
     pub n: usize,
     pub layout: Layout,
 }
 
-/// One attention head of new queries over the cached keys and values of that head.
+/// Attention of one layer: every head's new queries over that head's cached keys and values.
 ///
 /// Query `i` sits at position `first_pos + i` and sees cached positions `j` with `j <= first_pos + i`
 /// and, when `window` is set, `first_pos + i - j < window`.
 #[derive(Clone, Copy, Debug)]
+pub struct AttentionLayer<'a> {
+    /// Queries: head `h`'s query `i` is `q[i * q_stride + h * d ..][..d]`.
+    pub q: &'a [f32],
+    pub q_stride: usize,
+    /// Keys `[H][T', D]`: head `h`'s block starts at `h * head_stride`, positions contiguous.
+    pub keys: &'a [f32],
+    /// Values, laid out as `keys`.
+    pub values: &'a [f32],
+    pub head_stride: usize,
+    pub n_head: usize,
+    pub d: usize,
+    pub n_queries: usize,
+    pub first_pos: usize,
+    /// Multiplies every score before the softmax (1/sqrt(D) for GPT-2, 1 for GPT-Neo).
+    pub scale: f32,
+    pub window: Option<usize>,
+}
+
+/// One head of an [`AttentionLayer`], as the per-head kernels see it.
+#[derive(Clone, Copy, Debug)]
 pub struct AttentionHead<'a> {
-    /// Queries, row `i` at `q[i * q_stride ..][..d]`.
+    /// Query `i` at `q[i * q_stride ..][..d]`.
     pub q: &'a [f32],
     pub q_stride: usize,
     /// Keys `[T, D]`, contiguous.
@@ -61,7 +108,24 @@ pub struct AttentionHead<'a> {
     pub d: usize,
     pub n_queries: usize,
     pub first_pos: usize,
-    /// Multiplies every score before the softmax (1/sqrt(D) for GPT-2, 1 for GPT-Neo).
     pub scale: f32,
     pub window: Option<usize>,
+}
+
+impl<'a> AttentionLayer<'a> {
+    /// The view of head `h`.
+    pub fn head(&self, h: usize) -> AttentionHead<'a> {
+        let t = self.first_pos + self.n_queries;
+        AttentionHead {
+            q: &self.q[h * self.d..],
+            q_stride: self.q_stride,
+            keys: &self.keys[h * self.head_stride..][..t * self.d],
+            values: &self.values[h * self.head_stride..][..t * self.d],
+            d: self.d,
+            n_queries: self.n_queries,
+            first_pos: self.first_pos,
+            scale: self.scale,
+            window: self.window,
+        }
+    }
 }

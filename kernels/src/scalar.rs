@@ -1,28 +1,58 @@
-//! Scalar reference kernels: the readable twin and test oracle of every SIMD variant.
+//! Scalar reference kernels: the readable twin and test oracle of every SIMD variant, and the
+//! kernels of the `scalar` level on CPUs without a supported vector ISA.
 
-use crate::{Activation, AttentionHead, Layout, WeightF32};
+use crate::elem::Elem;
+use crate::{Activation, AttentionHead, Layout, Weight, WeightData};
 
 /// `out[M, N] = x[M, K] · W + bias`.
-pub fn matmul_f32(x: &[f32], w: WeightF32, bias: Option<&[f32]>, out: &mut [f32]) {
-    let (k, n) = (w.k, w.n);
-    for (x_row, out_row) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+pub fn matmul(x: &[f32], w: Weight, bias: Option<&[f32]>, out: &mut [f32]) {
+    // SAFETY: `out` is a live exclusive slice of M×N floats; the columns are all of 0..N.
+    unsafe { matmul_cols(x, w, bias, out.as_mut_ptr(), 0, w.n) }
+}
+
+/// Columns `n0..n1` of `out[M, N] = x[M, K] · W + bias`.
+///
+/// # Safety
+/// `out` must be valid for writes of `M × N` floats, where `M = x.len() / K`.
+pub(crate) unsafe fn matmul_cols(x: &[f32], w: Weight, bias: Option<&[f32]>, out: *mut f32, n0: usize, n1: usize) {
+    match w.data {
+        WeightData::F32(d) => matmul_cols_typed(x, d, w.k, w.n, w.layout, bias, out, n0, n1),
+        WeightData::F16(d) => matmul_cols_typed(x, d, w.k, w.n, w.layout, bias, out, n0, n1),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_cols_typed<E: Elem>(
+    x: &[f32],
+    w: &[E],
+    k: usize,
+    n: usize,
+    layout: Layout,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    for (i, x_row) in x.chunks_exact(k).enumerate() {
+        // SAFETY: row i, columns n0..n1 lie inside the M×N output the caller vouched for.
+        let out_row = std::slice::from_raw_parts_mut(out.add(i * n + n0), n1 - n0);
         match bias {
-            Some(b) => out_row.copy_from_slice(b),
+            Some(b) => out_row.copy_from_slice(&b[n0..n1]),
             None => out_row.fill(0.0),
         }
-        match w.layout {
-            // Row of W per input feature: accumulate x[i] * W[i, :] into the output row.
+        match layout {
+            // Row of W per input feature: accumulate x[i] * W[i, n0..n1] into the output row.
             Layout::InOut => {
-                for (&xi, w_row) in x_row.iter().zip(w.data.chunks_exact(n)) {
-                    for (o, &wv) in out_row.iter_mut().zip(w_row) {
-                        *o += xi * wv;
+                for (&xi, w_row) in x_row.iter().zip(w.chunks_exact(n)) {
+                    for (o, &wv) in out_row.iter_mut().zip(&w_row[n0..n1]) {
+                        *o += xi * wv.to_f32();
                     }
                 }
             }
             // Row of W per output feature: one dot product each.
             Layout::OutIn => {
-                for (o, w_row) in out_row.iter_mut().zip(w.data.chunks_exact(k)) {
-                    *o += dot(x_row, w_row);
+                for (o, w_row) in out_row.iter_mut().zip(w[n0 * k..n1 * k].chunks_exact(k)) {
+                    *o += x_row.iter().zip(w_row).map(|(a, b)| a * b.to_f32()).sum::<f32>();
                 }
             }
         }
@@ -47,21 +77,18 @@ pub fn layernorm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f3
 }
 
 pub fn activation(kind: Activation, x: &mut [f32]) {
-    match kind {
-        Activation::GeluNew => x.iter_mut().for_each(|v| *v = gelu_new(*v)),
-        Activation::Gelu => {
-            x.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + libm::erff(*v * std::f32::consts::FRAC_1_SQRT_2)))
-        }
-        Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
-        Activation::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
-        Activation::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
-    }
+    x.iter_mut().for_each(|v| *v = activate(kind, *v));
 }
 
-fn gelu_new(x: f32) -> f32 {
-    // sqrt(2/pi), as transformers' NewGELUActivation computes it.
-    const C: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (C * (x + 0.044715 * x * x * x)).tanh())
+pub(crate) fn activate(kind: Activation, x: f32) -> f32 {
+    match kind {
+        // sqrt(2/pi), as transformers' NewGELUActivation computes it.
+        Activation::GeluNew => 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044715 * x * x * x)).tanh()),
+        Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+        Activation::Relu => x.max(0.0),
+        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::Tanh => x.tanh(),
+    }
 }
 
 /// In-place softmax of one row.
@@ -78,7 +105,14 @@ pub fn softmax(x: &mut [f32]) {
 
 /// Attention of one head: `out[i] = softmax(scale · q[i] · Kᵀ) · V` over the visible positions.
 /// `scores` is scratch of at least `T` floats; row `i` of the output is `out[i * out_stride ..][..D]`.
-pub fn attention(h: AttentionHead, scores: &mut [f32], out: &mut [f32], out_stride: usize) {
+pub fn attention(h: &AttentionHead, scores: &mut [f32], out: &mut [f32], out_stride: usize) {
+    // SAFETY: `out` is a live exclusive slice; the caller's lengths were checked by `Kernels`.
+    unsafe { attention_head(h, scores, out.as_mut_ptr(), out_stride) }
+}
+
+/// # Safety
+/// `out` must be valid for writes of rows `i * out_stride .. + D` for every query `i`.
+pub(crate) unsafe fn attention_head(h: &AttentionHead, scores: &mut [f32], out: *mut f32, out_stride: usize) {
     let d = h.d;
     for i in 0..h.n_queries {
         let pos = h.first_pos + i;
@@ -89,7 +123,8 @@ pub fn attention(h: AttentionHead, scores: &mut [f32], out: &mut [f32], out_stri
             *s = dot(q, key) * h.scale;
         }
         softmax(visible);
-        let o = &mut out[i * out_stride..][..d];
+        // SAFETY: row i of the output, D floats, as the caller vouched.
+        let o = std::slice::from_raw_parts_mut(out.add(i * out_stride), d);
         o.fill(0.0);
         for (&p, value) in visible.iter().zip(h.values[start * d..].chunks_exact(d)) {
             for (ov, &vv) in o.iter_mut().zip(value) {
@@ -97,4 +132,9 @@ pub fn attention(h: AttentionHead, scores: &mut [f32], out: &mut [f32], out_stri
             }
         }
     }
+}
+
+/// Sum of all elements (the memory-bandwidth probe's reference).
+pub fn sum(x: &[f32]) -> f32 {
+    x.iter().sum()
 }

@@ -44,6 +44,11 @@ impl Model {
         Ok(Model { config, weights, kernels, checkpoint })
     }
 
+    /// Runs this model with another kernel table (e.g. `quill_kernels::select(Some("scalar"))`).
+    pub fn set_kernels(&mut self, kernels: &'static Kernels) {
+        self.kernels = kernels;
+    }
+
     /// Total parameters (the tied lm_head counted once).
     pub fn parameter_count(&self) -> usize {
         self.weights.parameter_count()

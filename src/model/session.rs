@@ -1,9 +1,10 @@
 //! The forward pass: one session = one sequence, its KV arena and every activation buffer,
 //! all allocated once in [`Session::new`]. After that, feeding tokens allocates nothing.
 
-use quill_kernels::{AttentionHead, Layout, WeightF32};
+use quill_kernels::{AttentionLayer, Layout, Weight};
 
 use super::Model;
+use crate::config::AttentionKind;
 use crate::error::{Error, Result};
 use crate::kv_cache::KvArena;
 
@@ -22,8 +23,10 @@ struct RunState {
     att: Vec<f32>,
     /// MLP hidden `[M, n_inner]`.
     fc: Vec<f32>,
-    /// Attention scores of one query `[T]`.
+    /// Attention scores of one query per head `[H, T]`.
     scores: Vec<f32>,
+    /// One position embedding, widened `[C]`.
+    pos_row: Vec<f32>,
     /// Logits of the last position `[V]`.
     logits: Vec<f32>,
 }
@@ -59,7 +62,8 @@ impl<'m> Session<'m> {
             qkv: vec![0.0; CHUNK * 3 * c],
             att: vec![0.0; CHUNK * c],
             fc: vec![0.0; CHUNK * cfg.n_inner],
-            scores: vec![0.0; ctx],
+            scores: vec![0.0; cfg.n_head * ctx],
+            pos_row: vec![0.0; c],
             logits: vec![0.0; cfg.vocab_size],
         };
         Ok(Session { model, kv: KvArena::new(cfg.n_layer, cfg.n_head, cfg.head_dim(), ctx), state })
@@ -154,13 +158,10 @@ impl<'m> Session<'m> {
         let fc = &mut s.fc[..m * cfg.n_inner];
 
         // Token plus position embeddings.
-        let (wte, wpe) = (w.wte.data(), w.wpe.data());
         for (i, (&id, row)) in ids.iter().zip(x.chunks_exact_mut(c)).enumerate() {
-            let tok = &wte[id as usize * c..][..c];
-            let pos = &wpe[(pos0 + i) * c..][..c];
-            for ((o, &a), &b) in row.iter_mut().zip(tok).zip(pos) {
-                *o = a + b;
-            }
+            w.wte.row_to_f32(id as usize, row);
+            w.wpe.row_to_f32(pos0 + i, &mut s.pos_row);
+            add_assign(row, &s.pos_row);
         }
 
         for (l, (lw, spec)) in w.layers.iter().zip(&cfg.layers).enumerate() {
@@ -168,24 +169,24 @@ impl<'m> Session<'m> {
             k.layernorm(x, lw.ln_1.gamma.data(), lw.ln_1.beta.data(), cfg.layer_norm_epsilon, h);
             lw.qkv.forward(k, h, qkv);
             self.kv.store(l, &qkv[c..], &qkv[2 * c..], 3 * c, m);
-            for head in 0..cfg.n_head {
-                let (keys, values) = self.kv.head(l, head);
-                let q = AttentionHead {
-                    q: &qkv[head * d..],
-                    q_stride: 3 * c,
-                    keys,
-                    values,
-                    d,
-                    n_queries: m,
-                    first_pos: pos0,
-                    scale: spec.score_scale,
-                    window: match spec.attention {
-                        crate::config::AttentionKind::Global => None,
-                        crate::config::AttentionKind::Local { window } => Some(window),
-                    },
-                };
-                k.attention(q, &mut s.scores, &mut att[head * d..], c);
-            }
+            let (keys, values) = self.kv.layer(l);
+            let layer = AttentionLayer {
+                q: qkv,
+                q_stride: 3 * c,
+                keys,
+                values,
+                head_stride: self.kv.capacity() * d,
+                n_head: cfg.n_head,
+                d,
+                n_queries: m,
+                first_pos: pos0,
+                scale: spec.score_scale,
+                window: match spec.attention {
+                    AttentionKind::Global => None,
+                    AttentionKind::Local { window } => Some(window),
+                },
+            };
+            k.attention(&layer, &mut s.scores, att, c);
             lw.attn_out.forward(k, att, h);
             add_assign(x, h);
 
@@ -211,10 +212,10 @@ impl<'m> Session<'m> {
             cfg.layer_norm_epsilon,
             h,
         );
-        let head = WeightF32 { data: w.lm_head().data(), k: c, n: cfg.vocab_size, layout: Layout::OutIn };
+        let head = Weight { data: w.lm_head().data(), k: c, n: cfg.vocab_size, layout: Layout::OutIn };
         match logits {
-            LogitsOut::Last => k.matmul_f32(h, head, None, &mut s.logits),
-            LogitsOut::All(out) => k.matmul_f32(h, head, None, out),
+            LogitsOut::Last => k.matmul(h, head, None, &mut s.logits),
+            LogitsOut::All(out) => k.matmul(h, head, None, out),
         }
     }
 }

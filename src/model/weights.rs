@@ -1,14 +1,14 @@
 //! Named weight views of a GPT-2 checkpoint, every shape checked against the config at load.
 
-use quill_kernels::{Kernels, Layout, WeightF32};
+use quill_kernels::{Kernels, Layout, Weight};
 
-use crate::checkpoint::{Checkpoint, TensorF32};
+use crate::checkpoint::{Checkpoint, TensorF32, WeightTensor};
 use crate::config::ModelConfig;
 use crate::error::Result;
 
 /// A dense layer `y = x · W + b` with `k` inputs and `n` outputs.
 pub struct Linear {
-    pub w: TensorF32,
+    pub w: WeightTensor,
     pub b: Option<TensorF32>,
     pub k: usize,
     pub n: usize,
@@ -18,8 +18,11 @@ pub struct Linear {
 impl Linear {
     /// `out[M, n] = x[M, k] · W + b`.
     pub fn forward(&self, kernels: &Kernels, x: &[f32], out: &mut [f32]) {
-        let w = WeightF32 { data: self.w.data(), k: self.k, n: self.n, layout: self.layout };
-        kernels.matmul_f32(x, w, self.b.as_ref().map(|b| b.data()), out);
+        kernels.matmul(x, self.weight(), self.b.as_ref().map(|b| b.data()), out);
+    }
+
+    pub fn weight(&self) -> Weight<'_> {
+        Weight { data: self.w.data(), k: self.k, n: self.n, layout: self.layout }
     }
 
     fn parameters(&self) -> usize {
@@ -48,13 +51,13 @@ pub struct LayerWeights {
 
 pub struct Weights {
     /// Token embeddings `(V, C)`; also the lm_head unless the checkpoint has its own.
-    pub wte: TensorF32,
+    pub wte: WeightTensor,
     /// Position embeddings `(n_positions, C)`.
-    pub wpe: TensorF32,
+    pub wpe: WeightTensor,
     pub layers: Vec<LayerWeights>,
     pub ln_f: Norm,
     /// An untied lm_head `(V, C)`, when the checkpoint carries one that differs from wte.
-    pub lm_head: Option<TensorF32>,
+    pub lm_head: Option<WeightTensor>,
 }
 
 impl Weights {
@@ -69,7 +72,7 @@ impl Weights {
         // GPT-2's Conv1D stores (in, out).
         let conv1d = |name: &str, k: usize, n: usize| -> Result<Linear> {
             Ok(Linear {
-                w: t(&format!("{name}.weight"), &[k, n])?,
+                w: ckpt.weight(&format!("{prefix}{name}.weight"), &[k, n])?,
                 b: Some(t(&format!("{name}.bias"), &[n])?),
                 k,
                 n,
@@ -89,25 +92,27 @@ impl Weights {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let wte = t("wte.weight", &[v, c])?;
+        let wte = ckpt.weight(&format!("{prefix}wte.weight"), &[v, c])?;
         // lm_head is tied to wte; a file that stores it anyway (identical bytes) still shares wte.
         let lm_head = match ckpt.get("lm_head.weight") {
             Some(_) => {
-                let head = ckpt.tensor_f32("lm_head.weight", &[v, c])?;
-                (head.data() != wte.data()).then_some(head)
+                let head = ckpt.weight("lm_head.weight", &[v, c])?;
+                (!same_data(&head, &wte)).then_some(head)
             }
             None => None,
         };
-        Ok(Weights { wpe: t("wpe.weight", &[config.n_positions, c])?, wte, layers, ln_f: norm("ln_f")?, lm_head })
+        let wpe = ckpt.weight(&format!("{prefix}wpe.weight"), &[config.n_positions, c])?;
+        Ok(Weights { wpe, wte, layers, ln_f: norm("ln_f")?, lm_head })
     }
 
     /// The `(V, C)` matrix that maps the final hidden state to logits.
-    pub fn lm_head(&self) -> &TensorF32 {
+    pub fn lm_head(&self) -> &WeightTensor {
         self.lm_head.as_ref().unwrap_or(&self.wte)
     }
 
     pub fn parameter_count(&self) -> usize {
         let norm = |n: &Norm| 2 * n.gamma.data().len();
+        let len = |t: &WeightTensor| t.data().len();
         let layers: usize = self
             .layers
             .iter()
@@ -120,10 +125,16 @@ impl Weights {
                     + l.proj.parameters()
             })
             .sum();
-        self.wte.data().len()
-            + self.wpe.data().len()
-            + layers
-            + norm(&self.ln_f)
-            + self.lm_head.as_ref().map_or(0, |h| h.data().len())
+        len(&self.wte) + len(&self.wpe) + layers + norm(&self.ln_f) + self.lm_head.as_ref().map_or(0, len)
+    }
+}
+
+/// Whether two weights hold the same elements (a tied lm_head saved twice).
+fn same_data(a: &WeightTensor, b: &WeightTensor) -> bool {
+    use quill_kernels::WeightData::{F16, F32};
+    match (a.data(), b.data()) {
+        (F32(x), F32(y)) => x == y,
+        (F16(x), F16(y)) => x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()) && x.len() == y.len(),
+        _ => false,
     }
 }

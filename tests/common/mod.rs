@@ -53,7 +53,7 @@ pub fn write_safetensors(path: &Path, tensors: &[RawTensor], pad_to: usize) {
         offset += bytes.len();
     }
     let mut text = serde_json::to_vec(&header).unwrap();
-    while (8 + text.len()) % pad_to != 0 {
+    while !(8 + text.len()).is_multiple_of(pad_to) {
         text.push(b' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();

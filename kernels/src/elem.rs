@@ -1,0 +1,36 @@
+//! Weight element types the kernels read in place: f32 and IEEE f16.
+
+use half::f16;
+
+use crate::simd::Simd;
+
+pub(crate) trait Elem: Copy + Send + Sync + 'static {
+    fn to_f32(self) -> f32;
+    /// `S::LANES` elements from `p`, widened to f32.
+    ///
+    /// # Safety
+    /// `p` must be valid for `S::LANES` reads and the CPU must support `S`.
+    unsafe fn load<S: Simd>(p: *const Self) -> S;
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const f32) -> S {
+        S::load(p)
+    }
+}
+
+impl Elem for f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const f16) -> S {
+        S::load_f16(p as *const u16)
+    }
+}

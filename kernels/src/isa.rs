@@ -1,0 +1,83 @@
+//! Kernel tables per ISA: the generic `ops` instantiated inside `#[target_feature]` functions.
+//! A table is only handed out by `dispatch::select` after the CPU was seen to have its features.
+
+/// Instantiates every op for one vector type; `$mr × $nv` is the GEMM micro-kernel's register
+/// block (rows × vectors), sized to the ISA's register file.
+macro_rules! isa_table {
+    ($name:ident, $features:literal, $simd:ty, $mr:literal, $nv:literal) => {
+        pub(crate) mod $name {
+            use crate::dispatch::Fns;
+            use crate::{ops, Activation, AttentionHead, Weight};
+
+            #[target_feature(enable = $features)]
+            unsafe fn matmul_cols(x: &[f32], w: Weight, bias: Option<&[f32]>, out: *mut f32, n0: usize, n1: usize) {
+                ops::matmul::matmul_cols::<$simd, $mr, $nv>(x, w, bias, out, n0, n1)
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn layernorm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
+                ops::vector::layernorm::<$simd>(x, gamma, beta, eps, out)
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn activation(kind: Activation, x: &mut [f32]) {
+                ops::vector::activation::<$simd>(kind, x)
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn softmax(x: &mut [f32]) {
+                ops::vector::softmax::<$simd>(x)
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn attention_head(h: &AttentionHead, scores: &mut [f32], out: *mut f32, out_stride: usize) {
+                ops::attention::attention_head::<$simd>(h, scores, out, out_stride)
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn sum(x: &[f32]) -> f32 {
+                ops::vector::sum::<$simd>(x)
+            }
+
+            pub(crate) const FNS: Fns = Fns { matmul_cols, layernorm, activation, softmax, attention_head, sum };
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+isa_table!(avx2, "avx2,fma,f16c", crate::simd::x86::Avx2, 6, 2);
+#[cfg(target_arch = "x86_64")]
+isa_table!(avx512, "avx512f,avx512bw,avx2,fma,f16c", crate::simd::x86::Avx512, 8, 2);
+#[cfg(target_arch = "aarch64")]
+isa_table!(neon, "neon", crate::simd::neon::Neon, 6, 4);
+
+/// The scalar reference, behind the same table shape.
+pub(crate) mod scalar {
+    use crate::dispatch::Fns;
+    use crate::{scalar, Activation};
+
+    unsafe fn layernorm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
+        scalar::layernorm(x, gamma, beta, eps, out)
+    }
+
+    unsafe fn activation(kind: Activation, x: &mut [f32]) {
+        scalar::activation(kind, x)
+    }
+
+    unsafe fn softmax(x: &mut [f32]) {
+        scalar::softmax(x)
+    }
+
+    unsafe fn sum(x: &[f32]) -> f32 {
+        scalar::sum(x)
+    }
+
+    pub(crate) const FNS: Fns = Fns {
+        matmul_cols: scalar::matmul_cols,
+        layernorm,
+        activation,
+        softmax,
+        attention_head: scalar::attention_head,
+        sum,
+    };
+}

@@ -1,0 +1,288 @@
+//! Matmul with f32 activations and f32 or f16 weights in either layout.
+//!
+//! One row (decode) is a GEMV that streams every weight exactly once, which is what bounds
+//! decoding: the weights do not fit in cache, so speed is memory bandwidth. More rows (prefill)
+//! go through a cache-blocked GEMM: `KC × NR` panels of W are packed (and widened from f16) into
+//! a contiguous buffer, then an `MR × NR` register-blocked micro-kernel multiplies them with
+//! `MR` rows of x.
+
+use std::cell::RefCell;
+
+use crate::elem::Elem;
+use crate::simd::Simd;
+use crate::{Layout, Weight, WeightData};
+
+/// Depth of one packed panel: `KC × NR` floats stay in L1 while `M / MR` micro-kernels use them.
+const KC: usize = 256;
+
+/// From this many rows on, the GEMM path is used.
+const GEMM_MIN_ROWS: usize = 2;
+
+thread_local! {
+    /// Per-thread packing buffers, grown once to the largest size seen and then reused.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Columns `n0..n1` of `out[M, N] = x[M, K] · W + bias`.
+///
+/// # Safety
+/// The CPU supports `S`; `out` is valid for writes of `M × N` floats; no other thread writes
+/// columns `n0..n1` of it meanwhile.
+#[inline(always)]
+pub(crate) unsafe fn matmul_cols<S: Simd, const MR: usize, const NV: usize>(
+    x: &[f32],
+    w: Weight,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    match w.data {
+        WeightData::F32(d) => matmul_typed::<S, f32, MR, NV>(x, d, w, bias, out, n0, n1),
+        WeightData::F16(d) => matmul_typed::<S, half::f16, MR, NV>(x, d, w, bias, out, n0, n1),
+    }
+}
+
+#[inline(always)]
+unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
+    x: &[f32],
+    data: &[E],
+    w: Weight,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    let (k, n) = (w.k, w.n);
+    let m = x.len() / k;
+    for i in 0..m {
+        let row = std::slice::from_raw_parts_mut(out.add(i * n + n0), n1 - n0);
+        match bias {
+            Some(b) => row.copy_from_slice(&b[n0..n1]),
+            None => row.fill(0.0),
+        }
+    }
+    if m < GEMM_MIN_ROWS {
+        for i in 0..m {
+            let x_row = &x[i * k..][..k];
+            let out_row = out.add(i * n);
+            match w.layout {
+                Layout::OutIn => gemv_out_in::<S, E>(x_row, data.as_ptr(), k, out_row, n0, n1),
+                Layout::InOut => gemv_in_out::<S, E>(x_row, data.as_ptr(), n, out_row, n0, n1),
+            }
+        }
+    } else {
+        gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1);
+    }
+}
+
+/// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W stored `(N, K)`: four rows at a time.
+#[inline(always)]
+unsafe fn gemv_out_in<S: Simd, E: Elem>(x: &[f32], w: *const E, k: usize, out: *mut f32, n0: usize, n1: usize) {
+    let full = k / S::LANES * S::LANES;
+    let px = x.as_ptr();
+    let tail = |row: *const E| -> f32 { (full..k).map(|i| x[i] * (*row.add(i)).to_f32()).sum() };
+    let mut j = n0;
+    while j + 4 <= n1 {
+        let rows = [w.add(j * k), w.add((j + 1) * k), w.add((j + 2) * k), w.add((j + 3) * k)];
+        let mut acc = [S::zero(); 4];
+        let mut i = 0;
+        while i < full {
+            let xv = S::load(px.add(i));
+            for (a, r) in acc.iter_mut().zip(rows) {
+                *a = E::load::<S>(r.add(i)).mul_add(xv, *a);
+            }
+            i += S::LANES;
+        }
+        for (r, (a, row)) in acc.iter().zip(rows).enumerate() {
+            *out.add(j + r) += a.hsum() + tail(row);
+        }
+        j += 4;
+    }
+    while j < n1 {
+        let row = w.add(j * k);
+        let mut acc = S::zero();
+        let mut i = 0;
+        while i < full {
+            acc = E::load::<S>(row.add(i)).mul_add(S::load(px.add(i)), acc);
+            i += S::LANES;
+        }
+        *out.add(j) += acc.hsum() + tail(row);
+        j += 1;
+    }
+}
+
+/// `out[n0..n1] += Σ_k x[k] · W[k, n0..n1]`, W stored `(K, N)`: the output slice stays in L1
+/// while four weight rows at a time stream through, each read once, in order.
+#[inline(always)]
+unsafe fn gemv_in_out<S: Simd, E: Elem>(x: &[f32], w: *const E, n: usize, out: *mut f32, n0: usize, n1: usize) {
+    let k = x.len();
+    let width = n1 - n0;
+    let full = width / S::LANES * S::LANES;
+    let o = out.add(n0);
+    let mut kk = 0;
+    while kk + 4 <= k {
+        let rows = [w.add(kk * n + n0), w.add((kk + 1) * n + n0), w.add((kk + 2) * n + n0), w.add((kk + 3) * n + n0)];
+        let xs = [S::splat(x[kk]), S::splat(x[kk + 1]), S::splat(x[kk + 2]), S::splat(x[kk + 3])];
+        let mut j = 0;
+        while j < full {
+            let mut acc = S::load(o.add(j));
+            for (xv, r) in xs.iter().zip(rows) {
+                acc = xv.mul_add(E::load::<S>(r.add(j)), acc);
+            }
+            acc.store(o.add(j));
+            j += S::LANES;
+        }
+        for j in full..width {
+            for (r, row) in rows.iter().enumerate() {
+                *o.add(j) += x[kk + r] * (*row.add(j)).to_f32();
+            }
+        }
+        kk += 4;
+    }
+    while kk < k {
+        let row = w.add(kk * n + n0);
+        let xv = S::splat(x[kk]);
+        let mut j = 0;
+        while j < full {
+            xv.mul_add(E::load::<S>(row.add(j)), S::load(o.add(j))).store(o.add(j));
+            j += S::LANES;
+        }
+        for j in full..width {
+            *o.add(j) += x[kk] * (*row.add(j)).to_f32();
+        }
+        kk += 1;
+    }
+}
+
+/// Blocked GEMM over columns `n0..n1`; `out` already holds the bias.
+#[inline(always)]
+unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
+    x: &[f32],
+    m: usize,
+    w: *const E,
+    shape: Weight,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    let (k, n) = (shape.k, shape.n);
+    let nr = NV * S::LANES;
+    // Taken out of the thread-local and put back after, so that no closure holds the vector code
+    // (closures would not inherit the caller's target features).
+    let mut scratch = SCRATCH.with(|cell| cell.take());
+    let need = KC * nr + MR * KC + MR * nr;
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    {
+        let (panel, rest) = scratch.split_at_mut(KC * nr);
+        let (a_pad, tile) = rest.split_at_mut(MR * KC);
+        for j0 in (n0..n1).step_by(nr) {
+            let nc = nr.min(n1 - j0);
+            for k0 in (0..k).step_by(KC) {
+                let kc = KC.min(k - k0);
+                pack_panel::<S, E, NV>(w, shape, k0, kc, j0, nc, panel);
+                for i0 in (0..m).step_by(MR) {
+                    let mr = MR.min(m - i0);
+                    let (a, lda) = if mr == MR {
+                        (x.as_ptr().add(i0 * k + k0), k)
+                    } else {
+                        // The last rows, zero-padded to a full MR block.
+                        a_pad.fill(0.0);
+                        for r in 0..mr {
+                            a_pad[r * KC..][..kc].copy_from_slice(&x[(i0 + r) * k + k0..][..kc]);
+                        }
+                        (a_pad.as_ptr(), KC)
+                    };
+                    micro_kernel::<S, MR, NV>(kc, a, lda, panel.as_ptr(), tile.as_mut_ptr());
+                    for r in 0..mr {
+                        let dst = out.add((i0 + r) * n + j0);
+                        for c in 0..nc {
+                            *dst.add(c) += tile[r * nr + c];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    SCRATCH.with(|cell| cell.replace(scratch));
+}
+
+/// Packs `W[k0..k0+kc, j0..j0+nc]` (in W's logical `(K, N)` view) into `panel[kc][NR]`, as f32,
+/// zero-padding columns `nc..NR`.
+#[inline(always)]
+unsafe fn pack_panel<S: Simd, E: Elem, const NV: usize>(
+    w: *const E,
+    shape: Weight,
+    k0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    panel: &mut [f32],
+) {
+    let nr = NV * S::LANES;
+    let dst = panel.as_mut_ptr();
+    match shape.layout {
+        Layout::InOut => {
+            for kk in 0..kc {
+                let src = w.add((k0 + kk) * shape.n + j0);
+                let row = dst.add(kk * nr);
+                if nc == nr {
+                    for v in 0..NV {
+                        E::load::<S>(src.add(v * S::LANES)).store(row.add(v * S::LANES));
+                    }
+                } else {
+                    for c in 0..nr {
+                        *row.add(c) = if c < nc { (*src.add(c)).to_f32() } else { 0.0 };
+                    }
+                }
+            }
+        }
+        Layout::OutIn => {
+            for c in 0..nr {
+                if c < nc {
+                    let src = w.add((j0 + c) * shape.k + k0);
+                    for kk in 0..kc {
+                        *dst.add(kk * nr + c) = (*src.add(kk)).to_f32();
+                    }
+                } else {
+                    for kk in 0..kc {
+                        *dst.add(kk * nr + c) = 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `tile[MR][NR] = a[MR rows, kc] · panel[kc][NR]`: MR·NV accumulators live in registers.
+#[inline(always)]
+unsafe fn micro_kernel<S: Simd, const MR: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    panel: *const f32,
+    tile: *mut f32,
+) {
+    let nr = NV * S::LANES;
+    let mut acc = [[S::zero(); NV]; MR];
+    for kk in 0..kc {
+        let b = panel.add(kk * nr);
+        let mut bv = [S::zero(); NV];
+        for (v, slot) in bv.iter_mut().enumerate() {
+            *slot = S::load(b.add(v * S::LANES));
+        }
+        for (i, row) in acc.iter_mut().enumerate() {
+            let av = S::splat(*a.add(i * lda + kk));
+            for (slot, bvv) in row.iter_mut().zip(bv) {
+                *slot = av.mul_add(bvv, *slot);
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (v, slot) in row.iter().enumerate() {
+            slot.store(tile.add(i * nr + v * S::LANES));
+        }
+    }
+}

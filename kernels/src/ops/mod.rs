@@ -1,0 +1,7 @@
+//! SIMD kernels written once, generic over [`Simd`](crate::simd::Simd); `crate::isa` instantiates
+//! them per ISA. Every function here is `unsafe`: it may only run where the vector type's ISA is
+//! present, and callers (the `Kernels` methods) have checked all lengths.
+
+pub(crate) mod attention;
+pub(crate) mod matmul;
+pub(crate) mod vector;

@@ -1,0 +1,61 @@
+//! A small vector abstraction. Every SIMD kernel in [`crate::ops`] is written once, generic over
+//! [`Simd`], and instantiated per ISA inside a `#[target_feature]` function (see `crate::isa`),
+//! where the `#[inline(always)]` methods below inline into straight-line vector code.
+
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
+
+/// `LANES` f32 values in one register. Every method is `unsafe`: it may only run on a CPU with
+/// the ISA's features, and pointer arguments must be valid for `LANES` elements.
+pub(crate) trait Simd: Copy {
+    const LANES: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn splat(v: f32) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    /// `LANES` IEEE half-precision values (as bits), widened exactly to f32.
+    unsafe fn load_f16(p: *const u16) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    unsafe fn add(self, o: Self) -> Self;
+    unsafe fn sub(self, o: Self) -> Self;
+    unsafe fn mul(self, o: Self) -> Self;
+    unsafe fn div(self, o: Self) -> Self;
+    unsafe fn max(self, o: Self) -> Self;
+    unsafe fn min(self, o: Self) -> Self;
+    /// `self * b + c`, fused.
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+    unsafe fn hsum(self) -> f32;
+    unsafe fn hmax(self) -> f32;
+    /// Rounds to the nearest integer (ties to even), as a float.
+    unsafe fn round(self) -> Self;
+    /// `2^n` for integer-valued `n` in `[-126, 127]`.
+    unsafe fn exp2_int(self) -> Self;
+}
+
+/// `e^x` to about 1 ulp (Cephes' expf polynomial on a range-reduced argument).
+#[inline(always)]
+pub(crate) unsafe fn exp<S: Simd>(x: S) -> S {
+    let x = x.max(S::splat(-87.3)).min(S::splat(88.7));
+    let n = x.mul(S::splat(std::f32::consts::LOG2_E)).round();
+    // ln 2 split in two so that x - n·ln2 is exact.
+    let r = n.mul_add(S::splat(-0.693_359_4), x);
+    let r = n.mul_add(S::splat(2.121_944_4e-4), r);
+    let mut p = S::splat(1.987_569_1e-4);
+    p = p.mul_add(r, S::splat(1.398_2e-3));
+    p = p.mul_add(r, S::splat(8.333_452e-3));
+    p = p.mul_add(r, S::splat(4.166_579_6e-2));
+    p = p.mul_add(r, S::splat(1.666_666_5e-1));
+    p = p.mul_add(r, S::splat(0.5));
+    let r2 = r.mul(r);
+    let e = p.mul_add(r2, r).add(S::splat(1.0));
+    e.mul(n.exp2_int())
+}
+
+/// `tanh(x)` as `(e^2x − 1) / (e^2x + 1)`; saturated beyond |x| = 9, where tanh is 1 in f32.
+#[inline(always)]
+pub(crate) unsafe fn tanh<S: Simd>(x: S) -> S {
+    let x = x.max(S::splat(-9.0)).min(S::splat(9.0));
+    let e = exp(x.add(x));
+    e.sub(S::splat(1.0)).div(e.add(S::splat(1.0)))
+}

@@ -1,0 +1,200 @@
+//! Every kernel level this CPU supports against the scalar reference: odd sizes, tails, unaligned
+//! slices, both weight layouts, f32 and f16 weights, one and many threads.
+
+use quill_kernels::{f16, scalar, select, Activation, AttentionLayer, Kernels, Layout, Level, Weight, WeightData};
+
+/// Deterministic xorshift values in [-1, 1).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.next()).collect()
+    }
+}
+
+fn levels() -> Vec<&'static Kernels> {
+    Level::available().into_iter().map(|l| select(Some(l.name())).unwrap()).collect()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs() / w.abs().max(1.0);
+        assert!(err <= tol, "{what}: element {i}: got {g}, want {w} (error {err:e})");
+    }
+}
+
+/// Runs `f` once on the calling thread only and once on a two-thread pool.
+fn with_thread_counts(f: impl Fn(&str) + Sync) {
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| f(&format!("{threads} threads")));
+    }
+}
+
+#[test]
+fn matmul_matches_scalar() {
+    let mut rng = Rng(0x9E3779B97F4A7C15);
+    let shapes = [
+        (1, 1, 1),
+        (1, 17, 33),
+        (1, 64, 48),
+        (1, 769, 130),
+        (2, 31, 70),
+        (3, 100, 17),
+        (7, 257, 65),
+        (64, 96, 200),
+        (70, 300, 97),
+    ];
+    for (m, k, n) in shapes {
+        // One extra element in front so the slices start unaligned.
+        let x_buf = rng.vec(m * k + 1);
+        let w_buf = rng.vec(k * n + 1);
+        let w16_buf: Vec<f16> = w_buf.iter().map(|&v| f16::from_f32(v)).collect();
+        let bias = rng.vec(n);
+        let x = &x_buf[1..];
+        for layout in [Layout::InOut, Layout::OutIn] {
+            for data in [WeightData::F32(&w_buf[1..]), WeightData::F16(&w16_buf[1..])] {
+                for b in [None, Some(&bias[..])] {
+                    let w = Weight { data, k, n, layout };
+                    let mut want = vec![0.0; m * n];
+                    scalar::matmul(x, w, b, &mut want);
+                    for kernels in levels() {
+                        with_thread_counts(|threads| {
+                            let mut got = vec![f32::NAN; m * n];
+                            kernels.matmul(x, w, b, &mut got);
+                            let what = format!(
+                                "{:?} {m}x{k}x{n} {layout:?} {data:?} bias {} {threads}",
+                                kernels.level(),
+                                b.is_some()
+                            );
+                            assert_close(
+                                &what[..what.find('[').unwrap_or(what.len())],
+                                &got,
+                                &want,
+                                2e-5 * (k as f32).sqrt(),
+                            );
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn layernorm_activations_softmax_sum_match_scalar() {
+    let mut rng = Rng(42);
+    for n in [1, 3, 8, 15, 16, 17, 33, 64, 100, 768] {
+        let x: Vec<f32> = rng.vec(3 * n + 1).iter().map(|v| v * 4.0 + 0.5).collect();
+        let x = &x[1..];
+        let gamma = rng.vec(n);
+        let beta = rng.vec(n);
+        let mut want = vec![0.0; 3 * n];
+        scalar::layernorm(x, &gamma, &beta, 1e-5, &mut want);
+        for kernels in levels() {
+            let mut got = vec![0.0; 3 * n];
+            kernels.layernorm(x, &gamma, &beta, 1e-5, &mut got);
+            assert_close(&format!("{:?} layernorm {n}", kernels.level()), &got, &want, 2e-6);
+
+            for kind in [Activation::GeluNew, Activation::Gelu, Activation::Relu, Activation::Silu, Activation::Tanh] {
+                let mut want = x.to_vec();
+                scalar::activation(kind, &mut want);
+                let mut got = x.to_vec();
+                kernels.activation(kind, &mut got);
+                assert_close(&format!("{:?} {kind:?} {n}", kernels.level()), &got, &want, 2e-6);
+            }
+
+            let mut want = x.to_vec();
+            scalar::softmax(&mut want);
+            let mut got = x.to_vec();
+            kernels.softmax(&mut got);
+            assert_close(&format!("{:?} softmax {n}", kernels.level()), &got, &want, 2e-6);
+
+            let s = kernels.sum(x);
+            assert!((s - scalar::sum(x)).abs() <= 1e-5 * (n as f32), "{:?} sum {n}", kernels.level());
+        }
+    }
+    // Extreme inputs: the vector exp must saturate like the scalar one.
+    for kernels in levels() {
+        let x = [
+            -1000.0, -90.0, -50.0, 0.0, 50.0, 88.0, 1e-8, -1e-8, 9.5, -9.5, 20.0, -20.0, 3.0, -3.0, 0.5, 100.0, -100.0,
+        ];
+        for kind in [Activation::GeluNew, Activation::Silu, Activation::Tanh] {
+            let mut want = x.to_vec();
+            scalar::activation(kind, &mut want);
+            let mut got = x.to_vec();
+            kernels.activation(kind, &mut got);
+            assert_close(&format!("{:?} {kind:?} extremes", kernels.level()), &got, &want, 2e-6);
+        }
+        let mut got = x.to_vec();
+        kernels.softmax(&mut got);
+        let mut want = x.to_vec();
+        scalar::softmax(&mut want);
+        assert_close(&format!("{:?} softmax extremes", kernels.level()), &got, &want, 2e-6);
+    }
+}
+
+#[test]
+fn attention_matches_scalar() {
+    let mut rng = Rng(7);
+    for (h, d, first_pos, m, window) in [
+        (1, 1, 0, 1, None),
+        (2, 8, 0, 5, None),
+        (3, 16, 9, 1, None),
+        (4, 64, 30, 7, None),
+        (2, 12, 20, 6, Some(8)),
+        (3, 17, 0, 13, Some(4)),
+    ] {
+        let t = first_pos + m;
+        let cap = t + 3;
+        let q_stride = 3 * h * d + 1;
+        let q = rng.vec(m * q_stride);
+        let keys = rng.vec(h * cap * d);
+        let values = rng.vec(h * cap * d);
+        let layer = AttentionLayer {
+            q: &q,
+            q_stride,
+            keys: &keys,
+            values: &values,
+            head_stride: cap * d,
+            n_head: h,
+            d,
+            n_queries: m,
+            first_pos,
+            scale: 0.3,
+            window,
+        };
+        let out_stride = h * d + 2;
+        let mut want = vec![0.0; m * out_stride];
+        let mut scores = vec![0.0; t];
+        for head in 0..h {
+            scalar::attention(&layer.head(head), &mut scores, &mut want[head * d..], out_stride);
+        }
+        for kernels in levels() {
+            with_thread_counts(|threads| {
+                let mut got = vec![0.0; m * out_stride];
+                let mut scores = vec![0.0; h * t];
+                kernels.attention(&layer, &mut scores, &mut got, out_stride);
+                assert_close(&format!("{:?} attention h{h} d{d} t{t} {threads}", kernels.level()), &got, &want, 2e-6);
+            });
+        }
+    }
+}
+
+#[test]
+fn asking_for_a_level_the_cpu_lacks_is_an_error() {
+    assert!(select(Some("scalar")).is_ok());
+    assert!(select(Some("sse9")).unwrap_err().0.contains("unknown kernel level 'sse9'"));
+    #[cfg(target_arch = "x86_64")]
+    assert!(select(Some("neon")).unwrap_err().0.contains("not supported by this CPU"));
+    #[cfg(target_arch = "aarch64")]
+    assert!(select(Some("avx2")).unwrap_err().0.contains("not supported by this CPU"));
+}
