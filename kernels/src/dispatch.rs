@@ -151,11 +151,17 @@ static CHOSEN: OnceLock<&'static Kernels> = OnceLock::new();
 /// The process-wide kernel table: the first call decides (honouring `QUILL_KERNELS`), later calls
 /// return the same table. Fails only when `QUILL_KERNELS` names a level that cannot be used.
 pub fn kernels() -> Result<&'static Kernels, LevelError> {
+    init(None)
+}
+
+/// Fixes the process-wide table to `requested` (else `QUILL_KERNELS`, else the best level) if no
+/// table was chosen yet, and returns the table in force.
+pub fn init(requested: Option<&str>) -> Result<&'static Kernels, LevelError> {
     if let Some(k) = CHOSEN.get() {
         return Ok(*k);
     }
-    let requested = std::env::var("QUILL_KERNELS").ok().filter(|s| !s.is_empty());
-    let k = select(requested.as_deref())?;
+    let from_env = std::env::var("QUILL_KERNELS").ok().filter(|s| !s.is_empty());
+    let k = select(requested.or(from_env.as_deref()))?;
     Ok(*CHOSEN.get_or_init(|| k))
 }
 

@@ -18,7 +18,7 @@ mod ops;
 pub mod scalar;
 mod simd;
 
-pub use dispatch::{cpu_features, kernels, physical_cores, select, Kernels, Level, LevelError};
+pub use dispatch::{cpu_features, init, kernels, physical_cores, select, Kernels, Level, LevelError};
 pub use half::f16;
 
 /// Element-wise activation of the MLP, by its transformers name.

@@ -1,5 +1,6 @@
 //! The `quill` command line: argument parsing, and one module per subcommand.
 
+mod bench;
 mod generate;
 mod info;
 mod logits;
@@ -19,6 +20,14 @@ use crate::tokenizer::Tokenizer;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Worker threads for the kernels (default: the number of physical cores); `bench` takes a
+    /// list, e.g. 1,2.
+    #[arg(long, global = true, value_name = "N", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Vec<u16>,
+    /// Force a kernel level: scalar, avx2, avx512 or neon (default: the best this CPU supports;
+    /// also QUILL_KERNELS).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    kernels: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -31,6 +40,8 @@ enum Command {
     Logits(logits::LogitsArgs),
     /// Describe a model: architecture, sizes, dtype, parameters, kernels.
     Info(info::InfoArgs),
+    /// Measure prompt and generation speed (llama-bench style) and the machine's read bandwidth.
+    Bench(bench::BenchArgs),
 }
 
 /// The model folder every subcommand takes.
@@ -89,12 +100,13 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let result = match &cli.command {
+    let result = setup(&cli).and_then(|()| match &cli.command {
         Command::Generate(args) => generate::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Logits(args) => logits::run(args),
         Command::Info(args) => info::run(args),
-    };
+        Command::Bench(args) => bench::run(args, &cli.threads),
+    });
     match result {
         Ok(()) => 0,
         Err(e) if output::is_broken_pipe(&e) => 0,
@@ -105,10 +117,35 @@ pub fn main() -> i32 {
     }
 }
 
+/// Chooses the kernel table and starts the thread pool, once, before any model is loaded.
+fn setup(cli: &Cli) -> Result<()> {
+    quill_kernels::init(cli.kernels.as_deref()).map_err(|e| {
+        Error::usage(if cli.kernels.is_some() { format!("--kernels: {e}") } else { format!("QUILL_KERNELS: {e}") })
+    })?;
+    let threads = match (&cli.command, cli.threads.as_slice()) {
+        (_, []) => quill_kernels::physical_cores(),
+        (Command::Bench(_), list) => list.iter().copied().max().map_or(1, usize::from),
+        (_, [n]) => usize::from(*n),
+        (_, _) => return Err(Error::usage("--threads takes one number here (a list only for bench)")),
+    };
+    // Fails only if a pool already exists, which then serves as well.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    Ok(())
+}
+
 /// Reads the text of `--file`, which must be UTF-8.
 pub(crate) fn read_text_file(path: &Path) -> Result<String> {
     let bytes = crate::error::read_file(path)?;
     String::from_utf8(bytes).map_err(|e| {
         Error::bad_file(path, format!("not valid UTF-8 (first bad byte at offset {})", e.utf8_error().valid_up_to()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

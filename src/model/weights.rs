@@ -2,7 +2,7 @@
 
 use quill_kernels::{Kernels, Layout, Weight};
 
-use crate::checkpoint::{Checkpoint, TensorF32, WeightTensor};
+use crate::checkpoint::{Checkpoint, DType, TensorF32, WeightTensor};
 use crate::config::ModelConfig;
 use crate::error::Result;
 
@@ -108,6 +108,17 @@ impl Weights {
     /// The `(V, C)` matrix that maps the final hidden state to logits.
     pub fn lm_head(&self) -> &WeightTensor {
         self.lm_head.as_ref().unwrap_or(&self.wte)
+    }
+
+    /// Bytes of weights a decode step reads: every matmul's weights and the lm_head.
+    pub fn bytes_per_token(&self) -> usize {
+        let bytes = |t: &WeightTensor| t.data().len() * if t.dtype() == DType::F16 { 2 } else { 4 };
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| bytes(&l.qkv.w) + bytes(&l.attn_out.w) + bytes(&l.fc.w) + bytes(&l.proj.w))
+            .sum();
+        layers + bytes(self.lm_head())
     }
 
     pub fn parameter_count(&self) -> usize {
