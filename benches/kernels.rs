@@ -1,0 +1,104 @@
+//! Per-op kernel benchmarks at GPT-2 124M shapes, at the best kernel level of this CPU (set
+//! QUILL_KERNELS to compare levels). GEMV throughput is weight bytes/s (decode is bound by it);
+//! GEMM throughput is in flop/s (criterion's "elem/s").
+//!
+//! cargo bench --bench kernels [-- FILTER]
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use quill_kernels::{f16, kernels, AttentionLayer, Layout, Weight, WeightData};
+
+fn data(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect()
+}
+
+fn matmul(c: &mut Criterion) {
+    let k = kernels().unwrap();
+    // (name, K, N, layout): the four GPT-2 matmuls of a layer and the tied lm_head.
+    let shapes = [
+        ("qkv", 768, 2304, Layout::InOut),
+        ("attn_out", 768, 768, Layout::InOut),
+        ("fc", 768, 3072, Layout::InOut),
+        ("proj", 3072, 768, Layout::InOut),
+        ("lm_head", 768, 50257, Layout::OutIn),
+    ];
+    let mut group = c.benchmark_group(format!("gemv[{}]", k.level().name()));
+    for (name, kk, n, layout) in shapes {
+        let w32 = data(kk * n);
+        let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+        let x = data(kk);
+        let mut out = vec![0.0; n];
+        for (dtype, wd, bytes) in [("f32", WeightData::F32(&w32), 4), ("f16", WeightData::F16(&w16), 2)] {
+            let w = Weight { data: wd, k: kk, n, layout };
+            group.throughput(Throughput::Bytes((kk * n * bytes) as u64));
+            group.bench_function(BenchmarkId::new(dtype, name), |b| b.iter(|| k.matmul(&x, w, None, &mut out)));
+        }
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group(format!("gemm128[{}]", k.level().name()));
+    group.sample_size(10);
+    for (name, kk, n, layout) in &shapes[..4] {
+        let (kk, n) = (*kk, *n);
+        let w32 = data(kk * n);
+        let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+        let x = data(128 * kk);
+        let mut out = vec![0.0; 128 * n];
+        for (dtype, wd) in [("f32", WeightData::F32(&w32)), ("f16", WeightData::F16(&w16))] {
+            let w = Weight { data: wd, k: kk, n, layout: *layout };
+            group.throughput(Throughput::Elements((2 * 128 * kk * n) as u64));
+            group.bench_function(BenchmarkId::new(dtype, name), |b| b.iter(|| k.matmul(&x, w, None, &mut out)));
+        }
+    }
+    group.finish();
+}
+
+fn row_ops(c: &mut Criterion) {
+    let k = kernels().unwrap();
+    let mut group = c.benchmark_group(format!("rows[{}]", k.level().name()));
+    let x = data(128 * 768);
+    let g = data(768);
+    let mut out = vec![0.0; x.len()];
+    group.throughput(Throughput::Bytes((x.len() * 4) as u64));
+    group.bench_function("layernorm_128x768", |b| b.iter(|| k.layernorm(&x, &g, &g, 1e-5, &mut out)));
+    let mut h = data(128 * 3072);
+    group.throughput(Throughput::Bytes((h.len() * 4) as u64));
+    group.bench_function("gelu_new_128x3072", |b| {
+        b.iter(|| k.activation(quill_kernels::Activation::GeluNew, &mut h));
+    });
+    let mut s = data(1024);
+    group.throughput(Throughput::Bytes(4096));
+    group.bench_function("softmax_1024", |b| b.iter(|| k.softmax(&mut s)));
+    group.finish();
+}
+
+fn attention(c: &mut Criterion) {
+    let k = kernels().unwrap();
+    let mut group = c.benchmark_group(format!("attention[{}]", k.level().name()));
+    let (h, d) = (12, 64);
+    for (m, first_pos) in [(1, 127), (1, 1023), (128, 0)] {
+        let t = first_pos + m;
+        let q = data(m * 3 * h * d);
+        let keys = data(h * t * d);
+        let values = data(h * t * d);
+        let layer = AttentionLayer {
+            q: &q,
+            q_stride: 3 * h * d,
+            keys: &keys,
+            values: &values,
+            head_stride: t * d,
+            n_head: h,
+            d,
+            n_queries: m,
+            first_pos,
+            scale: 0.125,
+            window: None,
+        };
+        let mut scores = vec![0.0; h * t];
+        let mut out = vec![0.0; m * h * d];
+        group.bench_function(format!("q{m}_t{t}"), |b| b.iter(|| k.attention(&layer, &mut scores, &mut out, h * d)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matmul, row_ops, attention);
+criterion_main!(benches);
