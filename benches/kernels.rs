@@ -86,6 +86,7 @@ fn attention(c: &mut Criterion) {
             keys: &keys,
             values: &values,
             head_stride: t * d,
+            slots: t,
             n_head: h,
             d,
             n_queries: m,

@@ -295,9 +295,15 @@ impl Kernels {
         let t = layer.first_pos + m;
         assert!(d > 0 && h > 0 && layer.window != Some(0), "attention: empty head or window");
         assert!(layer.q_stride >= h * d && out_stride >= h * d, "attention: strides smaller than H×D");
-        assert!(layer.head_stride >= t * d, "attention: head blocks shorter than T×D");
-        assert!(layer.keys.len() >= (h - 1) * layer.head_stride + t * d, "attention: keys shorter than H blocks");
-        assert!(layer.values.len() >= (h - 1) * layer.head_stride + t * d, "attention: values shorter than H blocks");
+        // A ring must hold every position the chunk's first query still sees.
+        let needed = layer.window.map_or(t, |w| t.min(w + m - 1));
+        assert!(layer.slots >= needed, "attention: {} slots cannot hold the {needed} positions in view", layer.slots);
+        assert!(layer.head_stride >= layer.slots * d, "attention: head blocks shorter than slots×D");
+        let blocks = (h - 1) * layer.head_stride + layer.slots * d;
+        assert!(
+            layer.keys.len() >= blocks && layer.values.len() >= blocks,
+            "attention: keys or values shorter than H blocks"
+        );
         assert!(scores.len() >= h * t, "attention: scores scratch shorter than H×T");
         if m == 0 {
             return;

@@ -81,11 +81,13 @@ pub struct AttentionLayer<'a> {
     /// Queries: head `h`'s query `i` is `q[i * q_stride + h * d ..][..d]`.
     pub q: &'a [f32],
     pub q_stride: usize,
-    /// Keys `[H][T', D]`: head `h`'s block starts at `h * head_stride`, positions contiguous.
+    /// Keys `[H][slots, D]`: head `h`'s block starts at `h * head_stride`; position `j` is in
+    /// slot `j % slots`, so a block of fewer slots than positions is a ring (local attention).
     pub keys: &'a [f32],
     /// Values, laid out as `keys`.
     pub values: &'a [f32],
     pub head_stride: usize,
+    pub slots: usize,
     pub n_head: usize,
     pub d: usize,
     pub n_queries: usize,
@@ -101,10 +103,11 @@ pub struct AttentionHead<'a> {
     /// Query `i` at `q[i * q_stride ..][..d]`.
     pub q: &'a [f32],
     pub q_stride: usize,
-    /// Keys `[T, D]`, contiguous.
+    /// Keys `[slots, D]`; position `j` in slot `j % slots`.
     pub keys: &'a [f32],
-    /// Values `[T, D]`, contiguous.
+    /// Values `[slots, D]`, as the keys.
     pub values: &'a [f32],
+    pub slots: usize,
     pub d: usize,
     pub n_queries: usize,
     pub first_pos: usize,
@@ -112,15 +115,31 @@ pub struct AttentionHead<'a> {
     pub window: Option<usize>,
 }
 
+impl<'a> AttentionHead<'a> {
+    /// The key and value rows of position `j`.
+    #[inline(always)]
+    pub fn kv(&self, j: usize) -> (&'a [f32], &'a [f32]) {
+        let slot = if j < self.slots { j } else { j % self.slots };
+        (&self.keys[slot * self.d..][..self.d], &self.values[slot * self.d..][..self.d])
+    }
+
+    /// The first position query `i` sees.
+    #[inline(always)]
+    pub fn first_visible(&self, i: usize) -> usize {
+        self.window.map_or(0, |w| (self.first_pos + i + 1).saturating_sub(w))
+    }
+}
+
 impl<'a> AttentionLayer<'a> {
     /// The view of head `h`.
     pub fn head(&self, h: usize) -> AttentionHead<'a> {
-        let t = self.first_pos + self.n_queries;
+        let size = self.slots * self.d;
         AttentionHead {
             q: &self.q[h * self.d..],
             q_stride: self.q_stride,
-            keys: &self.keys[h * self.head_stride..][..t * self.d],
-            values: &self.values[h * self.head_stride..][..t * self.d],
+            keys: &self.keys[h * self.head_stride..][..size],
+            values: &self.values[h * self.head_stride..][..size],
+            slots: self.slots,
             d: self.d,
             n_queries: self.n_queries,
             first_pos: self.first_pos,

@@ -115,19 +115,18 @@ pub fn attention(h: &AttentionHead, scores: &mut [f32], out: &mut [f32], out_str
 pub(crate) unsafe fn attention_head(h: &AttentionHead, scores: &mut [f32], out: *mut f32, out_stride: usize) {
     let d = h.d;
     for i in 0..h.n_queries {
-        let pos = h.first_pos + i;
-        let start = h.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        let (start, pos) = (h.first_visible(i), h.first_pos + i);
         let q = &h.q[i * h.q_stride..][..d];
         let visible = &mut scores[..pos + 1 - start];
-        for (s, key) in visible.iter_mut().zip(h.keys[start * d..].chunks_exact(d)) {
-            *s = dot(q, key) * h.scale;
+        for (s, j) in visible.iter_mut().zip(start..=pos) {
+            *s = dot(q, h.kv(j).0) * h.scale;
         }
         softmax(visible);
         // SAFETY: row i of the output, D floats, as the caller vouched.
         let o = std::slice::from_raw_parts_mut(out.add(i * out_stride), d);
         o.fill(0.0);
-        for (&p, value) in visible.iter().zip(h.values[start * d..].chunks_exact(d)) {
-            for (ov, &vv) in o.iter_mut().zip(value) {
+        for (&p, j) in visible.iter().zip(start..=pos) {
+            for (ov, &vv) in o.iter_mut().zip(h.kv(j).1) {
                 *ov += p * vv;
             }
         }

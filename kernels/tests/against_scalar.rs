@@ -165,6 +165,7 @@ fn attention_matches_scalar() {
             keys: &keys,
             values: &values,
             head_stride: cap * d,
+            slots: cap,
             n_head: h,
             d,
             n_queries: m,
@@ -197,4 +198,52 @@ fn asking_for_a_level_the_cpu_lacks_is_an_error() {
     assert!(select(Some("neon")).unwrap_err().0.contains("not supported by this CPU"));
     #[cfg(target_arch = "aarch64")]
     assert!(select(Some("avx2")).unwrap_err().0.contains("not supported by this CPU"));
+}
+
+#[test]
+fn a_ring_of_slots_gives_the_same_attention_as_a_full_cache() {
+    let mut rng = Rng(11);
+    let (h, d, window) = (2, 8, 5);
+    for (first_pos, m) in [(0, 1), (3, 4), (17, 1), (20, 6), (9, 9)] {
+        let t = first_pos + m;
+        let slots = window + m - 1 + 2;
+        let q = rng.vec(m * h * d);
+        let keys = rng.vec(h * t * d);
+        let values = rng.vec(h * t * d);
+        // The same positions in a ring: position j of head hh at slot j % slots.
+        let (mut ring_k, mut ring_v) = (vec![f32::NAN; h * slots * d], vec![f32::NAN; h * slots * d]);
+        for hh in 0..h {
+            for j in t.saturating_sub(slots)..t {
+                let (src, dst) = ((hh * t + j) * d, (hh * slots + j % slots) * d);
+                ring_k[dst..dst + d].copy_from_slice(&keys[src..src + d]);
+                ring_v[dst..dst + d].copy_from_slice(&values[src..src + d]);
+            }
+        }
+        let layer =
+            |k: &'static [f32], v: &'static [f32], stride: usize, slots: usize, q: &'static [f32]| AttentionLayer {
+                q,
+                q_stride: h * d,
+                keys: k,
+                values: v,
+                head_stride: stride,
+                slots,
+                n_head: h,
+                d,
+                n_queries: m,
+                first_pos,
+                scale: 0.5,
+                window: Some(window),
+            };
+        let leak = |v: Vec<f32>| -> &'static [f32] { Box::leak(v.into_boxed_slice()) };
+        let q = leak(q);
+        let full = layer(leak(keys), leak(values), t * d, t, q);
+        let ring = layer(leak(ring_k), leak(ring_v), slots * d, slots, q);
+        for kernels in levels() {
+            let mut want = vec![0.0; m * h * d];
+            kernels.attention(&full, &mut vec![0.0; h * t], &mut want, h * d);
+            let mut got = vec![0.0; m * h * d];
+            kernels.attention(&ring, &mut vec![0.0; h * t], &mut got, h * d);
+            assert_close(&format!("{:?} ring first_pos {first_pos} m {m}", kernels.level()), &got, &want, 1e-6);
+        }
+    }
 }

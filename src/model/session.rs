@@ -176,6 +176,7 @@ impl<'m> Session<'m> {
                 keys,
                 values,
                 head_stride: self.kv.capacity() * d,
+                slots: self.kv.capacity(),
                 n_head: cfg.n_head,
                 d,
                 n_queries: m,

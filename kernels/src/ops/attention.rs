@@ -10,19 +10,18 @@ use crate::AttentionHead;
 pub(crate) unsafe fn attention_head<S: Simd>(h: &AttentionHead, scores: &mut [f32], out: *mut f32, out_stride: usize) {
     let d = h.d;
     for i in 0..h.n_queries {
-        let pos = h.first_pos + i;
-        let start = h.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        let (start, pos) = (h.first_visible(i), h.first_pos + i);
         let q = &h.q[i * h.q_stride..][..d];
         let visible = &mut scores[..pos + 1 - start];
-        for (s, key) in visible.iter_mut().zip(h.keys[start * d..].chunks_exact(d)) {
-            *s = dot::<S>(q, key) * h.scale;
+        for (s, j) in visible.iter_mut().zip(start..=pos) {
+            *s = dot::<S>(q, h.kv(j).0) * h.scale;
         }
         softmax::<S>(visible);
         // SAFETY: row i of the output, D floats, as the caller vouched.
         let o = std::slice::from_raw_parts_mut(out.add(i * out_stride), d);
         o.fill(0.0);
-        for (&p, value) in visible.iter().zip(h.values[start * d..].chunks_exact(d)) {
-            axpy::<S>(p, value, o);
+        for (&p, j) in visible.iter().zip(start..=pos) {
+            axpy::<S>(p, h.kv(j).1, o);
         }
     }
 }
