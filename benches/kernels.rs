@@ -101,5 +101,28 @@ fn attention(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, row_ops, attention);
+criterion_group!(benches, matmul, gemv_in_l2, row_ops, attention);
 criterion_main!(benches);
+
+/// One-thread GEMV on a weight that fits in L2: the kernels' compute ceiling, to compare with
+/// the memory bandwidth they need to keep up with.
+fn gemv_in_l2(c: &mut Criterion) {
+    let k = kernels().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let mut group = c.benchmark_group(format!("gemv_l2_1thread[{}]", k.level().name()));
+    let (kk, n) = (256, 512);
+    let w32 = data(kk * n);
+    let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+    let x = data(kk);
+    let mut out = vec![0.0; n];
+    for layout in [Layout::InOut, Layout::OutIn] {
+        for (dtype, wd) in [("f32", WeightData::F32(&w32)), ("f16", WeightData::F16(&w16))] {
+            let w = Weight { data: wd, k: kk, n, layout };
+            group.throughput(Throughput::Elements((kk * n) as u64));
+            group.bench_function(BenchmarkId::new(dtype, format!("{layout:?}")), |b| {
+                pool.install(|| b.iter(|| k.matmul(&x, w, None, &mut out)))
+            });
+        }
+    }
+    group.finish();
+}

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::{isa, Activation, AttentionHead, AttentionLayer, Weight};
+use crate::{isa, Activation, AttentionHead, AttentionLayer, Layout, Weight};
 
 /// A family of kernel implementations, from the portable reference up to the widest SIMD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -196,6 +196,11 @@ unsafe impl Send for SharedOut {}
 // SAFETY: as above.
 unsafe impl Sync for SharedOut {}
 
+thread_local! {
+    /// The calling thread's buffer of per-thread partial sums, kept between calls.
+    static PARTIALS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Below this many multiply-adds a matmul runs on the calling thread: waking the pool costs more.
 const PARALLEL_MIN_MACS: usize = 1 << 16;
 
@@ -248,6 +253,9 @@ impl Kernels {
             unsafe { (self.fns.matmul_cols)(x, w, bias, dst.0, 0, n) };
             return;
         }
+        if m == 1 && w.layout == Layout::InOut {
+            return self.gemv_split_rows(x, w, bias, out, threads);
+        }
         // Column ranges in multiples of 64, so every chunk starts on whole vectors and panels.
         let chunk = n.div_ceil(threads).next_multiple_of(64);
         (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
@@ -256,6 +264,35 @@ impl Kernels {
             // `out` outlives the parallel loop; the table's ISA is present.
             unsafe { (self.fns.matmul_cols)(x, w, bias, dst.ptr(), n0, n1) };
         });
+    }
+
+    /// One row times an `(in, out)` weight on several threads: each thread streams its own
+    /// contiguous block of weight rows (a column split would hand every thread short strided
+    /// pieces of each row, which the prefetchers serve worse) into a partial sum, then the
+    /// partial sums are added up.
+    fn gemv_split_rows(&self, x: &[f32], w: Weight, bias: Option<&[f32]>, out: &mut [f32], threads: usize) {
+        let (k, n) = (w.k, w.n);
+        let rows = k.div_ceil(threads).next_multiple_of(4);
+        let parts = k.div_ceil(rows);
+        let mut partials = PARTIALS.with(|p| p.take());
+        partials.resize((parts - 1) * n, 0.0);
+        let (dst, spare) = (SharedOut(out.as_mut_ptr()), SharedOut(partials.as_mut_ptr()));
+        (0..parts).into_par_iter().for_each(|c| {
+            let (k0, k1) = (c * rows, ((c + 1) * rows).min(k));
+            let block = Weight { data: w.data.slice(k0 * n..k1 * n), k: k1 - k0, n, layout: Layout::InOut };
+            // SAFETY: part 0 writes `out` (with the bias), part c > 0 writes its own N floats of
+            // `partials`, which holds (parts - 1) × N; both outlive the loop; ISA present.
+            unsafe {
+                match c {
+                    0 => (self.fns.matmul_cols)(&x[k0..k1], block, bias, dst.ptr(), 0, n),
+                    _ => (self.fns.matmul_cols)(&x[k0..k1], block, None, spare.ptr().add((c - 1) * n), 0, n),
+                }
+            }
+        });
+        for part in partials.chunks_exact(n) {
+            out.iter_mut().zip(part).for_each(|(o, p)| *o += p);
+        }
+        PARTIALS.with(|p| p.replace(partials));
     }
 
     /// LayerNorm over rows of `gamma.len()` features.

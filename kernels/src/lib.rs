@@ -50,7 +50,7 @@ pub enum WeightData<'a> {
     F16(&'a [f16]),
 }
 
-impl WeightData<'_> {
+impl<'a> WeightData<'a> {
     pub fn len(&self) -> usize {
         match self {
             WeightData::F32(d) => d.len(),
@@ -60,6 +60,14 @@ impl WeightData<'_> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Elements `range` (in storage order).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> WeightData<'a> {
+        match *self {
+            WeightData::F32(d) => WeightData::F32(&d[range]),
+            WeightData::F16(d) => WeightData::F16(&d[range]),
+        }
     }
 }
 

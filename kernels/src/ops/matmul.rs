@@ -90,6 +90,8 @@ unsafe fn gemv_out_in<S: Simd, E: Elem>(x: &[f32], w: *const E, k: usize, out: *
         while i < full {
             let xv = S::load(px.add(i));
             for (a, r) in acc.iter_mut().zip(rows) {
+                // The same column of the next four rows: keeps enough lines in flight.
+                S::prefetch(r.wrapping_add(4 * k + i));
                 *a = E::load::<S>(r.add(i)).mul_add(xv, *a);
             }
             i += S::LANES;
@@ -128,6 +130,8 @@ unsafe fn gemv_in_out<S: Simd, E: Elem>(x: &[f32], w: *const E, n: usize, out: *
         while j < full {
             let mut acc = S::load(o.add(j));
             for (xv, r) in xs.iter().zip(rows) {
+                // The same columns four rows further: keeps enough lines in flight.
+                S::prefetch(r.wrapping_add(4 * n + j));
                 acc = xv.mul_add(E::load::<S>(r.add(j)), acc);
             }
             acc.store(o.add(j));

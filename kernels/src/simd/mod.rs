@@ -31,6 +31,9 @@ pub(crate) trait Simd: Copy {
     unsafe fn round(self) -> Self;
     /// `2^n` for integer-valued `n` in `[-126, 127]`.
     unsafe fn exp2_int(self) -> Self;
+    /// Hints that the cache line at `p` will be read soon (into L2). Never faults, so `p` may
+    /// point anywhere.
+    unsafe fn prefetch<T>(p: *const T);
 }
 
 /// `e^x` to about 1 ulp (Cephes' expf polynomial on a range-reduced argument).

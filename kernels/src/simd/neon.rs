@@ -80,4 +80,9 @@ impl Simd for Neon {
         let n = vcvtnq_s32_f32(self.0);
         Neon(vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(n, vdupq_n_s32(127)))))
     }
+    #[inline(always)]
+    unsafe fn prefetch<T>(p: *const T) {
+        // SAFETY: PRFM is a hint: it never faults and changes no architectural state.
+        asm!("prfm pldl2keep, [{p}]", p = in(reg) p, options(nostack, readonly, preserves_flags));
+    }
 }

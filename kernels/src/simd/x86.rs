@@ -80,6 +80,10 @@ impl Simd for Avx2 {
         let n = _mm256_cvtps_epi32(self.0);
         Avx2(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n, _mm256_set1_epi32(127)))))
     }
+    #[inline(always)]
+    unsafe fn prefetch<T>(p: *const T) {
+        _mm_prefetch::<_MM_HINT_T1>(p as *const i8)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -151,5 +155,9 @@ impl Simd for Avx512 {
     unsafe fn exp2_int(self) -> Self {
         let n = _mm512_cvtps_epi32(self.0);
         Avx512(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n, _mm512_set1_epi32(127)))))
+    }
+    #[inline(always)]
+    unsafe fn prefetch<T>(p: *const T) {
+        _mm_prefetch::<_MM_HINT_T1>(p as *const i8)
     }
 }
