@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::kv_cache::KvArena;
 
 /// Prompt tokens processed together as one matrix–matrix pass; longer prompts go in chunks.
-const CHUNK: usize = 64;
+const CHUNK: usize = 128;
 
 /// Activation buffers for up to `CHUNK` rows (`M`), `C = n_embd`.
 struct RunState {

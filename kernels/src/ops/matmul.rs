@@ -2,9 +2,9 @@
 //!
 //! One row (decode) is a GEMV that streams every weight exactly once, which is what bounds
 //! decoding: the weights do not fit in cache, so speed is memory bandwidth. More rows (prefill)
-//! go through a cache-blocked GEMM: `KC × NR` panels of W are packed (and widened from f16) into
-//! a contiguous buffer, then an `MR × NR` register-blocked micro-kernel multiplies them with
-//! `MR` rows of x.
+//! go through a cache-blocked GEMM: `KC × NG` blocks of W are packed (and widened from f16) into
+//! `KC × NR` panels, then an `MR × NR` register-blocked micro-kernel multiplies each panel with
+//! every `MR` rows of x.
 
 use std::cell::RefCell;
 
@@ -159,6 +159,10 @@ unsafe fn gemv_in_out<S: Simd, E: Elem>(x: &[f32], w: *const E, n: usize, out: *
     }
 }
 
+/// Columns packed together: a `KC × NG` block of W is read as long sequential runs (which the
+/// hardware prefetchers stream at full bandwidth) into `NG / NR` panels, then used for all M rows.
+const NG: usize = 1024;
+
 /// Blocked GEMM over columns `n0..n1`; `out` already holds the bias.
 #[inline(always)]
 unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
@@ -172,38 +176,43 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
 ) {
     let (k, n) = (shape.k, shape.n);
     let nr = NV * S::LANES;
+    let group = NG.next_multiple_of(nr);
     // Taken out of the thread-local and put back after, so that no closure holds the vector code
     // (closures would not inherit the caller's target features).
     let mut scratch = SCRATCH.with(|cell| cell.take());
-    let need = KC * nr + MR * KC + MR * nr;
+    let need = KC * group + MR * KC + MR * nr;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
     {
-        let (panel, rest) = scratch.split_at_mut(KC * nr);
+        let (block, rest) = scratch.split_at_mut(KC * group);
         let (a_pad, tile) = rest.split_at_mut(MR * KC);
-        for j0 in (n0..n1).step_by(nr) {
-            let nc = nr.min(n1 - j0);
+        for g0 in (n0..n1).step_by(group) {
+            let g1 = (g0 + group).min(n1);
             for k0 in (0..k).step_by(KC) {
                 let kc = KC.min(k - k0);
-                pack_panel::<S, E, NV>(w, shape, k0, kc, j0, nc, panel);
-                for i0 in (0..m).step_by(MR) {
-                    let mr = MR.min(m - i0);
-                    let (a, lda) = if mr == MR {
-                        (x.as_ptr().add(i0 * k + k0), k)
-                    } else {
-                        // The last rows, zero-padded to a full MR block.
-                        a_pad.fill(0.0);
+                pack_block::<S, E, NV>(w, shape, k0, kc, g0, g1, block);
+                for (p, j0) in (g0..g1).step_by(nr).enumerate() {
+                    let nc = nr.min(g1 - j0);
+                    let panel = block.as_ptr().add(p * KC * nr);
+                    for i0 in (0..m).step_by(MR) {
+                        let mr = MR.min(m - i0);
+                        let (a, lda) = if mr == MR {
+                            (x.as_ptr().add(i0 * k + k0), k)
+                        } else {
+                            // The last rows, zero-padded to a full MR block.
+                            a_pad.fill(0.0);
+                            for r in 0..mr {
+                                a_pad[r * KC..][..kc].copy_from_slice(&x[(i0 + r) * k + k0..][..kc]);
+                            }
+                            (a_pad.as_ptr(), KC)
+                        };
+                        micro_kernel::<S, MR, NV>(kc, a, lda, panel, tile.as_mut_ptr());
                         for r in 0..mr {
-                            a_pad[r * KC..][..kc].copy_from_slice(&x[(i0 + r) * k + k0..][..kc]);
-                        }
-                        (a_pad.as_ptr(), KC)
-                    };
-                    micro_kernel::<S, MR, NV>(kc, a, lda, panel.as_ptr(), tile.as_mut_ptr());
-                    for r in 0..mr {
-                        let dst = out.add((i0 + r) * n + j0);
-                        for c in 0..nc {
-                            *dst.add(c) += tile[r * nr + c];
+                            let dst = out.add((i0 + r) * n + j0);
+                            for c in 0..nc {
+                                *dst.add(c) += tile[r * nr + c];
+                            }
                         }
                     }
                 }
@@ -213,46 +222,54 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
     SCRATCH.with(|cell| cell.replace(scratch));
 }
 
-/// Packs `W[k0..k0+kc, j0..j0+nc]` (in W's logical `(K, N)` view) into `panel[kc][NR]`, as f32,
-/// zero-padding columns `nc..NR`.
+/// Packs `W[k0..k0+kc, g0..g1]` (in W's logical `(K, N)` view) as consecutive `[KC][NR]` panels
+/// of f32, zero-padding the last panel's columns; W is read in storage order.
 #[inline(always)]
-unsafe fn pack_panel<S: Simd, E: Elem, const NV: usize>(
+unsafe fn pack_block<S: Simd, E: Elem, const NV: usize>(
     w: *const E,
     shape: Weight,
     k0: usize,
     kc: usize,
-    j0: usize,
-    nc: usize,
-    panel: &mut [f32],
+    g0: usize,
+    g1: usize,
+    block: &mut [f32],
 ) {
     let nr = NV * S::LANES;
-    let dst = panel.as_mut_ptr();
+    let dst = block.as_mut_ptr();
     match shape.layout {
+        // Row by row: each row's columns g0..g1 are one contiguous run.
         Layout::InOut => {
             for kk in 0..kc {
-                let src = w.add((k0 + kk) * shape.n + j0);
-                let row = dst.add(kk * nr);
-                if nc == nr {
-                    for v in 0..NV {
-                        E::load::<S>(src.add(v * S::LANES)).store(row.add(v * S::LANES));
-                    }
-                } else {
-                    for c in 0..nr {
-                        *row.add(c) = if c < nc { (*src.add(c)).to_f32() } else { 0.0 };
+                let src = w.add((k0 + kk) * shape.n);
+                for (p, j0) in (g0..g1).step_by(nr).enumerate() {
+                    let row = dst.add(p * KC * nr + kk * nr);
+                    let nc = nr.min(g1 - j0);
+                    if nc == nr {
+                        for v in 0..NV {
+                            E::load::<S>(src.add(j0 + v * S::LANES)).store(row.add(v * S::LANES));
+                        }
+                    } else {
+                        for c in 0..nr {
+                            *row.add(c) = if c < nc { (*src.add(j0 + c)).to_f32() } else { 0.0 };
+                        }
                     }
                 }
             }
         }
+        // Output row by output row: each one's inputs k0..k0+kc are one contiguous run.
         Layout::OutIn => {
-            for c in 0..nr {
-                if c < nc {
-                    let src = w.add((j0 + c) * shape.k + k0);
-                    for kk in 0..kc {
-                        *dst.add(kk * nr + c) = (*src.add(kk)).to_f32();
-                    }
-                } else {
-                    for kk in 0..kc {
-                        *dst.add(kk * nr + c) = 0.0;
+            for (p, j0) in (g0..g1).step_by(nr).enumerate() {
+                let panel = dst.add(p * KC * nr);
+                for c in 0..nr {
+                    if j0 + c < g1 {
+                        let src = w.add((j0 + c) * shape.k + k0);
+                        for kk in 0..kc {
+                            *panel.add(kk * nr + c) = (*src.add(kk)).to_f32();
+                        }
+                    } else {
+                        for kk in 0..kc {
+                            *panel.add(kk * nr + c) = 0.0;
+                        }
                     }
                 }
             }
