@@ -161,7 +161,7 @@ unsafe fn gemv_in_out<S: Simd, E: Elem>(x: &[f32], w: *const E, n: usize, out: *
 
 /// Columns packed together: a `KC × NG` block of W is read as long sequential runs (which the
 /// hardware prefetchers stream at full bandwidth) into `NG / NR` panels, then used for all M rows.
-const NG: usize = 1024;
+const NG: usize = 512;
 
 /// Blocked GEMM over columns `n0..n1`; `out` already holds the bias.
 #[inline(always)]
