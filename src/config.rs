@@ -20,12 +20,15 @@ const MAX_POSITIONS: usize = 1 << 20;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
     Gpt2,
+    GptNeo,
 }
 
 impl Arch {
+    /// The `model_type` of config.json.
     pub fn name(self) -> &'static str {
         match self {
             Arch::Gpt2 => "gpt2",
+            Arch::GptNeo => "gpt_neo",
         }
     }
 }
@@ -80,11 +83,12 @@ impl ModelConfig {
     pub fn from_json(json: &Value) -> std::result::Result<ModelConfig, String> {
         let obj = json.as_object().ok_or("expected a JSON object")?;
         let fields = Fields(obj);
-        let model_type = fields.string("model_type")?.ok_or("missing field 'model_type' (expected \"gpt2\")")?;
+        let model_type =
+            fields.string("model_type")?.ok_or("missing field 'model_type' (expected \"gpt2\" or \"gpt_neo\")")?;
         match model_type {
             "gpt2" => gpt2(&fields),
-            "gpt_neo" => Err("model_type 'gpt_neo' is not supported yet by this version of Quill".into()),
-            other => Err(format!("unsupported model_type '{other}' (Quill runs \"gpt2\")")),
+            "gpt_neo" => gpt_neo(&fields),
+            other => Err(format!("unsupported model_type '{other}' (Quill runs \"gpt2\" and \"gpt_neo\")")),
         }
     }
 }
@@ -133,6 +137,107 @@ fn gpt2(f: &Fields) -> std::result::Result<ModelConfig, String> {
         eos_token_id: f.token_id("eos_token_id")?,
         reorder_and_upcast_attn,
     })
+}
+
+/// GPT-Neo (`GPTNeoConfig`): layers of global or local attention, unscaled scores.
+fn gpt_neo(f: &Fields) -> std::result::Result<ModelConfig, String> {
+    let vocab_size = f.required_dim("vocab_size", &[], MAX_VOCAB)?;
+    let n_positions = f.required_dim("max_position_embeddings", &[], MAX_POSITIONS)?;
+    let n_embd = f.required_dim("hidden_size", &[], MAX_DIM)?;
+    let n_layer = f.required_dim("num_layers", &[], MAX_LAYERS)?;
+    let n_head = f.required_dim("num_heads", &[], MAX_DIM)?;
+    if n_embd % n_head != 0 {
+        return Err(format!("num_heads ({n_head}) does not divide hidden_size ({n_embd})"));
+    }
+    let n_inner = match f.get("intermediate_size") {
+        None | Some(Value::Null) => 4 * n_embd,
+        Some(_) => f.required_dim("intermediate_size", &[], 4 * MAX_DIM)?,
+    };
+    let activation = activation(f.string("activation_function")?.unwrap_or("gelu_new"))?;
+    let layer_norm_epsilon = f.float("layer_norm_epsilon")?.unwrap_or(1e-5);
+    let kinds = attention_types(f, n_layer)?;
+    let window = match f.get("window_size") {
+        None | Some(Value::Null) => 256,
+        Some(_) => f.required_dim("window_size", &[], MAX_POSITIONS)?,
+    };
+    let layers = kinds
+        .into_iter()
+        .map(|local| LayerSpec {
+            attention: if local { AttentionKind::Local { window } } else { AttentionKind::Global },
+            // GPT-Neo does not scale q·k.
+            score_scale: 1.0,
+        })
+        .collect();
+    // GPTNeoConfig defaults both to 50256 (GPT-2's <|endoftext|>) when the field is absent.
+    let token = |key: &str| match f.get(key) {
+        None => Ok(Some(50256)),
+        Some(_) => f.token_id(key),
+    };
+    Ok(ModelConfig {
+        arch: Arch::GptNeo,
+        vocab_size,
+        n_positions,
+        n_embd,
+        n_layer,
+        n_head,
+        n_inner,
+        activation,
+        layer_norm_epsilon,
+        layers,
+        bos_token_id: token("bos_token_id")?,
+        eos_token_id: token("eos_token_id")?,
+        reorder_and_upcast_attn: false,
+    })
+}
+
+/// GPT-Neo's `attention_types`, e.g. `[[["global", "local"], 12]]` (the pattern repeated 12
+/// times), expanded to one kind per layer: `true` for local. `attention_layers`, which
+/// save_pretrained writes too (and transformers then uses), must agree with it.
+fn attention_types(f: &Fields, n_layer: usize) -> std::result::Result<Vec<bool>, String> {
+    const FORM: &str = "expected a list of [[kinds...], repeat] pairs, e.g. [[[\"global\", \"local\"], 6]]";
+    let kind = |field: &str, v: &Value| match v.as_str() {
+        Some("global") => Ok(false),
+        Some("local") => Ok(true),
+        _ => Err(format!("{field}: unknown attention kind {v} (expected \"global\" or \"local\")")),
+    };
+    let types = match f.get("attention_types") {
+        None | Some(Value::Null) => return Err("missing required field 'attention_types'".into()),
+        Some(Value::Array(items)) => items,
+        Some(v) => return Err(format!("field 'attention_types' should be a list, found {v}: {FORM}")),
+    };
+    let mut layers = Vec::new();
+    for (i, item) in types.iter().enumerate() {
+        let pair = item.as_array().filter(|p| p.len() == 2);
+        let (pattern, repeat) = match pair.map(|p| (p[0].as_array(), p[1].as_u64())) {
+            Some((Some(pattern), Some(repeat))) => (pattern, repeat),
+            _ => return Err(format!("field 'attention_types' entry {i} is {item}: {FORM}")),
+        };
+        let pattern =
+            pattern.iter().map(|v| kind("field 'attention_types'", v)).collect::<std::result::Result<Vec<_>, _>>()?;
+        if (pattern.len() as u64).saturating_mul(repeat) > (MAX_LAYERS - layers.len()) as u64 {
+            return Err(format!("field 'attention_types' gives more than {MAX_LAYERS} layers"));
+        }
+        if !pattern.is_empty() {
+            (0..repeat).for_each(|_| layers.extend_from_slice(&pattern));
+        }
+    }
+    if layers.len() != n_layer {
+        return Err(format!("field 'attention_types' gives {} layer kinds but num_layers is {n_layer}", layers.len()));
+    }
+    match f.get("attention_layers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(given)) => {
+            let given = given
+                .iter()
+                .map(|v| kind("field 'attention_layers'", v))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            if given != layers {
+                return Err("field 'attention_layers' disagrees with the expansion of 'attention_types'".into());
+            }
+        }
+        Some(v) => return Err(format!("field 'attention_layers' should be a list of kinds, found {v}")),
+    }
+    Ok(layers)
 }
 
 fn activation(name: &str) -> std::result::Result<Activation, String> {
@@ -272,5 +377,74 @@ mod tests {
             assert!(err.contains(expected), "{key}: got '{err}', expected '{expected}'");
         }
         assert!(ModelConfig::from_json(&json!([1])).unwrap_err().contains("JSON object"));
+    }
+
+    fn neo() -> Value {
+        json!({
+            "model_type": "gpt_neo", "vocab_size": 100, "max_position_embeddings": 32, "hidden_size": 8,
+            "num_layers": 4, "num_heads": 2, "intermediate_size": null, "window_size": 3,
+            "attention_types": [[["global", "local"], 2]],
+        })
+    }
+
+    #[test]
+    fn gpt_neo_layers_follow_attention_types() {
+        let c = ModelConfig::from_json(&neo()).unwrap();
+        assert_eq!((c.arch, c.n_positions, c.n_embd, c.n_layer, c.n_head), (Arch::GptNeo, 32, 8, 4, 2));
+        assert_eq!((c.n_inner, c.activation, c.layer_norm_epsilon), (32, Activation::GeluNew, 1e-5));
+        assert_eq!((c.bos_token_id, c.eos_token_id), (Some(50256), Some(50256)));
+        let local = AttentionKind::Local { window: 3 };
+        let kinds: Vec<_> = c.layers.iter().map(|l| l.attention).collect();
+        assert_eq!(kinds, [AttentionKind::Global, local, AttentionKind::Global, local]);
+        assert!(c.layers.iter().all(|l| l.score_scale == 1.0));
+
+        let mut v = neo();
+        v["attention_types"] = json!([[["local"], 1], [["global", "global"], 1], [["local"], 1]]);
+        v["attention_layers"] = json!(["local", "global", "global", "local"]);
+        v["intermediate_size"] = json!(20);
+        v["eos_token_id"] = Value::Null;
+        let c = ModelConfig::from_json(&v).unwrap();
+        let kinds: Vec<_> = c.layers.iter().map(|l| l.attention).collect();
+        assert_eq!(kinds, [local, AttentionKind::Global, AttentionKind::Global, local]);
+        assert_eq!((c.n_inner, c.eos_token_id), (20, None));
+        v.as_object_mut().unwrap().remove("window_size");
+        let c = ModelConfig::from_json(&v).unwrap();
+        assert_eq!(c.layers[0].attention, AttentionKind::Local { window: 256 });
+    }
+
+    #[test]
+    fn bad_attention_types_are_named() {
+        let cases: &[(&str, Value, &str)] = &[
+            (
+                "attention_types",
+                json!([[["global", "local"], 3]]),
+                "'attention_types' gives 6 layer kinds but num_layers is 4",
+            ),
+            (
+                "attention_types",
+                json!([[["global", "sparse"], 2]]),
+                "'attention_types': unknown attention kind \"sparse\"",
+            ),
+            ("attention_types", json!([[["global", 1], 2]]), "'attention_types': unknown attention kind 1"),
+            ("attention_types", json!("global"), "field 'attention_types' should be a list"),
+            ("attention_types", json!([["global", "local"]]), "'attention_types' entry 0 is [\"global\",\"local\"]"),
+            ("attention_types", json!([[["global"], -1]]), "'attention_types' entry 0"),
+            ("attention_types", json!([[["global"], 4, 1]]), "'attention_types' entry 0"),
+            ("attention_types", json!([[["local"], 1u64 << 62]]), "'attention_types' gives more than 1024 layers"),
+            ("attention_types", json!([[[], 1u64 << 62]]), "gives 0 layer kinds but num_layers is 4"),
+            ("attention_types", Value::Null, "missing required field 'attention_types'"),
+            ("attention_layers", json!(["global", "global", "global", "local"]), "'attention_layers' disagrees"),
+            ("attention_layers", json!(["global", "local", "global", "loca"]), "'attention_layers': unknown"),
+            ("window_size", json!(0), "field 'window_size' should be an integer from 1"),
+            ("num_heads", json!(3), "num_heads (3) does not divide hidden_size (8)"),
+            ("max_position_embeddings", Value::Null, "missing required field 'max_position_embeddings'"),
+            ("intermediate_size", json!("big"), "field 'intermediate_size' should be an integer"),
+        ];
+        for (key, value, expected) in cases {
+            let mut v = neo();
+            v[*key] = value.clone();
+            let err = ModelConfig::from_json(&v).unwrap_err();
+            assert!(err.contains(expected), "{key}: got '{err}', expected '{expected}'");
+        }
     }
 }
