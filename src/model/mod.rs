@@ -1,5 +1,5 @@
-//! GPT-2 as one pre-LN transformer: the weights, read from a checkpoint and checked against the
-//! config before the first forward pass. The forward pass itself is in [`session`].
+//! GPT-2 and GPT-Neo as one pre-LN transformer: the weights, read from a checkpoint and checked
+//! against the config before the first forward pass. The forward pass itself is in [`session`].
 
 mod session;
 mod weights;
@@ -9,11 +9,12 @@ use std::path::Path;
 use quill_kernels::Kernels;
 
 pub use session::Session;
-pub use weights::{Linear, Weights};
+pub use weights::{Linear, Qkv, QkvRows, Weights};
 
 use crate::checkpoint::{Checkpoint, DType};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::kv_cache::KvArena;
 
 /// A loaded model: its description, its weights (mostly views into the mapped checkpoint) and the
 /// kernel table it runs with.
@@ -75,6 +76,19 @@ impl Model {
         }
         let best = (0..3).max_by_key(|&i| counts[i]).unwrap_or(0);
         [DType::F32, DType::F16, DType::BF16][best]
+    }
+
+    /// Bytes of the KV arena a session of `ctx` positions allocates (local-attention layers keep
+    /// only a ring of their last positions).
+    pub fn kv_bytes(&self, ctx: usize) -> usize {
+        let c = &self.config;
+        KvArena::bytes_for(&self.kv_slots(ctx), c.n_head, c.head_dim(), ctx)
+    }
+
+    /// Positions each layer's KV cache holds in a session of `ctx` positions: `ctx`, or for a
+    /// local-attention layer (at most) a ring of `window - 1` positions and one prompt chunk.
+    pub fn kv_slots(&self, ctx: usize) -> Vec<usize> {
+        session::layer_slots(&self.config, ctx)
     }
 
     /// A fresh session with a KV arena of `ctx` positions (default and maximum: n_positions).

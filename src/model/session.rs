@@ -4,12 +4,25 @@
 use quill_kernels::{AttentionLayer, Layout, Weight};
 
 use super::Model;
-use crate::config::AttentionKind;
+use crate::config::{AttentionKind, ModelConfig};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvArena;
 
 /// Prompt tokens processed together as one matrix–matrix pass; longer prompts go in chunks.
 const CHUNK: usize = 128;
+
+/// KV slots per head of each layer for a context of `ctx` positions: all of them for a global
+/// layer; for a local one a ring that holds what a chunk's queries can see, the `window - 1`
+/// positions before the chunk and the chunk itself.
+pub(super) fn layer_slots(cfg: &ModelConfig, ctx: usize) -> Vec<usize> {
+    cfg.layers
+        .iter()
+        .map(|spec| match spec.attention {
+            AttentionKind::Global => ctx,
+            AttentionKind::Local { window } => ctx.min(window + CHUNK - 1),
+        })
+        .collect()
+}
 
 /// Activation buffers for up to `CHUNK` rows (`M`), `C = n_embd`.
 struct RunState {
@@ -17,7 +30,7 @@ struct RunState {
     x: Vec<f32>,
     /// LayerNorm output and projection output `[M, C]`.
     h: Vec<f32>,
-    /// Fused q, k, v `[M, 3C]`.
+    /// q, k and v of `M` rows, `[M, 3C]` (fused) or three `[M, C]` blocks (see `Qkv::forward`).
     qkv: Vec<f32>,
     /// Attention output, heads side by side `[M, C]`.
     att: Vec<f32>,
@@ -66,7 +79,8 @@ impl<'m> Session<'m> {
             pos_row: vec![0.0; c],
             logits: vec![0.0; cfg.vocab_size],
         };
-        Ok(Session { model, kv: KvArena::new(cfg.n_layer, cfg.n_head, cfg.head_dim(), ctx), state })
+        let kv = KvArena::new(&layer_slots(cfg, ctx), cfg.n_head, cfg.head_dim(), ctx);
+        Ok(Session { model, kv, state })
     }
 
     pub fn model(&self) -> &'m Model {
@@ -167,16 +181,17 @@ impl<'m> Session<'m> {
         for (l, (lw, spec)) in w.layers.iter().zip(&cfg.layers).enumerate() {
             // Attention block: x += attn_out(attention(ln_1(x))).
             k.layernorm(x, lw.ln_1.gamma.data(), lw.ln_1.beta.data(), cfg.layer_norm_epsilon, h);
-            lw.qkv.forward(k, h, qkv);
-            self.kv.store(l, &qkv[c..], &qkv[2 * c..], 3 * c, m);
+            let rows = lw.qkv.forward(k, h, qkv);
+            self.kv.store(l, &qkv[rows.k..], &qkv[rows.v..], rows.stride, m);
             let (keys, values) = self.kv.layer(l);
+            let slots = self.kv.slots(l);
             let layer = AttentionLayer {
-                q: qkv,
-                q_stride: 3 * c,
+                q: &qkv[rows.q..],
+                q_stride: rows.stride,
                 keys,
                 values,
-                head_stride: self.kv.capacity() * d,
-                slots: self.kv.capacity(),
+                head_stride: slots * d,
+                slots,
                 n_head: cfg.n_head,
                 d,
                 n_queries: m,

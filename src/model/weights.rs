@@ -1,9 +1,11 @@
-//! Named weight views of a GPT-2 checkpoint, every shape checked against the config at load.
+//! Named weight views of a GPT-2 or GPT-Neo checkpoint, every shape checked against the config
+//! at load. The two differ here only in names and layout: GPT-2's `Conv1D` stores `(in, out)`
+//! and fuses q, k and v; GPT-Neo's `nn.Linear` stores `(out, in)`, with q, k, v separate.
 
 use quill_kernels::{Kernels, Layout, Weight};
 
 use crate::checkpoint::{Checkpoint, DType, TensorF32, WeightTensor};
-use crate::config::ModelConfig;
+use crate::config::{Arch, ModelConfig};
 use crate::error::Result;
 
 /// A dense layer `y = x · W + b` with `k` inputs and `n` outputs.
@@ -36,10 +38,54 @@ pub struct Norm {
     pub beta: TensorF32,
 }
 
+/// The q, k and v projections of one layer.
+pub enum Qkv {
+    /// GPT-2's `c_attn`, `(C) → (3C)`: output row `i` holds q, k and v side by side.
+    Fused(Linear),
+    /// GPT-Neo's `q_proj`, `k_proj`, `v_proj`, each `(C) → (C)`: three `[M, C]` output blocks.
+    Separate(Box<[Linear; 3]>),
+}
+
+/// Where [`Qkv::forward`] put q, k and v: row `i` of each starts at `start + i * stride`.
+#[derive(Clone, Copy, Debug)]
+pub struct QkvRows {
+    pub q: usize,
+    pub k: usize,
+    pub v: usize,
+    pub stride: usize,
+}
+
+impl Qkv {
+    /// Projects `x [M, C]` into `out` (at least `3·M·C` floats) and says where q, k and v are.
+    pub fn forward(&self, kernels: &Kernels, x: &[f32], out: &mut [f32]) -> QkvRows {
+        match self {
+            Qkv::Fused(w) => {
+                w.forward(kernels, x, &mut out[..x.len() / w.k * w.n]);
+                let c = w.n / 3;
+                QkvRows { q: 0, k: c, v: 2 * c, stride: 3 * c }
+            }
+            Qkv::Separate(ws) => {
+                let block = x.len() / ws[0].k * ws[0].n;
+                for (w, out) in ws.iter().zip(out[..3 * block].chunks_exact_mut(block)) {
+                    w.forward(kernels, x, out);
+                }
+                QkvRows { q: 0, k: block, v: 2 * block, stride: ws[0].n }
+            }
+        }
+    }
+
+    /// The matrices, in the order q, k, v (one for fused).
+    pub fn linears(&self) -> &[Linear] {
+        match self {
+            Qkv::Fused(w) => std::slice::from_ref(w),
+            Qkv::Separate(ws) => &ws[..],
+        }
+    }
+}
+
 pub struct LayerWeights {
     pub ln_1: Norm,
-    /// Fused q, k, v projection: `(C) → (3C)`.
-    pub qkv: Linear,
+    pub qkv: Qkv,
     /// Attention output projection: `(C) → (C)`.
     pub attn_out: Linear,
     pub ln_2: Norm,
@@ -69,26 +115,45 @@ impl Weights {
         let norm = |name: &str| -> Result<Norm> {
             Ok(Norm { gamma: t(&format!("{name}.weight"), &[c])?, beta: t(&format!("{name}.bias"), &[c])? })
         };
-        // GPT-2's Conv1D stores (in, out).
-        let conv1d = |name: &str, k: usize, n: usize| -> Result<Linear> {
+        // A dense layer of k inputs and n outputs: GPT-2's Conv1D stores (in, out), nn.Linear
+        // (GPT-Neo) (out, in).
+        let dense = |name: &str, k: usize, n: usize, bias: bool| -> Result<Linear> {
+            let (layout, shape) = match config.arch {
+                Arch::Gpt2 => (Layout::InOut, [k, n]),
+                Arch::GptNeo => (Layout::OutIn, [n, k]),
+            };
             Ok(Linear {
-                w: ckpt.weight(&format!("{prefix}{name}.weight"), &[k, n])?,
-                b: Some(t(&format!("{name}.bias"), &[n])?),
+                w: ckpt.weight(&format!("{prefix}{name}.weight"), &shape)?,
+                b: if bias { Some(t(&format!("{name}.bias"), &[n])?) } else { None },
                 k,
                 n,
-                layout: Layout::InOut,
+                layout,
             })
         };
         let layers = (0..config.n_layer)
             .map(|i| {
                 let p = format!("h.{i}");
+                // The legacy mask buffers (`attn.bias`, `attn.masked_bias`, and GPT-Neo's
+                // `attn.attention.bias`/`masked_bias`) of older checkpoints are not read.
+                let (qkv, attn_out) = match config.arch {
+                    Arch::Gpt2 => (
+                        Qkv::Fused(dense(&format!("{p}.attn.c_attn"), c, 3 * c, true)?),
+                        dense(&format!("{p}.attn.c_proj"), c, c, true)?,
+                    ),
+                    Arch::GptNeo => {
+                        let a = format!("{p}.attn.attention");
+                        let proj = |x: &str| dense(&format!("{a}.{x}_proj"), c, c, false);
+                        let qkv = Qkv::Separate(Box::new([proj("q")?, proj("k")?, proj("v")?]));
+                        (qkv, dense(&format!("{a}.out_proj"), c, c, true)?)
+                    }
+                };
                 Ok(LayerWeights {
                     ln_1: norm(&format!("{p}.ln_1"))?,
-                    qkv: conv1d(&format!("{p}.attn.c_attn"), c, 3 * c)?,
-                    attn_out: conv1d(&format!("{p}.attn.c_proj"), c, c)?,
+                    qkv,
+                    attn_out,
                     ln_2: norm(&format!("{p}.ln_2"))?,
-                    fc: conv1d(&format!("{p}.mlp.c_fc"), c, inner)?,
-                    proj: conv1d(&format!("{p}.mlp.c_proj"), inner, c)?,
+                    fc: dense(&format!("{p}.mlp.c_fc"), c, inner, true)?,
+                    proj: dense(&format!("{p}.mlp.c_proj"), inner, c, true)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -116,7 +181,12 @@ impl Weights {
         let layers: usize = self
             .layers
             .iter()
-            .map(|l| bytes(&l.qkv.w) + bytes(&l.attn_out.w) + bytes(&l.fc.w) + bytes(&l.proj.w))
+            .map(|l| {
+                l.qkv.linears().iter().map(|q| bytes(&q.w)).sum::<usize>()
+                    + bytes(&l.attn_out.w)
+                    + bytes(&l.fc.w)
+                    + bytes(&l.proj.w)
+            })
             .sum();
         layers + bytes(self.lm_head())
     }
@@ -130,7 +200,7 @@ impl Weights {
             .map(|l| {
                 norm(&l.ln_1)
                     + norm(&l.ln_2)
-                    + l.qkv.parameters()
+                    + l.qkv.linears().iter().map(Linear::parameters).sum::<usize>()
                     + l.attn_out.parameters()
                     + l.fc.parameters()
                     + l.proj.parameters()
