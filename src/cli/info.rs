@@ -38,12 +38,7 @@ pub(crate) fn run(args: &InfoArgs) -> Result<()> {
             model.file_bytes() as f64 / (1 << 20) as f64
         ),
         format!("lm_head        {}", if model.weights.lm_head.is_some() { "separate" } else { "tied to wte" }),
-        format!(
-            "kv cache       {:.1} KiB per token, {:.1} MiB at {} positions",
-            kv_per_token as f64 / 1024.0,
-            (kv_per_token * c.n_positions) as f64 / (1 << 20) as f64,
-            c.n_positions
-        ),
+        kv_line(&model, kv_per_token),
         format!(
             "kernels        {} (cpu features: {})",
             model.kernels.level().name(),
@@ -51,4 +46,36 @@ pub(crate) fn run(args: &InfoArgs) -> Result<()> {
         ),
     ];
     println(&lines.join("\n"))
+}
+
+/// The KV arena at the full context; local-attention layers keep only a ring of their last
+/// positions, which the line says with the memory that saves.
+fn kv_line(model: &crate::Model, kv_per_token: usize) -> String {
+    let n = model.config.n_positions;
+    let (full, used) = (kv_per_token * n, model.kv_bytes(n));
+    let mut line = format!("kv cache       {} per token, {} at {n} positions", bytes(kv_per_token), bytes(used));
+    let slots = model.kv_slots(n);
+    let local: Vec<(usize, usize)> = (model.config.layers.iter().zip(slots))
+        .filter_map(|(l, slots)| match l.attention {
+            crate::config::AttentionKind::Local { window } => Some((window, slots)),
+            crate::config::AttentionKind::Global => None,
+        })
+        .collect();
+    if let Some((window, slots)) = local.first() {
+        line += &format!(
+            " (the {} local layers, window {window}, keep only their last {slots}: {} saved, {:.0}%)",
+            local.len(),
+            bytes(full - used),
+            100.0 * (full - used) as f64 / full as f64
+        );
+    }
+    line
+}
+
+fn bytes(n: usize) -> String {
+    match n {
+        n if n < 1 << 20 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n if n < 1 << 30 => format!("{:.1} MiB", n as f64 / (1 << 20) as f64),
+        n => format!("{:.2} GiB", n as f64 / (1 << 30) as f64),
+    }
 }
