@@ -133,6 +133,7 @@ impl Weights {
         let layers = (0..config.n_layer)
             .map(|i| {
                 let p = format!("h.{i}");
+                let ln_1 = norm(&format!("{p}.ln_1"))?;
                 // The legacy mask buffers (`attn.bias`, `attn.masked_bias`, and GPT-Neo's
                 // `attn.attention.bias`/`masked_bias`) of older checkpoints are not read.
                 let (qkv, attn_out) = match config.arch {
@@ -148,7 +149,7 @@ impl Weights {
                     }
                 };
                 Ok(LayerWeights {
-                    ln_1: norm(&format!("{p}.ln_1"))?,
+                    ln_1,
                     qkv,
                     attn_out,
                     ln_2: norm(&format!("{p}.ln_2"))?,
