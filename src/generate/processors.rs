@@ -1,0 +1,237 @@
+//! Logits processors, as transformers' `generate()` applies them, in its order: the repetition
+//! penalty (greedy and sampling), then, when sampling, the warpers temperature, top-k, top-p and
+//! min-p. Each works in place on a copy of the model's logits; filtered tokens become `-inf`
+//! (transformers' `filter_value`). Scratch buffers are allocated once, in
+//! [`LogitsProcessors::new`], never per token.
+
+use super::Sampling;
+
+/// transformers' `RepetitionPenaltyLogitsProcessor`: the logit of every token in `seen` (each
+/// once) is divided by `penalty` if it is positive (or zero) and multiplied by it if negative.
+pub fn repetition_penalty(logits: &mut [f32], seen: &[u32], penalty: f32) {
+    if penalty == 1.0 {
+        return;
+    }
+    for &id in seen {
+        let s = &mut logits[id as usize];
+        *s = if *s < 0.0 { *s * penalty } else { *s / penalty };
+    }
+}
+
+/// `TemperatureLogitsWarper`: every logit divided by `t` (> 0).
+pub fn temperature(logits: &mut [f32], t: f32) {
+    if t == 1.0 {
+        return;
+    }
+    for s in logits {
+        *s /= t;
+    }
+}
+
+/// `TopKLogitsWarper`: removes every token whose logit is below the k-th largest (ties with the
+/// k-th are kept, so a few more than k can stay). `k == 0` disables it. `scratch` is any buffer;
+/// with capacity for all the logits it is not reallocated.
+pub fn top_k(logits: &mut [f32], k: usize, scratch: &mut Vec<f32>) {
+    if k == 0 || k >= logits.len() {
+        return;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(logits);
+    let (_, kth, _) = scratch.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    let kth = *kth;
+    for s in logits {
+        if *s < kth {
+            *s = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// `TopPLogitsWarper`: keeps the most probable tokens, best first, until the probability of
+/// those kept before the next one reaches `p` (so at least one token stays). transformers says
+/// the same from the other end: with probabilities sorted ascending it removes the tokens whose
+/// cumulative sum is at most `1 - p`. Ties are ordered by token id; sums are in f64. `p >= 1`
+/// disables it. `order` is scratch, like `top_k`'s.
+pub fn top_p(logits: &mut [f32], p: f32, order: &mut Vec<u32>) {
+    if p >= 1.0 {
+        return;
+    }
+    order.clear();
+    order.extend((0..logits.len() as u32).filter(|&i| logits[i as usize] > f32::NEG_INFINITY));
+    if order.is_empty() {
+        return;
+    }
+    order.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    let max = f64::from(logits[order[0] as usize]);
+    let weight = |i: u32| (f64::from(logits[i as usize]) - max).exp();
+    let total: f64 = order.iter().map(|&i| weight(i)).sum();
+    let limit = f64::from(p) * total;
+    let mut mass = 0.0;
+    let mut keep = order.len();
+    for (j, &i) in order.iter().enumerate() {
+        if j > 0 && mass >= limit {
+            keep = j;
+            break;
+        }
+        mass += weight(i);
+    }
+    for &i in &order[keep..] {
+        logits[i as usize] = f32::NEG_INFINITY;
+    }
+}
+
+/// `MinPLogitsWarper`: removes tokens less probable than `p` times the most probable one, i.e.
+/// with `logit - max < ln p` (computed in f64). The best token always stays.
+pub fn min_p(logits: &mut [f32], p: f32) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return;
+    }
+    let ln_p = f64::from(p).ln();
+    for s in logits {
+        if (f64::from(*s) - f64::from(max)) < ln_p {
+            *s = f32::NEG_INFINITY;
+        }
+    }
+}
+
+/// The distinct tokens of the sequence so far (prompt and generated), for the repetition
+/// penalty. Tracks nothing when `enabled` is false.
+#[derive(Clone, Debug)]
+pub struct SeenTokens {
+    flags: Vec<bool>,
+    ids: Vec<u32>,
+}
+
+impl SeenTokens {
+    pub fn new(vocab_size: usize, enabled: bool) -> SeenTokens {
+        let n = if enabled { vocab_size } else { 0 };
+        SeenTokens { flags: vec![false; n], ids: Vec::with_capacity(n) }
+    }
+
+    pub fn clear(&mut self) {
+        for &id in &self.ids {
+            self.flags[id as usize] = false;
+        }
+        self.ids.clear();
+    }
+
+    pub fn insert(&mut self, id: u32) {
+        if let Some(flag) = self.flags.get_mut(id as usize) {
+            if !*flag {
+                *flag = true;
+                self.ids.push(id);
+            }
+        }
+    }
+
+    /// Each distinct token once, in order of first appearance.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+}
+
+/// The processors of one generation, with their scratch buffers.
+#[derive(Clone, Debug)]
+pub struct LogitsProcessors {
+    penalty: f32,
+    sampling: Option<Sampling>,
+    values: Vec<f32>,
+    order: Vec<u32>,
+}
+
+impl LogitsProcessors {
+    /// `sampling` is `None` for greedy decoding (then only the penalty applies, as in
+    /// transformers, where the warpers belong to `do_sample`).
+    pub fn new(repetition_penalty: f32, sampling: Option<&Sampling>, vocab_size: usize) -> LogitsProcessors {
+        let sampling = sampling.cloned();
+        let (values, order) = match &sampling {
+            Some(s) => (
+                Vec::with_capacity(if s.top_k > 0 { vocab_size } else { 0 }),
+                Vec::with_capacity(if s.top_p < 1.0 { vocab_size } else { 0 }),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        LogitsProcessors { penalty: repetition_penalty, sampling, values, order }
+    }
+
+    /// Applies every processor, in transformers' order, to `logits`; `seen` lists the distinct
+    /// tokens of the sequence.
+    pub fn apply(&mut self, logits: &mut [f32], seen: &[u32]) {
+        repetition_penalty(logits, seen, self.penalty);
+        if let Some(s) = &self.sampling {
+            temperature(logits, s.temperature);
+            top_k(logits, s.top_k, &mut self.values);
+            top_p(logits, s.top_p, &mut self.order);
+            if let Some(p) = s.min_p {
+                min_p(logits, p);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NEG: f32 = f32::NEG_INFINITY;
+
+    #[test]
+    fn penalty_divides_positive_and_multiplies_negative() {
+        let mut l = [2.0, -2.0, 0.0, 3.0];
+        repetition_penalty(&mut l, &[0, 1, 2], 2.0);
+        assert_eq!(l, [1.0, -4.0, 0.0, 3.0]);
+    }
+
+    #[test]
+    fn top_k_keeps_ties_with_the_kth() {
+        let mut l = [1.0, 3.0, 2.0, 2.0, 0.5];
+        top_k(&mut l, 2, &mut Vec::new());
+        assert_eq!(l, [NEG, 3.0, 2.0, 2.0, NEG]);
+        let mut l = [1.0, 3.0];
+        top_k(&mut l, 0, &mut Vec::new());
+        assert_eq!(l, [1.0, 3.0]);
+    }
+
+    #[test]
+    fn top_p_keeps_the_smallest_set_reaching_p() {
+        // Probabilities 0.5, 0.25, 0.125, 0.125 (ids 2, 0, 1, 3).
+        let ln = |p: f64| p.ln() as f32;
+        let base = [ln(0.25), ln(0.125), ln(0.5), ln(0.125)];
+        let mut l = base;
+        top_p(&mut l, 0.6, &mut Vec::new());
+        assert_eq!(l, [base[0], NEG, base[2], NEG]);
+        let mut l = base;
+        top_p(&mut l, 0.5, &mut Vec::new());
+        assert_eq!(l, [NEG, NEG, base[2], NEG]);
+        let mut l = base;
+        top_p(&mut l, 1e-9, &mut Vec::new());
+        assert_eq!(l, [NEG, NEG, base[2], NEG]);
+    }
+
+    #[test]
+    fn min_p_is_relative_to_the_best() {
+        let ln = |p: f64| p.ln() as f32;
+        let mut l = [ln(0.5), ln(0.3), ln(0.2)];
+        min_p(&mut l, 0.5);
+        assert_eq!(l[2], NEG);
+        assert!(l[0].is_finite() && l[1].is_finite());
+        let mut l = [1.0, 1.0, 0.0];
+        min_p(&mut l, 1.0);
+        assert_eq!(l, [1.0, 1.0, NEG]);
+    }
+
+    #[test]
+    fn seen_tokens_are_distinct_and_resettable() {
+        let mut s = SeenTokens::new(10, true);
+        for id in [3, 1, 3, 9, 1] {
+            s.insert(id);
+        }
+        assert_eq!(s.ids(), [3, 1, 9]);
+        s.clear();
+        s.insert(1);
+        assert_eq!(s.ids(), [1]);
+        let mut off = SeenTokens::new(10, false);
+        off.insert(1);
+        assert!(off.ids().is_empty());
+    }
+}
