@@ -1,16 +1,20 @@
-//! `quill generate`: greedy continuation of a prompt, streamed to stdout.
+//! `quill generate`: continue a prompt (greedy or sampled), streamed to stdout or as JSON.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use clap::Args;
-use serde_json::json;
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
 
 use super::output::{print_flush, println};
 use super::{read_text_file, ModelArg};
 use crate::error::{Error, Result};
-use crate::generate::{greedy, GenerateOptions};
-use crate::tokenizer::StreamDecoder;
+use crate::generate::config::GenerationDefaults;
+use crate::generate::stop::TextStream;
+use crate::generate::{DecodeOptions, FinishReason, Flow, Generation, Generator, OnContextFull, Sampling, Strategy};
+
+/// New tokens when neither the flags nor generation_config.json say.
+const DEFAULT_MAX_NEW_TOKENS: usize = 50;
 
 #[derive(Args, Debug)]
 pub(crate) struct GenerateArgs {
@@ -22,26 +26,216 @@ pub(crate) struct GenerateArgs {
     /// Read the prompt from a UTF-8 file instead.
     #[arg(long, value_name = "PATH")]
     prompt_file: Option<PathBuf>,
-    /// How many tokens to generate at most.
-    #[arg(long, short = 'n', default_value_t = 50)]
-    max_new_tokens: usize,
+    /// How many tokens to generate at most [default: generation_config.json's, else 50].
+    #[arg(long, short = 'n', value_name = "N")]
+    max_new_tokens: Option<usize>,
+    /// Prompt plus new tokens at most (transformers' max_length); not with --max-new-tokens.
+    #[arg(long, value_name = "N")]
+    max_length: Option<usize>,
     /// KV-cache size in positions (default and maximum: the model's n_positions).
     #[arg(long, value_name = "N")]
     ctx: Option<usize>,
+    /// When the context is full: stop, or slide (keep the last half of it, re-encoded).
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = ContextFull::Stop)]
+    on_context_full: ContextFull,
     /// Keep going past the end-of-text token.
     #[arg(long)]
     ignore_eos: bool,
-    /// Print {"prompt_ids":[...],"new_ids":[...],"text":"..."} instead of streaming.
+    /// Stop before this text (repeatable); it is not printed.
+    #[arg(long = "stop", value_name = "STRING")]
+    stop: Vec<String>,
+    /// Sample (the default when generation_config.json says do_sample, or a sampling flag is given).
+    #[arg(long)]
+    do_sample: bool,
+    /// Sampling temperature; 0 means greedy decoding [default: 1].
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    temperature: Option<f32>,
+    /// Sample among the K most likely tokens; 0 disables [default: 50, as transformers].
+    #[arg(long, value_name = "K")]
+    top_k: Option<usize>,
+    /// Sample among the most likely tokens that make up probability P, in (0, 1] [default: 1].
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    top_p: Option<f32>,
+    /// Drop tokens less likely than P times the best one, P in [0, 1] [default: off].
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    min_p: Option<f32>,
+    /// Divide seen tokens' positive logits by F and multiply negative ones (transformers' rule), F > 0.
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    repetition_penalty: Option<f32>,
+    /// Random seed for sampling [default: a fresh one, shown by --json and --stats].
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Sample K sequences, best (highest total logprob) first.
+    #[arg(long, value_name = "K")]
+    num_return_sequences: Option<usize>,
+    /// Print {"prompt_ids","new_ids","text","finish_reason",...} instead of streaming.
     #[arg(long)]
     json: bool,
+    /// With --json: add "logprobs", log-softmax of the raw logits at each new token.
+    #[arg(long)]
+    logprobs: bool,
     /// Print load time and tokens/s on stderr.
     #[arg(long)]
     stats: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ContextFull {
+    Stop,
+    Slide,
+}
+
+/// The decoding options and the number of sequences, from the flags over generation_config.json.
+struct Plan {
+    opts: DecodeOptions,
+    sequences: usize,
+}
+
+fn check_range(flag: &str, v: Option<f32>, ok: impl Fn(f32) -> bool, want: &str) -> Result<()> {
+    match v {
+        Some(x) if !ok(x) => Err(Error::usage(format!("{flag} {x} is out of range: give {want}"))),
+        _ => Ok(()),
+    }
+}
+
+fn plan(args: &GenerateArgs, file: &GenerationDefaults, default_eos: Option<u32>, prompt_len: usize) -> Result<Plan> {
+    check_range("--temperature", args.temperature, |t| t.is_finite() && t >= 0.0, "0 (greedy) or a number > 0")?;
+    check_range("--top-p", args.top_p, |p| p > 0.0 && p <= 1.0, "a number in (0, 1]")?;
+    check_range("--min-p", args.min_p, |p| (0.0..=1.0).contains(&p), "a number in [0, 1]")?;
+    check_range("--repetition-penalty", args.repetition_penalty, |p| p.is_finite() && p > 0.0, "a number > 0")?;
+    if args.num_return_sequences == Some(0) {
+        return Err(Error::usage("--num-return-sequences 0 is out of range: give 1 or more"));
+    }
+    if args.max_length.is_some() && args.max_new_tokens.is_some() {
+        return Err(Error::usage("--max-length and --max-new-tokens both limit the length: give one of them"));
+    }
+    if args.logprobs && !args.json {
+        return Err(Error::usage("--logprobs shows in the JSON record: add --json"));
+    }
+    if let Some(s) = args.stop.iter().find(|s| s.is_empty()) {
+        return Err(Error::usage(format!("--stop '{s}': a stop string cannot be empty")));
+    }
+    let sequences = args.num_return_sequences.unwrap_or(1);
+    let sampling_flags: Vec<&str> = [
+        (args.do_sample, "--do-sample"),
+        (args.top_k.is_some(), "--top-k"),
+        (args.top_p.is_some(), "--top-p"),
+        (args.min_p.is_some(), "--min-p"),
+        (args.seed.is_some(), "--seed"),
+        (sequences > 1, "--num-return-sequences"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect();
+    let sample = if args.temperature == Some(0.0) {
+        if let Some(flag) = sampling_flags.first() {
+            return Err(Error::usage(format!(
+                "--temperature 0 means greedy decoding, which {flag} does not go with: give a temperature > 0"
+            )));
+        }
+        false
+    } else {
+        args.temperature.is_some()
+            || sampling_flags.iter().any(|&f| f != "--num-return-sequences")
+            || file.do_sample == Some(true)
+    };
+    if sequences > 1 && !sample {
+        return Err(Error::usage(
+            "--num-return-sequences above 1 needs sampling (--do-sample or --temperature T); \
+             beam search is not supported yet",
+        ));
+    }
+    let strategy = if sample {
+        let temperature = args.temperature.or(file.temperature).unwrap_or(1.0);
+        if temperature == 0.0 {
+            return Err(Error::usage(
+                "generation_config.json sets temperature 0 (greedy) but sampling was asked for: give --temperature",
+            ));
+        }
+        let d = Sampling::default();
+        Strategy::Sample(Sampling {
+            temperature,
+            top_k: args.top_k.or(file.top_k).unwrap_or(d.top_k),
+            top_p: args.top_p.or(file.top_p).unwrap_or(d.top_p),
+            min_p: args.min_p.or(file.min_p),
+            seed: args.seed.unwrap_or_else(fresh_seed),
+        })
+    } else {
+        Strategy::Greedy
+    };
+    let max_new_tokens = match (args.max_new_tokens, args.max_length) {
+        (Some(n), _) => n,
+        (None, Some(total)) => new_tokens_within("--max-length", total, prompt_len)?,
+        (None, None) => match (file.max_new_tokens, file.max_length) {
+            (Some(n), _) => n,
+            (None, Some(total)) => new_tokens_within("generation_config.json's max_length", total, prompt_len)?,
+            (None, None) => DEFAULT_MAX_NEW_TOKENS,
+        },
+    };
+    let eos_token_ids = match (args.ignore_eos, &file.eos_token_ids) {
+        (true, _) => Vec::new(),
+        (false, Some(ids)) => ids.clone(),
+        (false, None) => default_eos.into_iter().collect(),
+    };
+    let opts = DecodeOptions {
+        max_new_tokens,
+        eos_token_ids,
+        strategy,
+        repetition_penalty: args.repetition_penalty.or(file.repetition_penalty).unwrap_or(1.0),
+        on_context_full: match args.on_context_full {
+            ContextFull::Stop => OnContextFull::Stop,
+            ContextFull::Slide => OnContextFull::Slide,
+        },
+        // Sequences are ranked by total logprob.
+        logprobs: args.logprobs || sequences > 1,
+    };
+    opts.validate()?;
+    Ok(Plan { opts, sequences })
+}
+
+fn new_tokens_within(what: &str, total: usize, prompt_len: usize) -> Result<usize> {
+    if total <= prompt_len {
+        return Err(Error::usage(format!(
+            "{what} {total} leaves no room after the prompt's {prompt_len} tokens: raise it, or give --max-new-tokens"
+        )));
+    }
+    Ok(total - prompt_len)
+}
+
+/// A seed for runs without --seed: the clock and the process id through SplitMix64.
+fn fresh_seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut z = (nanos as u64) ^ (u64::from(std::process::id()) << 32);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One finished sequence: the generation and its text (cut before a stop string).
+struct Sequence {
+    generation: Generation,
+    text: String,
+}
+
+impl Sequence {
+    fn record(&self, with_logprobs: bool, with_total: bool) -> Value {
+        let g = &self.generation;
+        let mut r = json!({ "new_ids": g.new_ids, "text": self.text, "finish_reason": g.finish_reason.name() });
+        if with_logprobs {
+            r["logprobs"] = json!(g.logprobs);
+        }
+        if with_total {
+            r["total_logprob"] = json!(g.total_logprob());
+        }
+        r
+    }
+}
+
 pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     let load_start = Instant::now();
     let (model, tokenizer) = args.model.load()?;
+    let defaults = GenerationDefaults::from_model_dir(args.model.path())?;
     let prompt = match (&args.prompt, &args.prompt_file) {
         (_, Some(path)) => read_text_file(path)?,
         (Some(p), None) => p.clone(),
@@ -51,45 +245,98 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     if prompt_ids.is_empty() {
         return Err(Error::input("the prompt is empty: give some text to continue"));
     }
+    let plan = plan(args, &defaults, model.config.eos_token_id.or(tokenizer.eos_id()), prompt_ids.len())?;
     let mut session = model.session(args.ctx)?;
+    let mut generator = Generator::new(plan.opts.clone(), model.config.vocab_size)?;
     let load_time = load_start.elapsed();
-    let opts = GenerateOptions {
-        max_new_tokens: args.max_new_tokens,
-        eos_token_id: if args.ignore_eos { None } else { model.config.eos_token_id.or(tokenizer.eos_id()) },
-    };
 
-    let mut stream = StreamDecoder::new();
-    if !args.json {
+    let streaming = !args.json && plan.sequences == 1;
+    if streaming {
         print_flush(&prompt)?;
     }
-    let generation = greedy(&mut session, &prompt_ids, &opts, |id| {
-        if args.json {
-            return Ok(());
+    let mut sequences = Vec::with_capacity(plan.sequences);
+    for k in 0..plan.sequences {
+        session.reset();
+        let mut text = TextStream::new(args.stop.clone());
+        let generation = generator.run(&mut session, &prompt_ids, k as u64, |id| {
+            let (piece, stopped) = text.push(&tokenizer, id)?;
+            if streaming {
+                print_flush(piece)?;
+            }
+            Ok(if stopped { Flow::Stop } else { Flow::Continue })
+        })?;
+        let rest = text.finish();
+        if streaming {
+            println(&rest)?;
         }
-        let piece = stream.push(&tokenizer, id)?;
-        print_flush(&piece)
-    })?;
+        sequences.push(Sequence { generation, text: text.text().to_string() });
+    }
+    // Best first: highest total logprob (the order of generation on ties).
+    sequences.sort_by(|a, b| b.generation.total_logprob().total_cmp(&a.generation.total_logprob()));
+    for s in &sequences {
+        if s.generation.finish_reason == FinishReason::ContextFull {
+            eprintln!(
+                "note: the context is full ({} positions) after {} new tokens: stopped \
+                 (--on-context-full slide keeps going{})",
+                session.capacity(),
+                s.generation.new_ids.len(),
+                if session.capacity() < model.config.n_positions { "; or raise --ctx" } else { "" }
+            );
+            break;
+        }
+    }
 
+    let seed = match &plan.opts.strategy {
+        Strategy::Sample(s) => Some(s.seed),
+        Strategy::Greedy => None,
+    };
     if args.json {
-        let text = tokenizer.decode(&generation.new_ids)?;
-        let record = json!({ "prompt_ids": prompt_ids, "new_ids": generation.new_ids, "text": text });
+        let mut record = sequences[0].record(args.logprobs, false);
+        record["prompt_ids"] = json!(prompt_ids);
+        if let Some(seed) = seed {
+            record["seed"] = json!(seed);
+        }
+        if args.num_return_sequences.is_some() {
+            record["sequences"] = sequences.iter().map(|s| s.record(args.logprobs, true)).collect();
+        }
         println(&record.to_string())?;
-    } else {
-        let rest = stream.finish();
-        println(&rest)?;
+    } else if !streaming {
+        // Best first, a blank line between sequences.
+        for (i, s) in sequences.iter().enumerate() {
+            if i > 0 {
+                println("")?;
+            }
+            println(&format!("{prompt}{}", s.text))?;
+        }
     }
     if args.stats {
-        let decoded = generation.new_ids.len().saturating_sub(1);
-        let per_s = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-        eprintln!(
-            "load {:.0} ms | prompt {} tokens, {:.1} tokens/s | generated {} tokens, {:.1} tokens/s | stop: {}",
-            load_time.as_secs_f64() * 1e3,
-            prompt_ids.len(),
-            per_s(prompt_ids.len(), generation.prompt_time.as_secs_f64()),
-            generation.new_ids.len(),
-            per_s(decoded, generation.decode_time.as_secs_f64()),
-            generation.finish_reason.name()
-        );
+        print_stats(load_time, prompt_ids.len(), &sequences, seed);
     }
     Ok(())
+}
+
+fn print_stats(load_time: Duration, prompt_len: usize, sequences: &[Sequence], seed: Option<u64>) {
+    let per_s = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let prompt_time: Duration = sequences.iter().map(|s| s.generation.prompt_time).sum();
+    let decode_time: Duration = sequences.iter().map(|s| s.generation.decode_time).sum();
+    let generated: usize = sequences.iter().map(|s| s.generation.new_ids.len()).sum();
+    let decoded: usize = sequences.iter().map(|s| s.generation.new_ids.len().saturating_sub(1)).sum();
+    let slides: usize = sequences.iter().map(|s| s.generation.context_slides).sum();
+    let reasons: Vec<&str> = sequences.iter().map(|s| s.generation.finish_reason.name()).collect();
+    let mut line = format!(
+        "load {:.0} ms | prompt {} tokens, {:.1} tokens/s | generated {} tokens, {:.1} tokens/s | stop: {}",
+        load_time.as_secs_f64() * 1e3,
+        prompt_len,
+        per_s(prompt_len * sequences.len(), prompt_time.as_secs_f64()),
+        generated,
+        per_s(decoded, decode_time.as_secs_f64()),
+        reasons.join(",")
+    );
+    if slides > 0 {
+        line.push_str(&format!(" | context slides: {slides}"));
+    }
+    if let Some(seed) = seed {
+        line.push_str(&format!(" | seed {seed}"));
+    }
+    eprintln!("{line}");
 }
