@@ -60,24 +60,47 @@ pub fn top_p(logits: &mut [f32], p: f32, order: &mut Vec<u32>) {
     if order.is_empty() {
         return;
     }
-    order.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    // Best first; a strict total order, so a partial selection agrees with a full sort.
+    let better = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+    // Usually a few hundred tokens reach `p`: sort those first, and the rest only if needed.
+    let head = TOP_P_HEAD.min(order.len());
+    if head < order.len() {
+        order.select_nth_unstable_by(head - 1, better);
+    }
+    order[..head].sort_unstable_by(better);
     let max = f64::from(logits[order[0] as usize]);
     let weight = |i: u32| (f64::from(logits[i as usize]) - max).exp();
-    let total: f64 = order.iter().map(|&i| weight(i)).sum();
+    // Summed in id order, whatever order the selection left.
+    let total: f64 = (0..logits.len() as u32).filter(|&i| logits[i as usize] > f32::NEG_INFINITY).map(weight).sum();
     let limit = f64::from(p) * total;
     let mut mass = 0.0;
-    let mut keep = order.len();
-    for (j, &i) in order.iter().enumerate() {
+    let mut keep = None;
+    for (j, &i) in order[..head].iter().enumerate() {
         if j > 0 && mass >= limit {
-            keep = j;
+            keep = Some(j);
             break;
         }
         mass += weight(i);
     }
+    let keep = keep.unwrap_or_else(|| {
+        order[head..].sort_unstable_by(better);
+        let mut keep = order.len();
+        for (j, &i) in order.iter().enumerate().skip(head) {
+            if mass >= limit {
+                keep = j;
+                break;
+            }
+            mass += weight(i);
+        }
+        keep
+    });
     for &i in &order[keep..] {
         logits[i as usize] = f32::NEG_INFINITY;
     }
 }
+
+/// How many of the best tokens [`top_p`] sorts before it knows whether it needs the others.
+const TOP_P_HEAD: usize = 256;
 
 /// `MinPLogitsWarper`: removes tokens less probable than `p` times the most probable one, i.e.
 /// with `logit - max < ln p` (computed in f64). The best token always stays.
@@ -206,6 +229,32 @@ mod tests {
         let mut l = base;
         top_p(&mut l, 1e-9, &mut Vec::new());
         assert_eq!(l, [NEG, NEG, base[2], NEG]);
+    }
+
+    #[test]
+    fn top_p_over_many_tokens_equals_a_full_sort() {
+        // More tokens than the sorted head, with ties, for p that end inside and past it.
+        let n = 3000;
+        let base: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 / 1000.0) * 6.0 - 3.0).collect();
+        for p in [0.05, 0.3, 0.9, 0.999, 0.9999999] {
+            let mut fast = base.clone();
+            top_p(&mut fast, p, &mut Vec::new());
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| base[b].total_cmp(&base[a]).then(a.cmp(&b)));
+            let max = f64::from(base[order[0]]);
+            let w: Vec<f64> = order.iter().map(|&i| (f64::from(base[i]) - max).exp()).collect();
+            let total: f64 = w.iter().sum();
+            let mut mass = 0.0;
+            let mut want = vec![NEG; n];
+            for (j, &i) in order.iter().enumerate() {
+                if j > 0 && mass >= f64::from(p) * total {
+                    break;
+                }
+                mass += w[j];
+                want[i] = base[i];
+            }
+            assert_eq!(fast, want, "p {p}");
+        }
     }
 
     #[test]
