@@ -83,8 +83,8 @@ fn attention(c: &mut Criterion) {
         let layer = AttentionLayer {
             q: &q,
             q_stride: 3 * h * d,
-            keys: &keys,
-            values: &values,
+            keys: WeightData::F32(&keys),
+            values: WeightData::F32(&values),
             head_stride: t * d,
             slots: t,
             n_head: h,

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::{isa, Activation, AttentionHead, AttentionLayer, Layout, Weight};
+use crate::{isa, Activation, AttentionHead, AttentionLayer, Layout, Weight, WeightData};
 
 /// A family of kernel implementations, from the portable reference up to the widest SIMD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -340,6 +340,13 @@ impl Kernels {
         assert!(
             layer.keys.len() >= blocks && layer.values.len() >= blocks,
             "attention: keys or values shorter than H blocks"
+        );
+        assert!(
+            matches!(
+                (layer.keys, layer.values),
+                (WeightData::F32(_), WeightData::F32(_)) | (WeightData::F16(_), WeightData::F16(_))
+            ),
+            "attention: keys and values of different types"
         );
         assert!(scores.len() >= h * t, "attention: scores scratch shorter than H×T");
         if m == 0 {

@@ -89,11 +89,12 @@ pub struct AttentionLayer<'a> {
     /// Queries: head `h`'s query `i` is `q[i * q_stride + h * d ..][..d]`.
     pub q: &'a [f32],
     pub q_stride: usize,
-    /// Keys `[H][slots, D]`: head `h`'s block starts at `h * head_stride`; position `j` is in
-    /// slot `j % slots`, so a block of fewer slots than positions is a ring (local attention).
-    pub keys: &'a [f32],
-    /// Values, laid out as `keys`.
-    pub values: &'a [f32],
+    /// Keys `[H][slots, D]`, f32 or f16: head `h`'s block starts at `h * head_stride`; position
+    /// `j` is in slot `j % slots`, so a block of fewer slots than positions is a ring (local
+    /// attention).
+    pub keys: WeightData<'a>,
+    /// Values, laid out (and typed) as `keys`.
+    pub values: WeightData<'a>,
     pub head_stride: usize,
     pub slots: usize,
     pub n_head: usize,
@@ -112,9 +113,9 @@ pub struct AttentionHead<'a> {
     pub q: &'a [f32],
     pub q_stride: usize,
     /// Keys `[slots, D]`; position `j` in slot `j % slots`.
-    pub keys: &'a [f32],
+    pub keys: WeightData<'a>,
     /// Values `[slots, D]`, as the keys.
-    pub values: &'a [f32],
+    pub values: WeightData<'a>,
     pub slots: usize,
     pub d: usize,
     pub n_queries: usize,
@@ -124,11 +125,10 @@ pub struct AttentionHead<'a> {
 }
 
 impl<'a> AttentionHead<'a> {
-    /// The key and value rows of position `j`.
+    /// Offset of position `j`'s key (and value) row in the head's block.
     #[inline(always)]
-    pub fn kv(&self, j: usize) -> (&'a [f32], &'a [f32]) {
-        let slot = if j < self.slots { j } else { j % self.slots };
-        (&self.keys[slot * self.d..][..self.d], &self.values[slot * self.d..][..self.d])
+    pub fn row(&self, j: usize) -> usize {
+        (if j < self.slots { j } else { j % self.slots }) * self.d
     }
 
     /// The first position query `i` sees.
@@ -145,8 +145,8 @@ impl<'a> AttentionLayer<'a> {
         AttentionHead {
             q: &self.q[h * self.d..],
             q_stride: self.q_stride,
-            keys: &self.keys[h * self.head_stride..][..size],
-            values: &self.values[h * self.head_stride..][..size],
+            keys: self.keys.slice(h * self.head_stride..h * self.head_stride + size),
+            values: self.values.slice(h * self.head_stride..h * self.head_stride + size),
             slots: self.slots,
             d: self.d,
             n_queries: self.n_queries,

@@ -113,21 +113,37 @@ pub fn attention(h: &AttentionHead, scores: &mut [f32], out: &mut [f32], out_str
 /// # Safety
 /// `out` must be valid for writes of rows `i * out_stride .. + D` for every query `i`.
 pub(crate) unsafe fn attention_head(h: &AttentionHead, scores: &mut [f32], out: *mut f32, out_stride: usize) {
+    match (h.keys, h.values) {
+        (WeightData::F32(k), WeightData::F32(v)) => attend(h, k, v, scores, out, out_stride),
+        (WeightData::F16(k), WeightData::F16(v)) => attend(h, k, v, scores, out, out_stride),
+        _ => unreachable!("keys and values of one type (checked by Kernels::attention)"),
+    }
+}
+
+unsafe fn attend<E: Elem>(
+    h: &AttentionHead,
+    keys: &[E],
+    values: &[E],
+    scores: &mut [f32],
+    out: *mut f32,
+    stride: usize,
+) {
     let d = h.d;
     for i in 0..h.n_queries {
         let (start, pos) = (h.first_visible(i), h.first_pos + i);
         let q = &h.q[i * h.q_stride..][..d];
         let visible = &mut scores[..pos + 1 - start];
         for (s, j) in visible.iter_mut().zip(start..=pos) {
-            *s = dot(q, h.kv(j).0) * h.scale;
+            let key = &keys[h.row(j)..][..d];
+            *s = q.iter().zip(key).map(|(a, b)| a * b.to_f32()).sum::<f32>() * h.scale;
         }
         softmax(visible);
         // SAFETY: row i of the output, D floats, as the caller vouched.
-        let o = std::slice::from_raw_parts_mut(out.add(i * out_stride), d);
+        let o = std::slice::from_raw_parts_mut(out.add(i * stride), d);
         o.fill(0.0);
         for (&p, j) in visible.iter().zip(start..=pos) {
-            for (ov, &vv) in o.iter_mut().zip(h.kv(j).1) {
-                *ov += p * vv;
+            for (ov, vv) in o.iter_mut().zip(&values[h.row(j)..][..d]) {
+                *ov += p * vv.to_f32();
             }
         }
     }

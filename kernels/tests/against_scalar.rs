@@ -159,33 +159,44 @@ fn attention_matches_scalar() {
         let q = rng.vec(m * q_stride);
         let keys = rng.vec(h * cap * d);
         let values = rng.vec(h * cap * d);
-        let layer = AttentionLayer {
-            q: &q,
-            q_stride,
-            keys: &keys,
-            values: &values,
-            head_stride: cap * d,
-            slots: cap,
-            n_head: h,
-            d,
-            n_queries: m,
-            first_pos,
-            scale: 0.3,
-            window,
-        };
-        let out_stride = h * d + 2;
-        let mut want = vec![0.0; m * out_stride];
-        let mut scores = vec![0.0; t];
-        for head in 0..h {
-            scalar::attention(&layer.head(head), &mut scores, &mut want[head * d..], out_stride);
-        }
-        for kernels in levels() {
-            with_thread_counts(|threads| {
-                let mut got = vec![0.0; m * out_stride];
-                let mut scores = vec![0.0; h * t];
-                kernels.attention(&layer, &mut scores, &mut got, out_stride);
-                assert_close(&format!("{:?} attention h{h} d{d} t{t} {threads}", kernels.level()), &got, &want, 2e-6);
-            });
+        let keys16: Vec<f16> = keys.iter().map(|&v| f16::from_f32(v)).collect();
+        let values16: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+        for (kd, vd) in
+            [(WeightData::F32(&keys), WeightData::F32(&values)), (WeightData::F16(&keys16), WeightData::F16(&values16))]
+        {
+            let layer = AttentionLayer {
+                q: &q,
+                q_stride,
+                keys: kd,
+                values: vd,
+                head_stride: cap * d,
+                slots: cap,
+                n_head: h,
+                d,
+                n_queries: m,
+                first_pos,
+                scale: 0.3,
+                window,
+            };
+            let out_stride = h * d + 2;
+            let mut want = vec![0.0; m * out_stride];
+            let mut scores = vec![0.0; t];
+            for head in 0..h {
+                scalar::attention(&layer.head(head), &mut scores, &mut want[head * d..], out_stride);
+            }
+            for kernels in levels() {
+                with_thread_counts(|threads| {
+                    let mut got = vec![0.0; m * out_stride];
+                    let mut scores = vec![0.0; h * t];
+                    kernels.attention(&layer, &mut scores, &mut got, out_stride);
+                    assert_close(
+                        &format!("{:?} attention h{h} d{d} t{t} {threads} {kd:.0?}", kernels.level()),
+                        &got,
+                        &want,
+                        2e-6,
+                    );
+                });
+            }
         }
     }
 }
@@ -223,8 +234,8 @@ fn a_ring_of_slots_gives_the_same_attention_as_a_full_cache() {
             |k: &'static [f32], v: &'static [f32], stride: usize, slots: usize, q: &'static [f32]| AttentionLayer {
                 q,
                 q_stride: h * d,
-                keys: k,
-                values: v,
+                keys: WeightData::F32(k),
+                values: WeightData::F32(v),
                 head_stride: stride,
                 slots,
                 n_head: h,

@@ -1,7 +1,7 @@
 //! The forward pass: one session = one sequence, its KV arena and every activation buffer,
 //! all allocated once in [`Session::new`]. After that, feeding tokens allocates nothing.
 
-use quill_kernels::{AttentionLayer, Layout, Weight};
+use quill_kernels::{AttentionLayer, Layout, Weight, WeightData};
 
 use super::Model;
 use crate::config::{AttentionKind, ModelConfig};
@@ -188,8 +188,8 @@ impl<'m> Session<'m> {
             let layer = AttentionLayer {
                 q: &qkv[rows.q..],
                 q_stride: rows.stride,
-                keys,
-                values,
+                keys: WeightData::F32(keys),
+                values: WeightData::F32(values),
                 head_stride: slots * d,
                 slots,
                 n_head: cfg.n_head,

@@ -1,27 +1,44 @@
-//! Attention of one head's new queries over its cached keys and values.
+//! Attention of one head's new queries over its cached keys and values (f32 or f16).
 
 use super::vector::{axpy, dot, softmax};
+use crate::elem::Elem;
 use crate::simd::Simd;
-use crate::AttentionHead;
+use crate::{AttentionHead, WeightData};
 
 /// # Safety
 /// As every `ops` kernel; `out` must be valid for rows `i * out_stride .. + D`.
 #[inline(always)]
 pub(crate) unsafe fn attention_head<S: Simd>(h: &AttentionHead, scores: &mut [f32], out: *mut f32, out_stride: usize) {
+    match (h.keys, h.values) {
+        (WeightData::F32(k), WeightData::F32(v)) => attend::<S, f32>(h, k, v, scores, out, out_stride),
+        (WeightData::F16(k), WeightData::F16(v)) => attend::<S, half::f16>(h, k, v, scores, out, out_stride),
+        _ => unreachable!("keys and values of one type (checked by Kernels::attention)"),
+    }
+}
+
+#[inline(always)]
+unsafe fn attend<S: Simd, E: Elem>(
+    h: &AttentionHead,
+    keys: &[E],
+    values: &[E],
+    scores: &mut [f32],
+    out: *mut f32,
+    stride: usize,
+) {
     let d = h.d;
     for i in 0..h.n_queries {
         let (start, pos) = (h.first_visible(i), h.first_pos + i);
         let q = &h.q[i * h.q_stride..][..d];
         let visible = &mut scores[..pos + 1 - start];
         for (s, j) in visible.iter_mut().zip(start..=pos) {
-            *s = dot::<S>(q, h.kv(j).0) * h.scale;
+            *s = dot::<S, E>(q, &keys[h.row(j)..][..d]) * h.scale;
         }
         softmax::<S>(visible);
         // SAFETY: row i of the output, D floats, as the caller vouched.
-        let o = std::slice::from_raw_parts_mut(out.add(i * out_stride), d);
+        let o = std::slice::from_raw_parts_mut(out.add(i * stride), d);
         o.fill(0.0);
         for (&p, j) in visible.iter().zip(start..=pos) {
-            axpy::<S>(p, h.kv(j).1, o);
+            axpy::<S, E>(p, &values[h.row(j)..][..d], o);
         }
     }
 }

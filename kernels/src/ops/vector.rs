@@ -1,42 +1,44 @@
 //! Row-wise kernels: dot, axpy, layernorm, activations, softmax, sum.
 
+use crate::elem::Elem;
 use crate::scalar;
 use crate::simd::{exp, tanh, Simd};
 use crate::Activation;
 
+/// `a · b`, with `b` in f32 or f16.
 #[inline(always)]
-pub(crate) unsafe fn dot<S: Simd>(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) unsafe fn dot<S: Simd, E: Elem>(a: &[f32], b: &[E]) -> f32 {
     let n = a.len().min(b.len());
     let full = n / (2 * S::LANES) * (2 * S::LANES);
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let (mut acc0, mut acc1) = (S::zero(), S::zero());
     let mut i = 0;
     while i < full {
-        acc0 = S::load(pa.add(i)).mul_add(S::load(pb.add(i)), acc0);
-        acc1 = S::load(pa.add(i + S::LANES)).mul_add(S::load(pb.add(i + S::LANES)), acc1);
+        acc0 = S::load(pa.add(i)).mul_add(E::load::<S>(pb.add(i)), acc0);
+        acc1 = S::load(pa.add(i + S::LANES)).mul_add(E::load::<S>(pb.add(i + S::LANES)), acc1);
         i += 2 * S::LANES;
     }
     let mut s = acc0.add(acc1).hsum();
     for j in full..n {
-        s += a[j] * b[j];
+        s += a[j] * b[j].to_f32();
     }
     s
 }
 
-/// `y += alpha * x`.
+/// `y += alpha * x`, with `x` in f32 or f16.
 #[inline(always)]
-pub(crate) unsafe fn axpy<S: Simd>(alpha: f32, x: &[f32], y: &mut [f32]) {
+pub(crate) unsafe fn axpy<S: Simd, E: Elem>(alpha: f32, x: &[E], y: &mut [f32]) {
     let n = x.len().min(y.len());
     let full = n / S::LANES * S::LANES;
     let a = S::splat(alpha);
     let (px, py) = (x.as_ptr(), y.as_mut_ptr());
     let mut i = 0;
     while i < full {
-        a.mul_add(S::load(px.add(i)), S::load(py.add(i))).store(py.add(i));
+        a.mul_add(E::load::<S>(px.add(i)), S::load(py.add(i))).store(py.add(i));
         i += S::LANES;
     }
     for j in full..n {
-        y[j] += alpha * x[j];
+        y[j] += alpha * x[j].to_f32();
     }
 }
 
