@@ -7,8 +7,9 @@ use crate::tokenizer::{StreamDecoder, Tokenizer};
 /// Text arriving piece by piece, searched for stop strings.
 ///
 /// [`push`](Self::push) returns the text that is now safe to show: everything except a suffix
-/// that is the start of some stop string. When a stop string appears, the text is cut just
-/// before it (the earliest occurrence of any stop string wins) and nothing more is accepted.
+/// that is the start of some stop string. As soon as a stop string is complete, the text is cut
+/// just before it (before the earliest, if one push completes several) and nothing more is
+/// accepted.
 /// Concatenating every returned piece and [`finish`](Self::finish) gives [`text`](Self::text).
 #[derive(Clone, Debug, Default)]
 pub struct StopMatcher {
