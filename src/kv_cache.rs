@@ -1,5 +1,39 @@
 //! The KV-cache arena: every layer's keys and values for one sequence, allocated once per session.
 
+use half::f16;
+use quill_kernels::WeightData;
+
+/// Element type of the KV arena: f32 (exact, the default) or f16 (half the memory and the bytes
+/// attention reads per token, as llama.cpp's default cache).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvType {
+    #[default]
+    F32,
+    F16,
+}
+
+impl KvType {
+    pub fn size(self) -> usize {
+        match self {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F32 => "f32",
+            KvType::F16 => "f16",
+        }
+    }
+}
+
+/// Keys and values of every layer, in the arena's element type.
+enum Store {
+    F32 { keys: Vec<f32>, values: Vec<f32> },
+    F16 { keys: Vec<f16>, values: Vec<f16> },
+}
+
 /// Keys and values laid out `[layer][head][slot][head_dim]`, so that attention reads each head's
 /// keys (and values) as one contiguous `[slots, D]` block.
 ///
@@ -7,8 +41,7 @@
 /// one slot per position of the context; a local (sliding-window) layer only needs the last
 /// positions its queries can see, so it keeps a ring of fewer slots that later positions reuse.
 pub struct KvArena {
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    store: Store,
     /// Slots per head of each layer.
     slots: Vec<usize>,
     /// Where each layer's `[H][slots, D]` block starts in `keys`/`values`.
@@ -22,7 +55,7 @@ pub struct KvArena {
 impl KvArena {
     /// Room for `capacity` positions of `layer_slots.len()` layers of `n_head` heads of `head_dim`;
     /// layer `l` keeps `layer_slots[l]` (at most `capacity`) slots per head.
-    pub fn new(layer_slots: &[usize], n_head: usize, head_dim: usize, capacity: usize) -> KvArena {
+    pub fn new(layer_slots: &[usize], n_head: usize, head_dim: usize, capacity: usize, kind: KvType) -> KvArena {
         let slots: Vec<usize> = layer_slots.iter().map(|&s| s.min(capacity)).collect();
         assert!(slots.iter().all(|&s| s > 0), "KV arena: a layer without slots");
         let mut starts = Vec::with_capacity(slots.len());
@@ -31,18 +64,25 @@ impl KvArena {
             starts.push(size);
             size += n_head * s * head_dim;
         }
-        KvArena { keys: vec![0.0; size], values: vec![0.0; size], slots, starts, n_head, head_dim, capacity, len: 0 }
+        let store = match kind {
+            KvType::F32 => Store::F32 { keys: vec![0.0; size], values: vec![0.0; size] },
+            KvType::F16 => Store::F16 { keys: vec![f16::ZERO; size], values: vec![f16::ZERO; size] },
+        };
+        KvArena { store, slots, starts, n_head, head_dim, capacity, len: 0 }
     }
 
     /// Bytes `new` allocates for the same arguments.
-    pub fn bytes_for(layer_slots: &[usize], n_head: usize, head_dim: usize, capacity: usize) -> usize {
+    pub fn bytes_for(layer_slots: &[usize], n_head: usize, head_dim: usize, capacity: usize, kind: KvType) -> usize {
         let rows: usize = layer_slots.iter().map(|&s| s.min(capacity)).sum();
-        2 * rows * n_head * head_dim * std::mem::size_of::<f32>()
+        2 * rows * n_head * head_dim * kind.size()
     }
 
     /// Bytes held by the arena.
     pub fn bytes(&self) -> usize {
-        (self.keys.len() + self.values.len()) * std::mem::size_of::<f32>()
+        match &self.store {
+            Store::F32 { keys, values } => (keys.len() + values.len()) * 4,
+            Store::F16 { keys, values } => (keys.len() + values.len()) * 2,
+        }
     }
 
     /// Positions the arena can hold.
@@ -85,29 +125,49 @@ impl KvArena {
             for i in 0..n {
                 let dst = block + (self.len + i) % slots * d;
                 let src = i * stride + head * d;
-                self.keys[dst..][..d].copy_from_slice(&k_rows[src..][..d]);
-                self.values[dst..][..d].copy_from_slice(&v_rows[src..][..d]);
+                let (k, v) = (&k_rows[src..][..d], &v_rows[src..][..d]);
+                match &mut self.store {
+                    Store::F32 { keys, values } => {
+                        keys[dst..][..d].copy_from_slice(k);
+                        values[dst..][..d].copy_from_slice(v);
+                    }
+                    Store::F16 { keys, values } => {
+                        keys[dst..][..d].iter_mut().zip(k).for_each(|(o, &x)| *o = f16::from_f32(x));
+                        values[dst..][..d].iter_mut().zip(v).for_each(|(o, &x)| *o = f16::from_f32(x));
+                    }
+                }
             }
         }
     }
 
     /// The key and value blocks `[H][slots, D]` of one layer.
-    pub fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
+    pub fn layer(&self, layer: usize) -> (WeightData<'_>, WeightData<'_>) {
         let size = self.n_head * self.slots[layer] * self.head_dim;
-        let start = self.starts[layer];
-        (&self.keys[start..][..size], &self.values[start..][..size])
+        let r = self.starts[layer]..self.starts[layer] + size;
+        match &self.store {
+            Store::F32 { keys, values } => (WeightData::F32(&keys[r.clone()]), WeightData::F32(&values[r])),
+            Store::F16 { keys, values } => (WeightData::F16(&keys[r.clone()]), WeightData::F16(&values[r])),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::KvArena;
+    use super::{KvArena, KvType};
+    use quill_kernels::WeightData;
+
+    fn f32s(d: WeightData) -> Vec<f32> {
+        match d {
+            WeightData::F32(v) => v.to_vec(),
+            WeightData::F16(v) => v.iter().map(|h| h.to_f32()).collect(),
+        }
+    }
 
     #[test]
     fn a_ring_layer_keeps_the_last_positions() {
         // Layer 0 global (4 slots), layer 1 a ring of 3; one head of width 2.
-        let mut kv = KvArena::new(&[4, 3], 1, 2, 4);
-        assert_eq!(kv.bytes(), KvArena::bytes_for(&[4, 3], 1, 2, 4));
+        let mut kv = KvArena::new(&[4, 3], 1, 2, 4, KvType::F32);
+        assert_eq!(kv.bytes(), KvArena::bytes_for(&[4, 3], 1, 2, 4, KvType::F32));
         assert_eq!(kv.bytes(), 2 * (4 + 3) * 2 * 4);
         for p in 0..4 {
             let (k, v) = ([p as f32, 0.5], [-(p as f32), 1.5]);
@@ -115,9 +175,20 @@ mod tests {
             kv.store(1, &k, &v, 2, 1);
             kv.advance(1);
         }
-        assert_eq!(kv.layer(0).0, [0.0, 0.5, 1.0, 0.5, 2.0, 0.5, 3.0, 0.5]);
+        assert_eq!(f32s(kv.layer(0).0), [0.0, 0.5, 1.0, 0.5, 2.0, 0.5, 3.0, 0.5]);
         // Position 3 overwrote position 0 in slot 0.
-        assert_eq!(kv.layer(1).0, [3.0, 0.5, 1.0, 0.5, 2.0, 0.5]);
-        assert_eq!(kv.layer(1).1, [-3.0, 1.5, -1.0, 1.5, -2.0, 1.5]);
+        assert_eq!(f32s(kv.layer(1).0), [3.0, 0.5, 1.0, 0.5, 2.0, 0.5]);
+        assert_eq!(f32s(kv.layer(1).1), [-3.0, 1.5, -1.0, 1.5, -2.0, 1.5]);
+    }
+
+    #[test]
+    fn an_f16_arena_rounds_to_nearest_and_takes_half_the_bytes() {
+        let mut kv = KvArena::new(&[2], 1, 2, 2, KvType::F16);
+        assert_eq!(kv.bytes(), KvArena::bytes_for(&[2], 1, 2, 2, KvType::F32) / 2);
+        kv.store(0, &[1.0 / 3.0, 65504.0], &[-2.5, 1e-8], 2, 1);
+        kv.advance(1);
+        let k = f32s(kv.layer(0).0);
+        assert_eq!(k[..2], [half::f16::from_f32(1.0 / 3.0).to_f32(), 65504.0]);
+        assert_eq!(f32s(kv.layer(0).1)[..2], [-2.5, half::f16::from_f32(1e-8).to_f32()]);
     }
 }

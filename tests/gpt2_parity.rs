@@ -84,3 +84,24 @@ fn greedy_continuations_equal_transformers() {
         }
     }
 }
+
+/// An f16 KV cache is not exact (keys and values are rounded), but stays close to transformers.
+#[test]
+fn an_f16_kv_cache_stays_close() {
+    for name in FIXTURES {
+        let mut model = Model::load_dir(&data_dir().join(name)).unwrap();
+        model.set_kv_type(quill::kv_cache::KvType::F16);
+        let gold = golden(&format!("{name}.json"));
+        let v = model.config.vocab_size;
+        let mut worst = 0.0f32;
+        for p in gold["prompts"].as_array().unwrap() {
+            let ids = u32s(&p["ids"]);
+            let mut all = Vec::new();
+            model.session(None).unwrap().feed_all_logits(&ids, &mut all).unwrap();
+            let last = read_f32(&data_dir().join("goldens").join(p["last_logits_file"].as_str().unwrap()));
+            worst = worst.max(max_abs_diff(&all[(ids.len() - 1) * v..], &last).0);
+        }
+        eprintln!("{name}: f16 KV, max |logit diff| {worst:e}");
+        assert!(worst <= 2e-2, "{name}: f16 KV logits differ from transformers by {worst}");
+    }
+}

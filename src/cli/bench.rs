@@ -56,11 +56,12 @@ pub(crate) fn run(args: &BenchArgs, thread_counts: &[u16]) -> Result<()> {
     let bytes_per_token = model.weights.bytes_per_token() as f64;
     if !args.json {
         println(&format!(
-            "model {} | {weights} | {:.1} M parameters | {:.0} MB of weights read per token | kernels {}",
+            "model {} | {weights} | {:.1} M parameters | {:.0} MB of weights read per token | kernels {} | kv {}",
             args.model.path().display(),
             model.parameter_count() as f64 / 1e6,
             bytes_per_token / 1e6,
-            model.kernels.level().name()
+            model.kernels.level().name(),
+            model.kv_type().name()
         ))?;
         println(&format!(
             "{:>7}  {:>8}  {:>6}  {:>12}  {:>14}  {:>12}",
@@ -89,7 +90,8 @@ pub(crate) fn run(args: &BenchArgs, thread_counts: &[u16]) -> Result<()> {
                 if args.json {
                     let record = json!({
                         "test": test, "depth": depth, "threads": t, "weights": weights,
-                        "kernels": model.kernels.level().name(), "tokens_per_s": round2(tokens_per_s),
+                        "kernels": model.kernels.level().name(), "kv": model.kv_type().name(),
+                        "tokens_per_s": round2(tokens_per_s),
                         "weight_gb_per_s": weight_gb_per_s.map(round2), "read_bandwidth_gb_per_s": round2(bandwidth),
                         "bandwidth_fraction": fraction.map(round2),
                     });

@@ -15,7 +15,7 @@ pub(crate) struct InfoArgs {
 pub(crate) fn run(args: &InfoArgs) -> Result<()> {
     let (model, tokenizer) = args.model.load()?;
     let c = &model.config;
-    let kv_per_token = 2 * c.n_layer * c.n_embd * std::mem::size_of::<f32>();
+    let kv_per_token = 2 * c.n_layer * c.n_embd * model.kv_type().size();
     let features = quill_kernels::cpu_features();
     let lines = [
         format!("model          {}", args.model.path().display()),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, Result};
+use crate::kv_cache::KvType;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 
@@ -24,6 +25,10 @@ struct Cli {
     /// list, e.g. 1,2.
     #[arg(long, global = true, value_name = "N", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Vec<u16>,
+    /// Element type of the KV cache: f32 (exact, default) or f16 (half the memory; attention
+    /// then reads half the bytes per token).
+    #[arg(long, global = true, value_name = "TYPE", value_parser = ["f32", "f16"])]
+    kv: Option<String>,
     /// Force a kernel level: scalar, avx2, avx512 or neon (default: the best this CPU supports;
     /// also QUILL_KERNELS).
     #[arg(long, global = true, value_name = "LEVEL")]
@@ -72,9 +77,13 @@ impl ModelArg {
     }
 }
 
+/// The `--kv` choice, fixed once by `setup`.
+static KV_TYPE: std::sync::OnceLock<KvType> = std::sync::OnceLock::new();
+
 /// Loads the model and its tokenizer and checks that they agree.
 pub fn load_model_dir(dir: &Path) -> Result<(Model, Tokenizer)> {
-    let model = Model::load_dir(dir)?;
+    let mut model = Model::load_dir(dir)?;
+    model.set_kv_type(KV_TYPE.get().copied().unwrap_or_default());
     let tokenizer = Tokenizer::from_model_dir(dir)?;
     if tokenizer.vocab_size() > model.config.vocab_size {
         return Err(Error::bad_file(
@@ -122,6 +131,7 @@ fn setup(cli: &Cli) -> Result<()> {
     quill_kernels::init(cli.kernels.as_deref()).map_err(|e| {
         Error::usage(if cli.kernels.is_some() { format!("--kernels: {e}") } else { format!("QUILL_KERNELS: {e}") })
     })?;
+    let _ = KV_TYPE.set(if cli.kv.as_deref() == Some("f16") { KvType::F16 } else { KvType::F32 });
     let threads = match (&cli.command, cli.threads.as_slice()) {
         (_, []) => quill_kernels::physical_cores(),
         (Command::Bench(_), list) => list.iter().copied().max().map_or(1, usize::from),

@@ -14,7 +14,7 @@ pub use weights::{Linear, Qkv, QkvRows, Weights};
 use crate::checkpoint::{Checkpoint, DType};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::kv_cache::KvArena;
+use crate::kv_cache::{KvArena, KvType};
 
 /// A loaded model: its description, its weights (mostly views into the mapped checkpoint) and the
 /// kernel table it runs with.
@@ -23,6 +23,8 @@ pub struct Model {
     pub weights: Weights,
     pub kernels: &'static Kernels,
     checkpoint: Checkpoint,
+    /// Element type of the KV arena of new sessions (f32 unless set).
+    kv_type: KvType,
 }
 
 impl Model {
@@ -42,7 +44,16 @@ impl Model {
     pub fn from_parts(config: ModelConfig, checkpoint: Checkpoint) -> Result<Model> {
         let kernels = quill_kernels::kernels().map_err(|e| Error::usage(format!("QUILL_KERNELS: {e}")))?;
         let weights = Weights::load(&config, &checkpoint)?;
-        Ok(Model { config, weights, kernels, checkpoint })
+        Ok(Model { config, weights, kernels, checkpoint, kv_type: KvType::F32 })
+    }
+
+    /// The element type of the KV arena of sessions made from now on.
+    pub fn set_kv_type(&mut self, kv: KvType) {
+        self.kv_type = kv;
+    }
+
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
     }
 
     /// Runs this model with another kernel table (e.g. `quill_kernels::select(Some("scalar"))`).
@@ -82,7 +93,7 @@ impl Model {
     /// only a ring of their last positions).
     pub fn kv_bytes(&self, ctx: usize) -> usize {
         let c = &self.config;
-        KvArena::bytes_for(&self.kv_slots(ctx), c.n_head, c.head_dim(), ctx)
+        KvArena::bytes_for(&self.kv_slots(ctx), c.n_head, c.head_dim(), ctx, self.kv_type)
     }
 
     /// Positions each layer's KV cache holds in a session of `ctx` positions: `ctx`, or for a

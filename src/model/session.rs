@@ -1,7 +1,7 @@
 //! The forward pass: one session = one sequence, its KV arena and every activation buffer,
 //! all allocated once in [`Session::new`]. After that, feeding tokens allocates nothing.
 
-use quill_kernels::{AttentionLayer, Layout, Weight, WeightData};
+use quill_kernels::{AttentionLayer, Layout, Weight};
 
 use super::Model;
 use crate::config::{AttentionKind, ModelConfig};
@@ -79,7 +79,7 @@ impl<'m> Session<'m> {
             pos_row: vec![0.0; c],
             logits: vec![0.0; cfg.vocab_size],
         };
-        let kv = KvArena::new(&layer_slots(cfg, ctx), cfg.n_head, cfg.head_dim(), ctx);
+        let kv = KvArena::new(&layer_slots(cfg, ctx), cfg.n_head, cfg.head_dim(), ctx, model.kv_type());
         Ok(Session { model, kv, state })
     }
 
@@ -188,8 +188,8 @@ impl<'m> Session<'m> {
             let layer = AttentionLayer {
                 q: &qkv[rows.q..],
                 q_stride: rows.stride,
-                keys: WeightData::F32(keys),
-                values: WeightData::F32(values),
+                keys,
+                values,
                 head_stride: slots * d,
                 slots,
                 n_head: cfg.n_head,
