@@ -133,8 +133,9 @@ fn gpt2(f: &Fields) -> std::result::Result<ModelConfig, String> {
         activation,
         layer_norm_epsilon,
         layers,
-        bos_token_id: f.token_id("bos_token_id")?,
-        eos_token_id: f.token_id("eos_token_id")?,
+        // transformers' GPT2Config defaults both to <|endoftext|>.
+        bos_token_id: f.token_id("bos_token_id")?.or(Some(50256)),
+        eos_token_id: f.token_id("eos_token_id")?.or(Some(50256)),
         reorder_and_upcast_attn,
     })
 }
@@ -334,7 +335,7 @@ mod tests {
         assert_eq!(c.activation, Activation::GeluNew);
         assert_eq!(c.layer_norm_epsilon, 1e-5);
         assert_eq!(c.layers[1].score_scale, 0.5);
-        assert_eq!(c.eos_token_id, None);
+        assert_eq!((c.bos_token_id, c.eos_token_id), (Some(50256), Some(50256)));
     }
 
     #[test]

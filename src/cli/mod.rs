@@ -17,7 +17,7 @@ use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 
 #[derive(Parser, Debug)]
-#[command(name = "quill", version, about = "Run GPT-2 models on the CPU with transformers' exact numerics")]
+#[command(name = "quill", version, about = "Run GPT-2 and GPT-Neo models on the CPU with transformers' exact numerics")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,7 +37,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Continue a prompt (greedy), streaming the text as it is produced.
+    /// Continue a prompt (greedy or sampled), streaming the text as it is produced.
     Generate(generate::GenerateArgs),
     /// Show the token ids of a text.
     Tokenize(tokenize::TokenizeArgs),
@@ -109,12 +109,16 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let result = setup(&cli).and_then(|()| match &cli.command {
-        Command::Generate(args) => generate::run(args),
-        Command::Tokenize(args) => tokenize::run(args),
-        Command::Logits(args) => logits::run(args),
-        Command::Info(args) => info::run(args),
-        Command::Bench(args) => bench::run(args, &cli.threads),
+    // The command runs on a worker of the kernels' pool: parallel kernels called from inside the
+    // pool split work with no hand-off from a foreign thread (which would allocate per call).
+    let result = setup(&cli).and_then(|pool| {
+        pool.install(|| match &cli.command {
+            Command::Generate(args) => generate::run(args),
+            Command::Tokenize(args) => tokenize::run(args),
+            Command::Logits(args) => logits::run(args),
+            Command::Info(args) => info::run(args),
+            Command::Bench(args) => bench::run(args, &cli.threads),
+        })
     });
     match result {
         Ok(()) => 0,
@@ -127,7 +131,7 @@ pub fn main() -> i32 {
 }
 
 /// Chooses the kernel table and starts the thread pool, once, before any model is loaded.
-fn setup(cli: &Cli) -> Result<()> {
+fn setup(cli: &Cli) -> Result<rayon::ThreadPool> {
     quill_kernels::init(cli.kernels.as_deref()).map_err(|e| {
         Error::usage(if cli.kernels.is_some() { format!("--kernels: {e}") } else { format!("QUILL_KERNELS: {e}") })
     })?;
@@ -138,9 +142,10 @@ fn setup(cli: &Cli) -> Result<()> {
         (_, [n]) => usize::from(*n),
         (_, _) => return Err(Error::usage("--threads takes one number here (a list only for bench)")),
     };
-    // Fails only if a pool already exists, which then serves as well.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
-    Ok(())
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::input(format!("cannot start {threads} worker threads: {e}")))
 }
 
 /// Reads the text of `--file`, which must be UTF-8.
