@@ -3,39 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::Value;
 
-/// The quill binary, behind the cross runner (e.g. qemu) when the tests run under one.
-fn quill_command() -> Command {
-    let runner = std::env::var(format!(
-        "CARGO_TARGET_{}_RUNNER",
-        if cfg!(target_arch = "aarch64") { "AARCH64_UNKNOWN_LINUX_GNU" } else { "NONE" }
-    ));
-    match runner.ok().filter(|r| !r.trim().is_empty()) {
-        Some(runner) => {
-            let mut parts = runner.split_whitespace();
-            let mut cmd = Command::new(parts.next().unwrap());
-            cmd.args(parts).arg(env!("CARGO_BIN_EXE_quill"));
-            cmd
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_quill")),
-    }
-}
-
-fn quill(args: &[&str]) -> (i32, String, String) {
-    let out = quill_command().args(args).env_remove("QUILL_KERNELS").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "quill {args:?} panicked: {stderr}");
-    (out.status.code().unwrap_or(-1), stdout, stderr)
-}
-
-fn hub() -> PathBuf {
-    common::data_dir().join("tiny-gpt2-hub")
-}
+use common::{hub, quill};
 
 /// A copy of the hub fixture in a temp folder, with `edit` applied to the files there.
 fn broken_model(edit: impl FnOnce(&Path)) -> tempfile::TempDir {

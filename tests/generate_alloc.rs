@@ -3,33 +3,9 @@
 
 mod generate_util;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
+use generate_util::common::counting_alloc::{allocations, Counting};
 use quill::generate::{DecodeOptions, Flow, Generator, OnContextFull, Sampling, Strategy};
 use quill::Model;
-
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -63,9 +39,9 @@ fn generation_allocates_per_run_not_per_token() {
                     session.reset();
                     generator.run(&mut session, &prompt, 0, |_| Ok(Flow::Continue)).unwrap();
                     session.reset();
-                    let before = ALLOCATIONS.load(Ordering::Relaxed);
+                    let before = allocations();
                     let g = generator.run(&mut session, &prompt, 1, |_| Ok(Flow::Continue)).unwrap();
-                    let count = ALLOCATIONS.load(Ordering::Relaxed) - before;
+                    let count = allocations() - before;
                     assert_eq!(g.new_ids.len(), n);
                     count
                 })

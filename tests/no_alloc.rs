@@ -2,33 +2,9 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
+use common::counting_alloc::{allocations, Counting};
 use quill::generate::argmax;
 use quill::Model;
-
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -46,11 +22,11 @@ fn decode_allocations(fixture: &str) -> usize {
     next = argmax(session.feed(&[next]).unwrap());
     rayon::broadcast(|_| ());
     rayon::scope(|_| {
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = allocations();
         while session.len() < session.capacity() {
             next = argmax(session.feed(&[next]).unwrap());
         }
-        ALLOCATIONS.load(Ordering::Relaxed) - before
+        allocations() - before
     })
 }
 

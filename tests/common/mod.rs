@@ -1,12 +1,46 @@
 //! Helpers shared by the integration tests: fixture paths and golden files.
 #![allow(dead_code)]
 
+pub mod counting_alloc;
+
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::Value;
 
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// The committed GPT-2 fixture in the hub's layout.
+pub fn hub() -> PathBuf {
+    data_dir().join("tiny-gpt2-hub")
+}
+
+/// The quill binary, behind the cross runner (e.g. qemu) when the tests run under one.
+pub fn quill_command() -> Command {
+    let runner = std::env::var(format!(
+        "CARGO_TARGET_{}_RUNNER",
+        if cfg!(target_arch = "aarch64") { "AARCH64_UNKNOWN_LINUX_GNU" } else { "NONE" }
+    ));
+    match runner.ok().filter(|r| !r.trim().is_empty()) {
+        Some(runner) => {
+            let mut parts = runner.split_whitespace();
+            let mut cmd = Command::new(parts.next().unwrap());
+            cmd.args(parts).arg(env!("CARGO_BIN_EXE_quill"));
+            cmd
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_quill")),
+    }
+}
+
+/// Runs quill; returns (exit code, stdout, stderr), and fails the test if quill panicked.
+pub fn quill(args: &[&str]) -> (i32, String, String) {
+    let out = quill_command().args(args).env_remove("QUILL_KERNELS").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "quill {args:?} panicked: {stderr}");
+    (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
 pub fn golden(name: &str) -> Value {
