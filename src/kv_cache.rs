@@ -108,6 +108,35 @@ impl KvArena {
         self.len = 0;
     }
 
+    /// Makes this arena hold the same sequence as `other` (same shape and element type): copies
+    /// the slots `other` has filled, layer by layer and head by head, without allocating.
+    pub fn copy_from(&mut self, other: &KvArena) {
+        assert!(
+            self.slots == other.slots && self.n_head == other.n_head && self.head_dim == other.head_dim,
+            "KV arena copy: the arenas differ in shape"
+        );
+        let d = self.head_dim;
+        for (l, &slots) in self.slots.iter().enumerate() {
+            // A ring that has wrapped holds something in every slot.
+            let used = other.len.min(slots) * d;
+            for head in 0..self.n_head {
+                let r = self.starts[l] + head * slots * d..self.starts[l] + head * slots * d + used;
+                match (&mut self.store, &other.store) {
+                    (Store::F32 { keys, values }, Store::F32 { keys: k, values: v }) => {
+                        keys[r.clone()].copy_from_slice(&k[r.clone()]);
+                        values[r.clone()].copy_from_slice(&v[r]);
+                    }
+                    (Store::F16 { keys, values }, Store::F16 { keys: k, values: v }) => {
+                        keys[r.clone()].copy_from_slice(&k[r.clone()]);
+                        values[r.clone()].copy_from_slice(&v[r]);
+                    }
+                    _ => panic!("KV arena copy: the arenas differ in element type"),
+                }
+            }
+        }
+        self.len = other.len;
+    }
+
     /// Marks `n` more positions as filled (after every layer has stored them).
     pub(crate) fn advance(&mut self, n: usize) {
         assert!(self.len + n <= self.capacity, "KV arena overflow");
@@ -179,6 +208,32 @@ mod tests {
         // Position 3 overwrote position 0 in slot 0.
         assert_eq!(f32s(kv.layer(1).0), [3.0, 0.5, 1.0, 0.5, 2.0, 0.5]);
         assert_eq!(f32s(kv.layer(1).1), [-3.0, 1.5, -1.0, 1.5, -2.0, 1.5]);
+    }
+
+    #[test]
+    fn copy_from_copies_the_filled_slots_of_every_layer() {
+        let mut a = KvArena::new(&[4, 3], 2, 2, 4, KvType::F32);
+        for p in 0..4 {
+            let (k, v) = ([p as f32, 0.5, 10.0 + p as f32, 1.0], [-(p as f32), 1.5, 7.0, p as f32]);
+            a.store(0, &k, &v, 4, 1);
+            a.store(1, &k, &v, 4, 1);
+            a.advance(1);
+        }
+        let mut b = KvArena::new(&[4, 3], 2, 2, 4, KvType::F32);
+        b.copy_from(&a);
+        assert_eq!(b.len(), 4);
+        for l in 0..2 {
+            assert_eq!(f32s(b.layer(l).0), f32s(a.layer(l).0));
+            assert_eq!(f32s(b.layer(l).1), f32s(a.layer(l).1));
+        }
+        // A shorter sequence: only its positions matter, and len follows.
+        let mut c = KvArena::new(&[4, 3], 2, 2, 4, KvType::F32);
+        c.store(0, &[9.0; 4], &[9.0; 4], 4, 1);
+        c.store(1, &[9.0; 4], &[9.0; 4], 4, 1);
+        c.advance(1);
+        b.copy_from(&c);
+        assert_eq!(b.len(), 1);
+        assert_eq!(f32s(b.layer(0).0)[..2], [9.0, 9.0]);
     }
 
     #[test]

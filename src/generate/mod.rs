@@ -10,6 +10,7 @@
 //!
 //! [`greedy`] with [`GenerateOptions`] is the simple entry point of version 1, kept as it was.
 
+pub mod beam;
 pub mod config;
 pub mod processors;
 pub mod sampler;

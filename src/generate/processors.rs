@@ -147,6 +147,14 @@ impl SeenTokens {
         }
     }
 
+    /// Becomes a copy of `other` (same vocabulary and setting), without allocating.
+    pub fn copy_from(&mut self, other: &SeenTokens) {
+        self.clear();
+        for &id in &other.ids {
+            self.insert(id);
+        }
+    }
+
     /// Each distinct token once, in order of first appearance.
     pub fn ids(&self) -> &[u32] {
         &self.ids

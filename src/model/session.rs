@@ -110,6 +110,14 @@ impl<'m> Session<'m> {
         self.kv.clear();
     }
 
+    /// Makes this session hold `other`'s sequence: copies its KV cache (the filled positions
+    /// only), without allocating. Both must be sessions of the same model with the same context
+    /// size. The logits of the last feed are not copied.
+    pub fn copy_from(&mut self, other: &Session<'_>) {
+        assert!(std::ptr::eq(self.model, other.model), "Session::copy_from: sessions of different models");
+        self.kv.copy_from(&other.kv);
+    }
+
     /// Appends `ids` to the sequence and returns the logits `[V]` after its last token.
     pub fn feed(&mut self, ids: &[u32]) -> Result<&[f32]> {
         self.check(ids)?;
