@@ -9,6 +9,7 @@ pub mod error;
 pub mod generate;
 pub mod kv_cache;
 pub mod model;
+pub mod score;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

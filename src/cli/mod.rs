@@ -5,6 +5,7 @@ mod generate;
 mod info;
 mod logits;
 mod output;
+mod score;
 mod tokenize;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Measure prompt and generation speed (llama-bench style) and the machine's read bandwidth.
     Bench(bench::BenchArgs),
+    /// Loss, perplexity and bits per byte of a text file (strided sliding windows).
+    Score(score::ScoreArgs),
 }
 
 /// The model folder every subcommand takes.
@@ -118,6 +121,7 @@ pub fn main() -> i32 {
             Command::Logits(args) => logits::run(args),
             Command::Info(args) => info::run(args),
             Command::Bench(args) => bench::run(args, &cli.threads),
+            Command::Score(args) => score::run(args),
         })
     });
     match result {
