@@ -4,7 +4,7 @@
 
 mod generate_util;
 
-use generate_util::{data_dir, golden, u32s};
+use generate_util::{data_dir, expect_error, generate_json, golden, hub, quill, u32s};
 use quill::generate::beam::{BeamOptions, BeamSearch, EarlyStopping};
 use quill::generate::DecodeOptions;
 use quill::Model;
@@ -65,4 +65,128 @@ fn beam_search_matches_transformers_library() {
         let again = search.run(&u32s(&case["ids"])).unwrap();
         assert_eq!(again.sequences[0].new_ids, g.sequences[0].new_ids);
     }
+}
+
+/// The CLI flags for a golden case's generate() arguments.
+fn flags(a: &Value) -> Vec<String> {
+    let mut f =
+        vec!["--num-beams".to_string(), a["num_beams"].to_string(), "-n".into(), a["max_new_tokens"].to_string()];
+    if let Some(lp) = a.get("length_penalty") {
+        f.extend(["--length-penalty".into(), lp.to_string()]);
+    }
+    match &a["early_stopping"] {
+        Value::Null => {}
+        Value::String(s) => f.extend(["--early-stopping".into(), s.clone()]),
+        v => f.extend(["--early-stopping".into(), v.to_string()]),
+    }
+    if let Some(k) = a.get("num_return_sequences") {
+        f.extend(["--num-return-sequences".into(), k.to_string()]);
+    }
+    if let Some(p) = a.get("repetition_penalty") {
+        f.extend(["--repetition-penalty".into(), p.to_string()]);
+    }
+    f
+}
+
+#[test]
+fn beam_search_matches_transformers_cli() {
+    // The eos of these cases is a token of the text: a copy of the model with that eos.
+    for case in beam_cases().iter().filter(|c| c["name"] != "beam3_eos" || c["text"] == "The Manhattan bridge") {
+        let a = &case["args"];
+        let eos = a["eos_token_id"].as_u64().unwrap();
+        let config = format!(r#"{{"eos_token_id": {eos}}}"#);
+        let dir = if case["model_dir"] == "tiny-gpt2-hub" {
+            Some(generate_util::hub_with_generation_config(Some(&config)))
+        } else {
+            assert_eq!(eos, 50256);
+            None
+        };
+        let model =
+            dir.as_ref().map_or_else(|| data_dir().join(case["model_dir"].as_str().unwrap()), |d| d.path().into());
+        let f = flags(a);
+        let f: Vec<&str> = f.iter().map(String::as_str).collect();
+        let v = generate_json(&model, case["text"].as_str().unwrap(), &f);
+        assert_eq!(v["prompt_ids"], case["ids"]);
+        let want = &case["sequences"][0];
+        assert_eq!(v["new_ids"], want["new_ids"], "{} {}", case["name"], a);
+        assert_eq!(v["text"], want["new_text"]);
+        assert_eq!(v["finish_reason"], want["finish_reason"]);
+        let got: Vec<_> = match v.get("sequences") {
+            Some(seqs) => seqs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| (u32s(&s["new_ids"]), s["score"].as_f64().unwrap(), s["finish_reason"].as_str().unwrap()))
+                .collect(),
+            None => vec![(u32s(&v["new_ids"]), v["score"].as_f64().unwrap(), v["finish_reason"].as_str().unwrap())],
+        };
+        check(case, &got);
+    }
+}
+
+#[test]
+fn one_beam_is_greedy() {
+    let text = "The Manhattan bridge";
+    let greedy = generate_json(&hub(), text, &["-n", "8"]);
+    let one = generate_json(&hub(), text, &["-n", "8", "--num-beams", "1"]);
+    assert_eq!(one, greedy);
+}
+
+#[test]
+fn streaming_prints_the_best_sequences() {
+    let case = &beam_cases()[0];
+    let text = case["text"].as_str().unwrap();
+    let m = hub();
+    let (code, out, err) = quill(&["generate", "-m", m.to_str().unwrap(), text, "--num-beams", "3", "-n", "12"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("{text}{}\n", case["sequences"][0]["new_text"].as_str().unwrap()));
+    let (code, out, _) = quill(&[
+        "generate",
+        "-m",
+        m.to_str().unwrap(),
+        text,
+        "--num-beams",
+        "3",
+        "-n",
+        "12",
+        "--num-return-sequences",
+        "2",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(out.matches(text).count(), 2);
+    assert!(out.contains("\n\n"));
+}
+
+#[test]
+fn invalid_beam_flags_are_usage_errors() {
+    let m = hub();
+    let m = m.to_str().unwrap();
+    let base = ["generate", "-m", m, "Hello"];
+    for (extra, needle) in [
+        (&["--num-beams", "0"][..], "--num-beams 0"),
+        (&["--num-beams", "2", "--num-return-sequences", "3"][..], "--num-return-sequences 3"),
+        (&["--num-beams", "2", "--do-sample"][..], "--do-sample"),
+        (&["--num-beams", "2", "--temperature", "0.7"][..], "--temperature"),
+        (&["--num-beams", "2", "--top-k", "5"][..], "--top-k"),
+        (&["--num-beams", "2", "--seed", "1"][..], "--seed"),
+        (&["--num-beams", "2", "--stop", "x"][..], "--stop"),
+        (&["--num-beams", "2", "--json", "--logprobs"][..], "--logprobs"),
+        (&["--num-beams", "2", "--on-context-full", "slide"][..], "slide"),
+        (&["--length-penalty", "2"][..], "--num-beams"),
+        (&["--early-stopping", "true"][..], "--num-beams"),
+        (&["--num-beams", "2", "--early-stopping", "maybe"][..], "maybe"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        expect_error(&args, 2, &[needle]);
+    }
+}
+
+#[test]
+fn beams_stop_at_a_full_context() {
+    // 3 prompt tokens, a context of 8: at most 6 new tokens.
+    let v =
+        generate_json(&hub(), "The Manhattan bridge", &["--num-beams", "3", "-n", "20", "--ctx", "8", "--ignore-eos"]);
+    assert_eq!(v["new_ids"].as_array().unwrap().len(), 6);
+    assert_eq!(v["finish_reason"], "context_full");
 }

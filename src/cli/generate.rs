@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::output::{print_flush, println};
 use super::{read_text_file, ModelArg};
 use crate::error::{Error, Result};
+use crate::generate::beam::{BeamGeneration, BeamOptions, BeamSearch, EarlyStopping};
 use crate::generate::config::GenerationDefaults;
 use crate::generate::stop::TextStream;
 use crate::generate::{DecodeOptions, FinishReason, Flow, Generation, Generator, OnContextFull, Sampling, Strategy};
@@ -65,9 +66,19 @@ pub(crate) struct GenerateArgs {
     /// Random seed for sampling [default: a fresh one, shown by --json and --stats].
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Sample K sequences, best (highest total logprob) first.
+    /// Sample K sequences, best (highest total logprob) first; with --num-beams N, the K best
+    /// hypotheses (K <= N).
     #[arg(long, value_name = "K")]
     num_return_sequences: Option<usize>,
+    /// Beam search with N beams (transformers' num_beams, do_sample=False); 1 = greedy.
+    #[arg(long, value_name = "N")]
+    num_beams: Option<usize>,
+    /// Beam search: a hypothesis' summed log-probability is divided by length^F [default: 1].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    length_penalty: Option<f64>,
+    /// Beam search: when to stop (transformers' early_stopping) [default: false].
+    #[arg(long, value_enum, value_name = "WHEN")]
+    early_stopping: Option<EarlyStop>,
     /// Print {"prompt_ids","new_ids","text","finish_reason",...} instead of streaming.
     #[arg(long)]
     json: bool,
@@ -77,6 +88,17 @@ pub(crate) struct GenerateArgs {
     /// Print load time and tokens/s on stderr.
     #[arg(long)]
     stats: bool,
+}
+
+/// transformers' `early_stopping` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum EarlyStop {
+    /// Stop as soon as N hypotheses have ended.
+    True,
+    /// Stop when the best running beam cannot beat the finished ones (a heuristic).
+    False,
+    /// Stop only when no running beam can become better.
+    Never,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -89,6 +111,8 @@ enum ContextFull {
 struct Plan {
     opts: DecodeOptions,
     sequences: usize,
+    /// Beam search, with --num-beams above 1.
+    beam: Option<BeamOptions>,
 }
 
 fn check_range(flag: &str, v: Option<f32>, ok: impl Fn(f32) -> bool, want: &str) -> Result<()> {
@@ -116,6 +140,21 @@ fn plan(args: &GenerateArgs, file: &GenerationDefaults, default_eos: Option<u32>
         return Err(Error::usage(format!("--stop '{s}': a stop string cannot be empty")));
     }
     let sequences = args.num_return_sequences.unwrap_or(1);
+    let beams = args.num_beams.unwrap_or(1);
+    if beams == 0 {
+        return Err(Error::usage("--num-beams 0 is out of range: give 1 or more (1 = greedy)"));
+    }
+    if beams == 1 {
+        if let Some(flag) =
+            [(args.length_penalty.is_some(), "--length-penalty"), (args.early_stopping.is_some(), "--early-stopping")]
+                .into_iter()
+                .find_map(|(given, flag)| given.then_some(flag))
+        {
+            return Err(Error::usage(format!("{flag} is for beam search: add --num-beams N (N > 1)")));
+        }
+    } else {
+        return beam_plan(args, file, default_eos, prompt_len, beams);
+    }
     let sampling_flags: Vec<&str> = [
         (args.do_sample, "--do-sample"),
         (args.top_k.is_some(), "--top-k"),
@@ -142,7 +181,7 @@ fn plan(args: &GenerateArgs, file: &GenerationDefaults, default_eos: Option<u32>
     if sequences > 1 && !sample {
         return Err(Error::usage(
             "--num-return-sequences above 1 needs sampling (--do-sample or --temperature T); \
-             beam search is not supported yet",
+             or beam search (--num-beams N)",
         ));
     }
     let strategy = if sample {
@@ -190,7 +229,90 @@ fn plan(args: &GenerateArgs, file: &GenerationDefaults, default_eos: Option<u32>
         logprobs: args.logprobs || sequences > 1,
     };
     opts.validate()?;
-    Ok(Plan { opts, sequences })
+    Ok(Plan { opts, sequences, beam: None })
+}
+
+/// The plan of a beam search (`beams` > 1): no sampling, stop strings, logprobs or sliding.
+fn beam_plan(
+    args: &GenerateArgs,
+    file: &GenerationDefaults,
+    default_eos: Option<u32>,
+    prompt_len: usize,
+    beams: usize,
+) -> Result<Plan> {
+    let sampling = [
+        (args.do_sample, "--do-sample"),
+        (args.temperature.is_some_and(|t| t != 0.0), "--temperature"),
+        (args.top_k.is_some(), "--top-k"),
+        (args.top_p.is_some(), "--top-p"),
+        (args.min_p.is_some(), "--min-p"),
+        (args.seed.is_some(), "--seed"),
+    ];
+    if let Some(flag) = sampling.into_iter().find_map(|(given, flag)| given.then_some(flag)) {
+        return Err(Error::usage(format!(
+            "--num-beams {beams} is beam search, which does not sample: drop {flag} (beam sampling is not supported)"
+        )));
+    }
+    if file.do_sample == Some(true) && args.temperature != Some(0.0) {
+        return Err(Error::usage(
+            "generation_config.json sets do_sample, and beam sampling is not supported: \
+             add --temperature 0 for beam search without sampling",
+        ));
+    }
+    if !args.stop.is_empty() {
+        return Err(Error::usage("--stop does not work with beam search (--num-beams above 1)"));
+    }
+    if args.logprobs {
+        return Err(Error::usage(
+            "--logprobs does not work with beam search: the JSON record has each sequence's \"score\"",
+        ));
+    }
+    if args.on_context_full == ContextFull::Slide {
+        return Err(Error::usage(
+            "--on-context-full slide does not work with beam search: beams stop at a full context",
+        ));
+    }
+    let sequences = args.num_return_sequences.unwrap_or(1);
+    if sequences > beams {
+        return Err(Error::usage(format!(
+            "--num-return-sequences {sequences} is more than --num-beams {beams}: give at most {beams}"
+        )));
+    }
+    let max_new_tokens = match (args.max_new_tokens, args.max_length) {
+        (Some(n), _) => n,
+        (None, Some(total)) => new_tokens_within("--max-length", total, prompt_len)?,
+        (None, None) => match (file.max_new_tokens, file.max_length) {
+            (Some(n), _) => n,
+            (None, Some(total)) => new_tokens_within("generation_config.json's max_length", total, prompt_len)?,
+            (None, None) => DEFAULT_MAX_NEW_TOKENS,
+        },
+    };
+    let eos_token_ids = match (args.ignore_eos, &file.eos_token_ids) {
+        (true, _) => Vec::new(),
+        (false, Some(ids)) => ids.clone(),
+        (false, None) => default_eos.into_iter().collect(),
+    };
+    let opts = DecodeOptions {
+        max_new_tokens,
+        eos_token_ids,
+        strategy: Strategy::Greedy,
+        repetition_penalty: args.repetition_penalty.or(file.repetition_penalty).unwrap_or(1.0),
+        on_context_full: OnContextFull::Stop,
+        logprobs: false,
+    };
+    opts.validate()?;
+    let beam = BeamOptions {
+        num_beams: beams,
+        length_penalty: args.length_penalty.unwrap_or(1.0),
+        early_stopping: match args.early_stopping {
+            None | Some(EarlyStop::False) => EarlyStopping::Heuristic,
+            Some(EarlyStop::True) => EarlyStopping::Yes,
+            Some(EarlyStop::Never) => EarlyStopping::Never,
+        },
+        num_return_sequences: sequences,
+    };
+    beam.validate()?;
+    Ok(Plan { opts, sequences, beam: Some(beam) })
 }
 
 fn new_tokens_within(what: &str, total: usize, prompt_len: usize) -> Result<usize> {
@@ -246,6 +368,12 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
         return Err(Error::input("the prompt is empty: give some text to continue"));
     }
     let plan = plan(args, &defaults, model.config.eos_token_id.or(tokenizer.eos_id()), prompt_ids.len())?;
+    if let Some(beam) = &plan.beam {
+        let mut search = BeamSearch::new(&model, args.ctx, plan.opts.clone(), beam.clone())?;
+        let load_time = load_start.elapsed();
+        let generation = search.run(&prompt_ids)?;
+        return print_beams(args, &prompt, &prompt_ids, &tokenizer, &generation, search.capacity(), load_time);
+    }
     let mut session = model.session(args.ctx)?;
     let mut generator = Generator::new(plan.opts.clone(), model.config.vocab_size)?;
     let load_time = load_start.elapsed();
@@ -311,6 +439,66 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     }
     if args.stats {
         print_stats(load_time, prompt_ids.len(), &sequences, seed);
+    }
+    Ok(())
+}
+
+/// Beam search output: the best sequence (K of them with --num-return-sequences), as text or JSON.
+fn print_beams(
+    args: &GenerateArgs,
+    prompt: &str,
+    prompt_ids: &[u32],
+    tokenizer: &crate::tokenizer::Tokenizer,
+    g: &BeamGeneration,
+    capacity: usize,
+    load_time: Duration,
+) -> Result<()> {
+    let mut records = Vec::with_capacity(g.sequences.len());
+    let mut texts = Vec::with_capacity(g.sequences.len());
+    for s in &g.sequences {
+        let mut stream = TextStream::new(Vec::new());
+        for &id in &s.new_ids {
+            stream.push(tokenizer, id)?;
+        }
+        stream.finish();
+        let text = stream.text().to_string();
+        records.push(json!({
+            "new_ids": s.new_ids, "text": text, "finish_reason": s.finish_reason.name(), "score": s.score
+        }));
+        texts.push(text);
+    }
+    if g.sequences.iter().any(|s| s.finish_reason == FinishReason::ContextFull) {
+        eprintln!("note: the context is full ({capacity} positions): the beams stopped there");
+    }
+    if args.json {
+        let mut record = records[0].clone();
+        record["prompt_ids"] = json!(prompt_ids);
+        if args.num_return_sequences.is_some() {
+            record["sequences"] = Value::Array(records);
+        }
+        println(&record.to_string())?;
+    } else {
+        for (i, text) in texts.iter().enumerate() {
+            if i > 0 {
+                println("")?;
+            }
+            println(&format!("{prompt}{text}"))?;
+        }
+    }
+    if args.stats {
+        let per_s = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let beams = args.num_beams.unwrap_or(1);
+        let reasons: Vec<&str> = g.sequences.iter().map(|s| s.finish_reason.name()).collect();
+        eprintln!(
+            "load {:.0} ms | prompt {} tokens, {:.1} tokens/s | {} beams, {} steps, {:.1} beam tokens/s | stop: {}",
+            load_time.as_secs_f64() * 1e3,
+            prompt_ids.len(),
+            per_s(prompt_ids.len(), g.prompt_time.as_secs_f64()),
+            beams,
+            g.steps,
+            per_s(g.steps * beams, g.decode_time.as_secs_f64()),
+            reasons.join(",")
+        );
     }
     Ok(())
 }
