@@ -155,10 +155,17 @@ fn median(reps: usize, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
     Ok(v[v.len() / 2])
 }
 
-/// GB/s of reading a 512 MiB buffer (far past any cache) on the current pool's threads: best of 3.
+/// GB/s of reading a buffer far past any cache (512 MiB, or a quarter of the available memory
+/// on small machines) on the current pool's threads: best of 3.
 fn read_bandwidth(model: &Model) -> f64 {
     use rayon::prelude::*;
-    let buf = vec![1.0f32; 128 << 20];
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemAvailable:").map(str::to_string)))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map_or(usize::MAX, |kb| kb * 1024);
+    let bytes = (available / 4).clamp(64 << 20, 512 << 20);
+    let buf = vec![1.0f32; bytes / 4];
     let threads = rayon::current_num_threads();
     let chunk = buf.len().div_ceil(threads);
     (0..3)
