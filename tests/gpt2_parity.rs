@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{data_dir, f32s, golden, max_abs_diff, read_f32, u32s};
+use common::{check_prompt_logits, data_dir, golden, max_abs_diff, read_f32, u32s};
 use quill::generate::{greedy, GenerateOptions};
 use quill::Model;
 use quill_kernels::Level;
@@ -32,24 +32,7 @@ fn logits_match_transformers_at_every_position() {
             let mut session = model.session(None).unwrap();
             let mut all = Vec::new();
             session.feed_all_logits(&ids, &mut all).unwrap();
-            let cols = u32s(&p["logits_columns"]);
-            for (pos, want) in p["logits_at_columns"].as_array().unwrap().iter().enumerate() {
-                let got: Vec<f32> = cols.iter().map(|&c| all[pos * v + c as usize]).collect();
-                let (diff, at) = max_abs_diff(&got, &f32s(want));
-                assert!(diff <= TOL, "{name} prompt {k} position {pos}: logit of id {} differs by {diff}", cols[at]);
-            }
-            let argmax = u32s(&p["argmax"]);
-            for (pos, &want) in argmax.iter().enumerate() {
-                let row = &all[pos * v..][..v];
-                let got = quill::generate::argmax(row);
-                assert!(
-                    got == want || (row[got as usize] - row[want as usize]).abs() <= TOL,
-                    "{name} prompt {k} position {pos}: argmax {got}, transformers {want}"
-                );
-            }
-            let last = read_f32(&data_dir().join("goldens").join(p["last_logits_file"].as_str().unwrap()));
-            let (diff, at) = max_abs_diff(&all[(ids.len() - 1) * v..], &last);
-            assert!(diff <= TOL, "{name} prompt {k}: last-position logit of id {at} differs by {diff}");
+            check_prompt_logits(&format!("{name} prompt {k}"), &all, v, p, TOL);
         }
     }
 }

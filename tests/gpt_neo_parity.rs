@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{data_dir, f32s, golden, max_abs_diff, read_f32, read_safetensors, u32s, write_safetensors};
+use common::{
+    check_prompt_logits, data_dir, golden, max_abs_diff, read_f32, read_safetensors, u32s, write_safetensors,
+};
 use quill::config::AttentionKind;
 use quill::generate::{greedy, GenerateOptions};
 use quill::Model;
@@ -54,23 +56,7 @@ fn logits_match_transformers_at_every_position() {
             let ids = u32s(&p["ids"]);
             let mut all = Vec::new();
             model.session(None).unwrap().feed_all_logits(&ids, &mut all).unwrap();
-            let cols = u32s(&p["logits_columns"]);
-            for (pos, want) in p["logits_at_columns"].as_array().unwrap().iter().enumerate() {
-                let got: Vec<f32> = cols.iter().map(|&c| all[pos * v + c as usize]).collect();
-                let (diff, at) = max_abs_diff(&got, &f32s(want));
-                assert!(diff <= TOL, "{name} prompt {k} position {pos}: logit of id {} differs by {diff}", cols[at]);
-            }
-            for (pos, &want) in u32s(&p["argmax"]).iter().enumerate() {
-                let row = &all[pos * v..][..v];
-                let got = quill::generate::argmax(row);
-                assert!(
-                    got == want || (row[got as usize] - row[want as usize]).abs() <= TOL,
-                    "{name} prompt {k} position {pos}: argmax {got}, transformers {want}"
-                );
-            }
-            let last = read_f32(&data_dir().join("goldens").join(p["last_logits_file"].as_str().unwrap()));
-            let (diff, at) = max_abs_diff(&all[(ids.len() - 1) * v..], &last);
-            assert!(diff <= TOL, "{name} prompt {k}: last-position logit of id {at} differs by {diff}");
+            check_prompt_logits(&format!("{name} prompt {k}"), &all, v, p, TOL);
         }
     }
 }

@@ -118,3 +118,31 @@ pub fn read_safetensors(path: &Path) -> Vec<RawTensor> {
     out.sort_by_key(|(s, _)| *s);
     out.into_iter().map(|(_, t)| t).collect()
 }
+
+/// Checks all-position logits `all` `[len, V]` of one golden prompt against transformers: the
+/// sampled columns at every position, the argmax (or a tie within `tol`), and the full last
+/// row; panics naming the prompt, position and token that differ. Returns the largest
+/// difference seen.
+pub fn check_prompt_logits(what: &str, all: &[f32], v: usize, p: &Value, tol: f32) -> f32 {
+    let ids = u32s(&p["ids"]);
+    let cols = u32s(&p["logits_columns"]);
+    let mut worst = 0.0f32;
+    for (pos, want) in p["logits_at_columns"].as_array().unwrap().iter().enumerate() {
+        let got: Vec<f32> = cols.iter().map(|&c| all[pos * v + c as usize]).collect();
+        let (diff, at) = max_abs_diff(&got, &f32s(want));
+        assert!(diff <= tol, "{what} position {pos}: logit of id {} differs by {diff}", cols[at]);
+        worst = worst.max(diff);
+    }
+    for (pos, &want) in u32s(&p["argmax"]).iter().enumerate() {
+        let row = &all[pos * v..][..v];
+        let got = quill::generate::argmax(row);
+        assert!(
+            got == want || (row[got as usize] - row[want as usize]).abs() <= tol,
+            "{what} position {pos}: argmax {got}, transformers {want}"
+        );
+    }
+    let last = read_f32(&data_dir().join("goldens").join(p["last_logits_file"].as_str().unwrap()));
+    let (diff, at) = max_abs_diff(&all[(ids.len() - 1) * v..], &last);
+    assert!(diff <= tol, "{what}: last-position logit of id {at} differs by {diff}");
+    worst.max(diff)
+}
