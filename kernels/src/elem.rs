@@ -5,6 +5,8 @@ use half::f16;
 use crate::simd::Simd;
 
 pub(crate) trait Elem: Copy + Send + Sync + 'static {
+    /// Whether the element is f32 itself (so a pointer to it can be read as `*const f32`).
+    const IS_F32: bool;
     fn to_f32(self) -> f32;
     /// `S::LANES` elements from `p`, widened to f32.
     ///
@@ -14,6 +16,7 @@ pub(crate) trait Elem: Copy + Send + Sync + 'static {
 }
 
 impl Elem for f32 {
+    const IS_F32: bool = true;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         self
@@ -25,6 +28,7 @@ impl Elem for f32 {
 }
 
 impl Elem for f16 {
+    const IS_F32: bool = false;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         f16::to_f32(self)

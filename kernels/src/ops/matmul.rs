@@ -72,7 +72,10 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
             }
         }
     } else {
-        gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1);
+        match w.layout {
+            Layout::InOut => gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1),
+            Layout::OutIn => gemm_out_in::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1),
+        }
     }
 }
 
@@ -213,6 +216,81 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
                             for c in 0..nc {
                                 *dst.add(c) += tile[r * nr + c];
                             }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    SCRATCH.with(|cell| cell.replace(scratch));
+}
+
+/// Blocked GEMM for an `(out, in)` weight over output columns `n0..n1`; `out` holds the bias.
+///
+/// Transposing W into `K × NR` panels would touch every weight element one by one, so the
+/// operands swap roles instead: `outᵀ = W · xᵀ`. The weight's rows (contiguous along K, read
+/// once, in order) are the micro-kernel's broadcast operand, and the small activation matrix is
+/// packed once per call as `xᵀ` panels of NR rows of x.
+#[inline(always)]
+unsafe fn gemm_out_in<S: Simd, E: Elem, const MR: usize, const NV: usize>(
+    x: &[f32],
+    m: usize,
+    w: *const E,
+    shape: Weight,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    let (k, n) = (shape.k, shape.n);
+    let nr = NV * S::LANES;
+    let panels = m.div_ceil(nr);
+    let mut scratch = SCRATCH.with(|cell| cell.take());
+    let need = panels * k * nr + MR * KC + MR * nr;
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    {
+        let (xt, rest) = scratch.split_at_mut(panels * k * nr);
+        let (a_pad, tile) = rest.split_at_mut(MR * KC);
+        // xᵀ panels: panel p holds rows p·NR.. of x as [K][NR], zero-padded past M.
+        for p in 0..panels {
+            let panel = &mut xt[p * k * nr..][..k * nr];
+            for c in 0..nr {
+                let i = p * nr + c;
+                for kk in 0..k {
+                    panel[kk * nr + c] = if i < m { x[i * k + kk] } else { 0.0 };
+                }
+            }
+        }
+        for j0 in (n0..n1).step_by(MR) {
+            let mr = MR.min(n1 - j0);
+            for k0 in (0..k).step_by(KC) {
+                let kc = KC.min(k - k0);
+                // MR weight rows as f32: in place when they are, else widened (and zero-padded).
+                let (a, lda) = if mr == MR && E::IS_F32 {
+                    (w.add(j0 * k + k0) as *const f32, k)
+                } else {
+                    a_pad.fill(0.0);
+                    let full = kc / S::LANES * S::LANES;
+                    for r in 0..mr {
+                        let (src, dst) = (w.add((j0 + r) * k + k0), a_pad.as_mut_ptr().add(r * KC));
+                        for kk in (0..full).step_by(S::LANES) {
+                            E::load::<S>(src.add(kk)).store(dst.add(kk));
+                        }
+                        for kk in full..kc {
+                            *dst.add(kk) = (*src.add(kk)).to_f32();
+                        }
+                    }
+                    (a_pad.as_ptr(), KC)
+                };
+                for p in 0..panels {
+                    let panel = xt.as_ptr().add(p * k * nr + k0 * nr);
+                    micro_kernel::<S, MR, NV>(kc, a, lda, panel, tile.as_mut_ptr());
+                    // tile[r][c] is out[p·NR + c][j0 + r].
+                    for c in 0..nr.min(m - p * nr) {
+                        let dst = out.add((p * nr + c) * n + j0);
+                        for r in 0..mr {
+                            *dst.add(r) += tile[r * nr + c];
                         }
                     }
                 }
