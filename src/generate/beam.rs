@@ -254,6 +254,12 @@ impl<'m> BeamSearch<'m> {
         (&self.opts, &self.beam)
     }
 
+    /// Sets the number of new tokens of the following runs (e.g. a row's `max_length` minus its
+    /// own prompt length).
+    pub fn set_max_new_tokens(&mut self, n: usize) {
+        self.opts.max_new_tokens = n;
+    }
+
     /// Positions each beam's session holds.
     pub fn capacity(&self) -> usize {
         self.sessions[0].capacity()

@@ -7,9 +7,11 @@
 //! - [`sampler`]: our PCG32 generator and the draw, reproducible on any machine and thread count.
 //! - [`stop`]: stop strings on streamed text, with hold-back.
 //! - [`config`]: defaults from a model folder's `generation_config.json`.
+//! - [`batch`]: several prompts as the rows of a batch ([`Generator::run_batch`]).
 //!
 //! [`greedy`] with [`GenerateOptions`] is the simple entry point of version 1, kept as it was.
 
+pub mod batch;
 pub mod beam;
 pub mod config;
 pub mod processors;
