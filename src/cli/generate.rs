@@ -1,6 +1,6 @@
 //! `quill generate`: continue a prompt (greedy or sampled), streamed to stdout or as JSON.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
@@ -13,6 +13,8 @@ use crate::generate::beam::{BeamGeneration, BeamOptions, BeamSearch, EarlyStoppi
 use crate::generate::config::GenerationDefaults;
 use crate::generate::stop::TextStream;
 use crate::generate::{DecodeOptions, FinishReason, Flow, Generation, Generator, OnContextFull, Sampling, Strategy};
+use crate::model::{Model, Session};
+use crate::tokenizer::Tokenizer;
 
 /// New tokens when neither the flags nor generation_config.json say.
 const DEFAULT_MAX_NEW_TOKENS: usize = 50;
@@ -22,11 +24,14 @@ pub(crate) struct GenerateArgs {
     #[command(flatten)]
     model: ModelArg,
     /// The prompt to continue.
-    #[arg(required_unless_present = "prompt_file", conflicts_with = "prompt_file")]
+    #[arg(required_unless_present_any = ["prompt_file", "prompts_file"], conflicts_with_all = ["prompt_file", "prompts_file"])]
     prompt: Option<String>,
     /// Read the prompt from a UTF-8 file instead.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "prompts_file")]
     prompt_file: Option<PathBuf>,
+    /// Run a batch: one prompt per line of this UTF-8 file (no empty lines), results in order.
+    #[arg(long, value_name = "PATH")]
+    prompts_file: Option<PathBuf>,
     /// How many tokens to generate at most [default: generation_config.json's, else 50].
     #[arg(long, short = 'n', value_name = "N")]
     max_new_tokens: Option<usize>,
@@ -202,15 +207,7 @@ fn plan(args: &GenerateArgs, file: &GenerationDefaults, default_eos: Option<u32>
     } else {
         Strategy::Greedy
     };
-    let max_new_tokens = match (args.max_new_tokens, args.max_length) {
-        (Some(n), _) => n,
-        (None, Some(total)) => new_tokens_within("--max-length", total, prompt_len)?,
-        (None, None) => match (file.max_new_tokens, file.max_length) {
-            (Some(n), _) => n,
-            (None, Some(total)) => new_tokens_within("generation_config.json's max_length", total, prompt_len)?,
-            (None, None) => DEFAULT_MAX_NEW_TOKENS,
-        },
-    };
+    let max_new_tokens = max_new_tokens(args, file, prompt_len)?;
     let eos_token_ids = match (args.ignore_eos, &file.eos_token_ids) {
         (true, _) => Vec::new(),
         (false, Some(ids)) => ids.clone(),
@@ -278,15 +275,7 @@ fn beam_plan(
             "--num-return-sequences {sequences} is more than --num-beams {beams}: give at most {beams}"
         )));
     }
-    let max_new_tokens = match (args.max_new_tokens, args.max_length) {
-        (Some(n), _) => n,
-        (None, Some(total)) => new_tokens_within("--max-length", total, prompt_len)?,
-        (None, None) => match (file.max_new_tokens, file.max_length) {
-            (Some(n), _) => n,
-            (None, Some(total)) => new_tokens_within("generation_config.json's max_length", total, prompt_len)?,
-            (None, None) => DEFAULT_MAX_NEW_TOKENS,
-        },
-    };
+    let max_new_tokens = max_new_tokens(args, file, prompt_len)?;
     let eos_token_ids = match (args.ignore_eos, &file.eos_token_ids) {
         (true, _) => Vec::new(),
         (false, Some(ids)) => ids.clone(),
@@ -313,6 +302,19 @@ fn beam_plan(
     };
     beam.validate()?;
     Ok(Plan { opts, sequences, beam: Some(beam) })
+}
+
+/// New tokens at most after a prompt of `prompt_len` tokens: the flags, else the file, else 50.
+fn max_new_tokens(args: &GenerateArgs, file: &GenerationDefaults, prompt_len: usize) -> Result<usize> {
+    Ok(match (args.max_new_tokens, args.max_length) {
+        (Some(n), _) => n,
+        (None, Some(total)) => new_tokens_within("--max-length", total, prompt_len)?,
+        (None, None) => match (file.max_new_tokens, file.max_length) {
+            (Some(n), _) => n,
+            (None, Some(total)) => new_tokens_within("generation_config.json's max_length", total, prompt_len)?,
+            (None, None) => DEFAULT_MAX_NEW_TOKENS,
+        },
+    })
 }
 
 fn new_tokens_within(what: &str, total: usize, prompt_len: usize) -> Result<usize> {
@@ -354,40 +356,132 @@ impl Sequence {
     }
 }
 
+/// What generates: a beam search, or a session and a generator.
+enum Engine<'m> {
+    Beam(BeamSearch<'m>),
+    Plain { session: Session<'m>, generator: Generator },
+}
+
 pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     let load_start = Instant::now();
     let (model, tokenizer) = args.model.load()?;
     let defaults = GenerationDefaults::from_model_dir(args.model.path())?;
+    let default_eos = model.config.eos_token_id.or(tokenizer.eos_id());
+    if let Some(path) = &args.prompts_file {
+        let prompts = read_prompts(path)?;
+        let mut rows = Vec::with_capacity(prompts.len());
+        for (i, text) in prompts.into_iter().enumerate() {
+            let ids = tokenizer.encode(&text);
+            if ids.is_empty() {
+                return Err(Error::bad_file(path, format!("line {}: the prompt has no tokens", i + 1)));
+            }
+            rows.push((text, ids));
+        }
+        // Each row's own max_new_tokens is set below, naming its line when --max-length is too short.
+        let plan = plan(args, &defaults, default_eos, 0)?;
+        let mut engine = engine(args, &model, &plan)?;
+        let load_time = load_start.elapsed();
+        let line = |i: usize, e: Error| match e {
+            Error::Usage(msg) => Error::usage(format!("--prompts-file line {}: {msg}", i + 1)),
+            Error::Input(msg) => Error::input(format!("--prompts-file line {}: {msg}", i + 1)),
+            other => other,
+        };
+        for (i, (text, ids)) in rows.iter().enumerate() {
+            // --max-length counts each row's own prompt, as when the prompt runs alone.
+            let n = max_new_tokens(args, &defaults, ids.len()).map_err(|e| line(i, e))?;
+            match &mut engine {
+                Engine::Beam(search) => search.set_max_new_tokens(n),
+                Engine::Plain { generator, .. } => generator.set_max_new_tokens(n),
+            }
+            if !args.json {
+                println(&format!("--- row {i} ---"))?;
+            }
+            generate_row(args, &model, &tokenizer, &mut engine, &plan, text, ids, Some(i), load_time)
+                .map_err(|e| line(i, e))?;
+        }
+        return Ok(());
+    }
     let prompt = match (&args.prompt, &args.prompt_file) {
         (_, Some(path)) => read_text_file(path)?,
         (Some(p), None) => p.clone(),
-        (None, None) => return Err(Error::usage("give a prompt, or --prompt-file PATH")),
+        (None, None) => return Err(Error::usage("give a prompt, or --prompt-file PATH, or --prompts-file PATH")),
     };
     let prompt_ids = tokenizer.encode(&prompt);
     if prompt_ids.is_empty() {
         return Err(Error::input("the prompt is empty: give some text to continue"));
     }
-    let plan = plan(args, &defaults, model.config.eos_token_id.or(tokenizer.eos_id()), prompt_ids.len())?;
-    if let Some(beam) = &plan.beam {
-        let mut search = BeamSearch::new(&model, args.ctx, plan.opts.clone(), beam.clone())?;
-        let load_time = load_start.elapsed();
-        let generation = search.run(&prompt_ids)?;
-        return print_beams(args, &prompt, &prompt_ids, &tokenizer, &generation, search.capacity(), load_time);
-    }
-    let mut session = model.session(args.ctx)?;
-    let mut generator = Generator::new(plan.opts.clone(), model.config.vocab_size)?;
+    let plan = plan(args, &defaults, default_eos, prompt_ids.len())?;
+    let mut engine = engine(args, &model, &plan)?;
     let load_time = load_start.elapsed();
+    generate_row(args, &model, &tokenizer, &mut engine, &plan, &prompt, &prompt_ids, None, load_time)
+}
+
+/// The prompts of a `--prompts-file`: one per line (a final newline ends the last line, a
+/// `\r` before a newline is dropped); an empty line or file is an error naming the file.
+fn read_prompts(path: &Path) -> Result<Vec<String>> {
+    let text = read_text_file(path)?;
+    let body = text.strip_suffix('\n').unwrap_or(&text);
+    if body.is_empty() {
+        return Err(Error::bad_file(path, "no prompts: give one prompt per line"));
+    }
+    let mut prompts = Vec::new();
+    for (i, line) in body.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            return Err(Error::bad_file(
+                path,
+                format!("line {} is empty: give one prompt per line, without empty lines", i + 1),
+            ));
+        }
+        prompts.push(line.to_string());
+    }
+    Ok(prompts)
+}
+
+fn engine<'m>(args: &GenerateArgs, model: &'m Model, plan: &Plan) -> Result<Engine<'m>> {
+    Ok(match &plan.beam {
+        Some(beam) => Engine::Beam(BeamSearch::new(model, args.ctx, plan.opts.clone(), beam.clone())?),
+        None => Engine::Plain {
+            session: model.session(args.ctx)?,
+            generator: Generator::new(plan.opts.clone(), model.config.vocab_size)?,
+        },
+    })
+}
+
+/// Generates from one prompt and prints the result; `index` is the row of a batch, whose
+/// sampled sequence `k` uses random stream `index * sequences + k`.
+#[allow(clippy::too_many_arguments)]
+fn generate_row(
+    args: &GenerateArgs,
+    model: &Model,
+    tokenizer: &Tokenizer,
+    engine: &mut Engine<'_>,
+    plan: &Plan,
+    prompt: &str,
+    prompt_ids: &[u32],
+    index: Option<usize>,
+    load_time: Duration,
+) -> Result<()> {
+    let (session, generator) = match engine {
+        Engine::Beam(search) => {
+            let generation = search.run(prompt_ids)?;
+            let capacity = search.capacity();
+            return print_beams(args, prompt, prompt_ids, tokenizer, &generation, capacity, load_time, index);
+        }
+        Engine::Plain { session, generator } => (session, generator),
+    };
 
     let streaming = !args.json && plan.sequences == 1;
     if streaming {
-        print_flush(&prompt)?;
+        print_flush(prompt)?;
     }
+    let first_stream = (index.unwrap_or(0) * plan.sequences) as u64;
     let mut sequences = Vec::with_capacity(plan.sequences);
     for k in 0..plan.sequences {
         session.reset();
         let mut text = TextStream::new(args.stop.clone());
-        let generation = generator.run(&mut session, &prompt_ids, k as u64, |id| {
-            let (piece, stopped) = text.push(&tokenizer, id)?;
+        let generation = generator.run(session, prompt_ids, first_stream + k as u64, |id| {
+            let (piece, stopped) = text.push(tokenizer, id)?;
             if streaming {
                 print_flush(piece)?;
             }
@@ -404,8 +498,9 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     for s in &sequences {
         if s.generation.finish_reason == FinishReason::ContextFull {
             eprintln!(
-                "note: the context is full ({} positions) after {} new tokens: stopped \
+                "note: {}the context is full ({} positions) after {} new tokens: stopped \
                  (--on-context-full slide keeps going{})",
+                row_prefix(index),
                 session.capacity(),
                 s.generation.new_ids.len(),
                 if session.capacity() < model.config.n_positions { "; or raise --ctx" } else { "" }
@@ -420,6 +515,9 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     };
     if args.json {
         let mut record = sequences[0].record(args.logprobs, false);
+        if let Some(i) = index {
+            record["index"] = json!(i);
+        }
         record["prompt_ids"] = json!(prompt_ids);
         if let Some(seed) = seed {
             record["seed"] = json!(seed);
@@ -438,12 +536,18 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
         }
     }
     if args.stats {
-        print_stats(load_time, prompt_ids.len(), &sequences, seed);
+        print_stats(load_time, prompt_ids.len(), &sequences, seed, index);
     }
     Ok(())
 }
 
+/// "row I: " for a row of a batch, else nothing.
+fn row_prefix(index: Option<usize>) -> String {
+    index.map(|i| format!("row {i}: ")).unwrap_or_default()
+}
+
 /// Beam search output: the best sequence (K of them with --num-return-sequences), as text or JSON.
+#[allow(clippy::too_many_arguments)]
 fn print_beams(
     args: &GenerateArgs,
     prompt: &str,
@@ -452,6 +556,7 @@ fn print_beams(
     g: &BeamGeneration,
     capacity: usize,
     load_time: Duration,
+    index: Option<usize>,
 ) -> Result<()> {
     let mut records = Vec::with_capacity(g.sequences.len());
     let mut texts = Vec::with_capacity(g.sequences.len());
@@ -468,10 +573,13 @@ fn print_beams(
         texts.push(text);
     }
     if g.sequences.iter().any(|s| s.finish_reason == FinishReason::ContextFull) {
-        eprintln!("note: the context is full ({capacity} positions): the beams stopped there");
+        eprintln!("note: {}the context is full ({capacity} positions): the beams stopped there", row_prefix(index));
     }
     if args.json {
         let mut record = records[0].clone();
+        if let Some(i) = index {
+            record["index"] = json!(i);
+        }
         record["prompt_ids"] = json!(prompt_ids);
         if args.num_return_sequences.is_some() {
             record["sequences"] = Value::Array(records);
@@ -490,7 +598,8 @@ fn print_beams(
         let beams = args.num_beams.unwrap_or(1);
         let reasons: Vec<&str> = g.sequences.iter().map(|s| s.finish_reason.name()).collect();
         eprintln!(
-            "load {:.0} ms | prompt {} tokens, {:.1} tokens/s | {} beams, {} steps, {:.1} beam tokens/s | stop: {}",
+            "{}load {:.0} ms | prompt {} tokens, {:.1} tokens/s | {} beams, {} steps, {:.1} beam tokens/s | stop: {}",
+            row_prefix(index),
             load_time.as_secs_f64() * 1e3,
             prompt_ids.len(),
             per_s(prompt_ids.len(), g.prompt_time.as_secs_f64()),
@@ -503,7 +612,13 @@ fn print_beams(
     Ok(())
 }
 
-fn print_stats(load_time: Duration, prompt_len: usize, sequences: &[Sequence], seed: Option<u64>) {
+fn print_stats(
+    load_time: Duration,
+    prompt_len: usize,
+    sequences: &[Sequence],
+    seed: Option<u64>,
+    index: Option<usize>,
+) {
     let per_s = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
     let prompt_time: Duration = sequences.iter().map(|s| s.generation.prompt_time).sum();
     let decode_time: Duration = sequences.iter().map(|s| s.generation.decode_time).sum();
@@ -512,7 +627,8 @@ fn print_stats(load_time: Duration, prompt_len: usize, sequences: &[Sequence], s
     let slides: usize = sequences.iter().map(|s| s.generation.context_slides).sum();
     let reasons: Vec<&str> = sequences.iter().map(|s| s.generation.finish_reason.name()).collect();
     let mut line = format!(
-        "load {:.0} ms | prompt {} tokens, {:.1} tokens/s | generated {} tokens, {:.1} tokens/s | stop: {}",
+        "{}load {:.0} ms | prompt {} tokens, {:.1} tokens/s | generated {} tokens, {:.1} tokens/s | stop: {}",
+        row_prefix(index),
         load_time.as_secs_f64() * 1e3,
         prompt_len,
         per_s(prompt_len * sequences.len(), prompt_time.as_secs_f64()),
