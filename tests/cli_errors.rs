@@ -197,3 +197,27 @@ fn machine_readable_outputs() {
     assert!(out.contains("gpt2 (2 layers, 4 heads of 8, width 32, MLP 128)"), "{out}");
     assert!(out.contains("kernels"), "{out}");
 }
+
+/// `quill ... | head -c 10`: a reader that goes away early ends quill quietly with exit code 0.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("long.txt");
+    // Far more output (one line per token) than a pipe buffers.
+    std::fs::write(&text, "word ".repeat(100_000)).unwrap();
+    let mut child = common::quill_command()
+        .args(["tokenize", "-m", hub().to_str().unwrap(), "--file", text.to_str().unwrap(), "--tokens"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.is_empty(), "nothing on stderr, got: {stderr}");
+}
