@@ -196,6 +196,7 @@ fn machine_readable_outputs() {
     assert_eq!(code, 0);
     assert!(out.contains("gpt2 (2 layers, 4 heads of 8, width 32, MLP 128)"), "{out}");
     assert!(out.contains("kernels"), "{out}");
+    assert!(out.contains("activation     gelu_new, layer_norm_epsilon 0.00001"), "{out}");
 }
 
 /// `quill ... | head -c 10`: a reader that goes away early ends quill quietly with exit code 0.

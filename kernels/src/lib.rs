@@ -34,6 +34,19 @@ pub enum Activation {
     Tanh,
 }
 
+impl Activation {
+    /// The `activation_function` name transformers uses for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::GeluNew => "gelu_new",
+            Activation::Gelu => "gelu",
+            Activation::Relu => "relu",
+            Activation::Silu => "silu",
+            Activation::Tanh => "tanh",
+        }
+    }
+}
+
 /// How a weight matrix of `K` inputs and `N` outputs is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {

@@ -30,7 +30,7 @@ pub(crate) fn run(args: &InfoArgs) -> Result<()> {
         ),
         format!("vocabulary     {} (tokenizer: {})", c.vocab_size, tokenizer.vocab_size()),
         format!("positions      {}", c.n_positions),
-        format!("activation     {:?}, layer_norm_epsilon {}", c.activation, c.layer_norm_epsilon),
+        format!("activation     {}, layer_norm_epsilon {}", c.activation.name(), c.layer_norm_epsilon),
         format!("parameters     {} ({:.1} M)", model.parameter_count(), model.parameter_count() as f64 / 1e6),
         format!(
             "weights        {} in {:.1} MiB of safetensors",
