@@ -5,18 +5,8 @@
 
 mod common;
 
-use common::{f32s, max_abs_diff, read_f32, u32s};
-use quill::generate::{greedy, GenerateOptions};
+use common::{check_large_prompt, resident_bytes};
 use quill::Model;
-
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
 
 #[test]
 fn gpt2_124m_shape_matches_transformers_within_memory_budget() {
@@ -28,33 +18,9 @@ fn gpt2_124m_shape_matches_transformers_within_memory_budget() {
     let gold = common::golden("../large/goldens/large.json");
     let before = resident_bytes();
     let model = Model::load_dir(&dir.join("gpt2-124m-random")).unwrap();
-    let v = model.config.vocab_size;
     let mut session = model.session(None).unwrap();
     for (k, p) in gold["prompts"].as_array().unwrap().iter().enumerate() {
-        let ids = u32s(&p["ids"]);
-        session.reset();
-        let mut all = Vec::new();
-        session.feed_all_logits(&ids, &mut all).unwrap();
-        let cols = u32s(&p["logits_columns"]);
-        let mut worst = 0.0f32;
-        for (pos, want) in p["logits_at_columns"].as_array().unwrap().iter().enumerate() {
-            let got: Vec<f32> = cols.iter().map(|&c| all[pos * v + c as usize]).collect();
-            worst = worst.max(max_abs_diff(&got, &f32s(want)).0);
-        }
-        let last = read_f32(&dir.join("goldens").join(p["last_logits_file"].as_str().unwrap()));
-        worst = worst.max(max_abs_diff(&all[(ids.len() - 1) * v..], &last).0);
-        eprintln!("prompt {k} ({} tokens): max |logit diff| {worst:e}", ids.len());
-        assert!(worst <= 2e-4, "prompt {k}: logits differ from transformers by {worst}");
-
-        // Greedy: compare up to (and including) the first step whose top-2 margin is within
-        // float tolerance, where either choice is right.
-        session.reset();
-        let opts = GenerateOptions { max_new_tokens: 20, eos_token_id: model.config.eos_token_id };
-        let got = greedy(&mut session, &ids, &opts, |_| Ok(())).unwrap().new_ids;
-        let want = u32s(&p["greedy_ids"]);
-        let margins = f32s(&p["greedy_margins"]);
-        let sure = margins.iter().position(|&m| m < 1e-3).unwrap_or(want.len());
-        assert_eq!(got[..sure], want[..sure], "prompt {k}: greedy continuation");
+        check_large_prompt(&mut session, &dir.join("goldens"), k, p);
     }
     let used = resident_bytes().saturating_sub(before);
     let budget = model.file_bytes() + session.kv_bytes() as u64 + 50 * (1 << 20);

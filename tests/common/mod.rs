@@ -146,3 +146,44 @@ pub fn check_prompt_logits(what: &str, all: &[f32], v: usize, p: &Value, tol: f3
     assert!(diff <= tol, "{what}: last-position logit of id {at} differs by {diff}");
     worst.max(diff)
 }
+
+/// Resident memory of this process (Linux; 0 elsewhere).
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// One prompt of a large (uncommitted) golden: logits at the sampled columns and the full last
+/// row within 2e-4, then greedy tokens equal up to (and including) the first step whose top-2
+/// margin is within float tolerance, where either choice is right.
+pub fn check_large_prompt(session: &mut quill::Session, goldens: &Path, k: usize, p: &Value) {
+    use quill::generate::{greedy, GenerateOptions};
+    let model = session.model();
+    let v = model.config.vocab_size;
+    let ids = u32s(&p["ids"]);
+    session.reset();
+    let mut all = Vec::new();
+    session.feed_all_logits(&ids, &mut all).unwrap();
+    let cols = u32s(&p["logits_columns"]);
+    let mut worst = 0.0f32;
+    for (pos, want) in p["logits_at_columns"].as_array().unwrap().iter().enumerate() {
+        let got: Vec<f32> = cols.iter().map(|&c| all[pos * v + c as usize]).collect();
+        worst = worst.max(max_abs_diff(&got, &f32s(want)).0);
+    }
+    let last = read_f32(&goldens.join(p["last_logits_file"].as_str().unwrap()));
+    worst = worst.max(max_abs_diff(&all[(ids.len() - 1) * v..], &last).0);
+    eprintln!("prompt {k} ({} tokens): max |logit diff| {worst:e}", ids.len());
+    assert!(worst <= 2e-4, "prompt {k}: logits differ from transformers by {worst}");
+
+    session.reset();
+    let opts = GenerateOptions { max_new_tokens: 20, eos_token_id: model.config.eos_token_id };
+    let got = greedy(session, &ids, &opts, |_| Ok(())).unwrap().new_ids;
+    let want = u32s(&p["greedy_ids"]);
+    let margins = f32s(&p["greedy_margins"]);
+    let sure = margins.iter().position(|&m| m < 1e-3).unwrap_or(want.len());
+    assert_eq!(got[..sure], want[..sure], "prompt {k}: greedy continuation");
+}
