@@ -5,7 +5,7 @@
 //! cargo bench --bench kernels [-- FILTER]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use quill_kernels::{f16, kernels, AttentionLayer, Layout, Weight, WeightData};
+use quill_kernels::{f16, kernels, AttentionExtras, AttentionLayer, Layout, Weight, WeightData};
 
 fn data(n: usize) -> Vec<f32> {
     (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect()
@@ -93,6 +93,7 @@ fn attention(c: &mut Criterion) {
             first_pos,
             scale: 0.125,
             window: None,
+            extras: AttentionExtras::default(),
         };
         let mut scores = vec![0.0; h * t];
         let mut out = vec![0.0; m * h * d];

@@ -74,6 +74,11 @@ impl ModelConfig {
         self.n_embd / self.n_head
     }
 
+    /// Whether some layer attends to a sliding window only (GPT-Neo's local layers).
+    pub fn has_local_attention(&self) -> bool {
+        self.layers.iter().any(|l| matches!(l.attention, AttentionKind::Local { .. }))
+    }
+
     pub fn from_file(path: &Path) -> Result<ModelConfig> {
         let json = read_json(path)?;
         Self::from_json(&json).map_err(|msg| Error::bad_file(path, msg))

@@ -137,6 +137,11 @@ impl KvArena {
         self.len = other.len;
     }
 
+    /// Forgets the positions from `len` on (their slots are reused by the next ones).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// Marks `n` more positions as filled (after every layer has stored them).
     pub(crate) fn advance(&mut self, n: usize) {
         assert!(self.len + n <= self.capacity, "KV arena overflow");

@@ -348,7 +348,11 @@ impl Kernels {
             ),
             "attention: keys and values of different types"
         );
-        assert!(scores.len() >= h * t, "attention: scores scratch shorter than H×T");
+        // Scores scratch per head: one reused row of T, or every query's row when kept.
+        let per_head = if layer.extras.keep_probs { m * t } else { t };
+        assert!(scores.len() >= h * per_head, "attention: scores scratch shorter than H×T (×M when kept)");
+        assert!(layer.extras.key_bias.is_none_or(|b| b.len() >= t), "attention: key_bias shorter than T");
+        assert!(layer.extras.head_scale.is_none_or(|s| s.len() >= h), "attention: head_scale shorter than H");
         if m == 0 {
             return;
         }
@@ -361,9 +365,9 @@ impl Kernels {
             unsafe { (self.fns.attention_head)(&layer.head(head), scores, dst.ptr().add(head * d), out_stride) };
         };
         if rayon::current_num_threads() <= 1 || m * t * h * d < PARALLEL_MIN_MACS {
-            (0..h).for_each(|head| run(head, &mut scores[head * t..][..t]));
+            (0..h).for_each(|head| run(head, &mut scores[head * per_head..][..per_head]));
         } else {
-            scores[..h * t].par_chunks_mut(t).enumerate().for_each(|(head, s)| run(head, s));
+            scores[..h * per_head].par_chunks_mut(per_head).enumerate().for_each(|(head, s)| run(head, s));
         }
     }
 }

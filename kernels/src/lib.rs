@@ -117,6 +117,24 @@ pub struct AttentionLayer<'a> {
     /// Multiplies every score before the softmax (1/sqrt(D) for GPT-2, 1 for GPT-Neo).
     pub scale: f32,
     pub window: Option<usize>,
+    /// What the full forward API adds (masks, kept probabilities); default: nothing.
+    pub extras: AttentionExtras<'a>,
+}
+
+/// The inputs of transformers' forward pass that change attention, and whether to keep the
+/// probabilities. All off by default, and then free.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AttentionExtras<'a> {
+    /// Added to every scaled score of position `j` (`key_bias[j]`, at least `T` entries):
+    /// 0 for a key to attend to, `f32::MIN` for a masked one, as transformers' eager attention
+    /// adds `(1 - mask) · finfo.min`. A query whose visible keys are all masked gets a uniform
+    /// distribution over them, not NaN.
+    pub key_bias: Option<&'a [f32]>,
+    /// Multiplies head `h`'s probabilities after the softmax (`head_mask`, at least `H` entries).
+    pub head_scale: Option<&'a [f32]>,
+    /// Leave every query's probabilities in the scores scratch, which then holds `[H][M, T]`
+    /// (zero where a position is not visible) instead of one reused row per head.
+    pub keep_probs: bool,
 }
 
 /// One head of an [`AttentionLayer`], as the per-head kernels see it.
@@ -135,9 +153,52 @@ pub struct AttentionHead<'a> {
     pub first_pos: usize,
     pub scale: f32,
     pub window: Option<usize>,
+    /// Added to the score of position `j`, as [`AttentionExtras::key_bias`].
+    pub key_bias: Option<&'a [f32]>,
+    /// Multiplies the probabilities after the softmax (1 = unmasked head).
+    pub prob_scale: f32,
+    /// Keep query `i`'s probabilities in scores row `i` (`T` floats per row) instead of reusing
+    /// row 0.
+    pub keep_probs: bool,
 }
 
 impl<'a> AttentionHead<'a> {
+    /// Positions in view of the last query, `T`: the length of a row of scores.
+    #[inline(always)]
+    pub fn positions(&self) -> usize {
+        self.first_pos + self.n_queries
+    }
+
+    /// The scores row of query `i` and the range of positions it sees, `start..=pos`.
+    #[inline(always)]
+    pub fn scores_row<'s>(&self, scores: &'s mut [f32], i: usize) -> (&'s mut [f32], usize, usize) {
+        let t = self.positions();
+        let row = if self.keep_probs { &mut scores[i * t..][..t] } else { &mut scores[..t] };
+        (row, self.first_visible(i), self.first_pos + i)
+    }
+
+    /// The score of position `j` from its dot product with the query, with scale and bias.
+    #[inline(always)]
+    pub fn score(&self, dot: f32, j: usize) -> f32 {
+        let s = dot * self.scale;
+        match self.key_bias {
+            Some(b) => s + b[j],
+            None => s,
+        }
+    }
+
+    /// After the softmax of `row[start..=pos]`: the head mask, and zeros around a kept row.
+    #[inline(always)]
+    pub fn finish_probs(&self, row: &mut [f32], start: usize, pos: usize) {
+        if self.prob_scale != 1.0 {
+            row[start..=pos].iter_mut().for_each(|p| *p *= self.prob_scale);
+        }
+        if self.keep_probs {
+            row[..start].fill(0.0);
+            row[pos + 1..].fill(0.0);
+        }
+    }
+
     /// Offset of position `j`'s key (and value) row in the head's block.
     #[inline(always)]
     pub fn row(&self, j: usize) -> usize {
@@ -166,6 +227,9 @@ impl<'a> AttentionLayer<'a> {
             first_pos: self.first_pos,
             scale: self.scale,
             window: self.window,
+            key_bias: self.extras.key_bias,
+            prob_scale: self.extras.head_scale.map_or(1.0, |s| s[h]),
+            keep_probs: self.extras.keep_probs,
         }
     }
 }

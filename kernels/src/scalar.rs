@@ -130,14 +130,16 @@ unsafe fn attend<E: Elem>(
 ) {
     let d = h.d;
     for i in 0..h.n_queries {
-        let (start, pos) = (h.first_visible(i), h.first_pos + i);
         let q = &h.q[i * h.q_stride..][..d];
-        let visible = &mut scores[..pos + 1 - start];
+        let (row, start, pos) = h.scores_row(scores, i);
+        let visible = &mut row[start..=pos];
         for (s, j) in visible.iter_mut().zip(start..=pos) {
             let key = &keys[h.row(j)..][..d];
-            *s = q.iter().zip(key).map(|(a, b)| a * b.to_f32()).sum::<f32>() * h.scale;
+            *s = h.score(q.iter().zip(key).map(|(a, b)| a * b.to_f32()).sum::<f32>(), j);
         }
         softmax(visible);
+        h.finish_probs(row, start, pos);
+        let visible = &row[start..=pos];
         // SAFETY: row i of the output, D floats, as the caller vouched.
         let o = std::slice::from_raw_parts_mut(out.add(i * stride), d);
         o.fill(0.0);

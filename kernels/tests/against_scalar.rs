@@ -1,7 +1,9 @@
 //! Every kernel level this CPU supports against the scalar reference: odd sizes, tails, unaligned
 //! slices, both weight layouts, f32 and f16 weights, one and many threads.
 
-use quill_kernels::{f16, scalar, select, Activation, AttentionLayer, Kernels, Layout, Level, Weight, WeightData};
+use quill_kernels::{
+    f16, scalar, select, Activation, AttentionExtras, AttentionLayer, Kernels, Layout, Level, Weight, WeightData,
+};
 
 /// Deterministic xorshift values in [-1, 1).
 struct Rng(u64);
@@ -177,6 +179,7 @@ fn attention_matches_scalar() {
                 first_pos,
                 scale: 0.3,
                 window,
+                extras: AttentionExtras::default(),
             };
             let out_stride = h * d + 2;
             let mut want = vec![0.0; m * out_stride];
@@ -244,6 +247,7 @@ fn a_ring_of_slots_gives_the_same_attention_as_a_full_cache() {
                 first_pos,
                 scale: 0.5,
                 window: Some(window),
+                extras: AttentionExtras::default(),
             };
         let leak = |v: Vec<f32>| -> &'static [f32] { Box::leak(v.into_boxed_slice()) };
         let q = leak(q);
@@ -256,5 +260,82 @@ fn a_ring_of_slots_gives_the_same_attention_as_a_full_cache() {
             kernels.attention(&ring, &mut vec![0.0; h * t], &mut got, h * d);
             assert_close(&format!("{:?} ring first_pos {first_pos} m {m}", kernels.level()), &got, &want, 1e-6);
         }
+    }
+}
+
+/// Masks, head scales and kept probabilities against attention written out in f64.
+#[test]
+fn attention_extras_match_a_direct_computation() {
+    let mut rng = Rng(23);
+    let (h, d, first_pos, m) = (3, 8, 4, 5);
+    let t = first_pos + m;
+    for window in [None, Some(3)] {
+        let q = rng.vec(m * h * d);
+        let keys = rng.vec(h * t * d);
+        let values = rng.vec(h * t * d);
+        // Positions 0..=4 masked: query 0 (at position 4) sees only masked keys.
+        let key_bias: Vec<f32> = (0..t).map(|j| if j <= 4 || j == 7 { f32::MIN } else { 0.0 }).collect();
+        let head_scale = [1.0, 0.0, 0.5];
+        let layer = AttentionLayer {
+            q: &q,
+            q_stride: h * d,
+            keys: WeightData::F32(&keys),
+            values: WeightData::F32(&values),
+            head_stride: t * d,
+            slots: t,
+            n_head: h,
+            d,
+            n_queries: m,
+            first_pos,
+            scale: 0.7,
+            window,
+            extras: AttentionExtras { key_bias: Some(&key_bias), head_scale: Some(&head_scale), keep_probs: true },
+        };
+        // The reference: probabilities [H][M, T] and outputs [M, H·D].
+        let (mut want_p, mut want_o) = (vec![0.0f32; h * m * t], vec![0.0f32; m * h * d]);
+        for hh in 0..h {
+            for i in 0..m {
+                let pos = first_pos + i;
+                let start = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let qi = &q[i * h * d + hh * d..][..d];
+                let s: Vec<f64> = (start..=pos)
+                    .map(|j| {
+                        let k = &keys[(hh * t + j) * d..][..d];
+                        let dot: f64 = qi.iter().zip(k).map(|(a, b)| *a as f64 * *b as f64).sum();
+                        dot * 0.7 + if key_bias[j] < 0.0 { -1e30 } else { 0.0 }
+                    })
+                    .collect();
+                let max = s.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = s.iter().map(|v| (v - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for (jj, j) in (start..=pos).enumerate() {
+                    let p = e[jj] / sum * head_scale[hh] as f64;
+                    want_p[(hh * m + i) * t + j] = p as f32;
+                    for c in 0..d {
+                        want_o[i * h * d + hh * d + c] += (p * values[(hh * t + j) * d + c] as f64) as f32;
+                    }
+                }
+            }
+        }
+        let mut scalar_o = vec![0.0; m * h * d];
+        let mut scalar_p = vec![0.0; h * m * t];
+        for hh in 0..h {
+            scalar::attention(&layer.head(hh), &mut scalar_p[hh * m * t..], &mut scalar_o[hh * d..], h * d);
+        }
+        assert_close(&format!("scalar probs {window:?}"), &scalar_p, &want_p, 1e-6);
+        assert_close(&format!("scalar out {window:?}"), &scalar_o, &want_o, 1e-5);
+        for kernels in levels() {
+            with_thread_counts(|threads| {
+                let mut got_o = vec![0.0; m * h * d];
+                let mut got_p = vec![f32::NAN; h * m * t];
+                kernels.attention(&layer, &mut got_p, &mut got_o, h * d);
+                let name = format!("{:?} {threads} {window:?}", kernels.level());
+                assert_close(&format!("{name} probs"), &got_p, &want_p, 1e-6);
+                assert_close(&format!("{name} out"), &got_o, &want_o, 1e-5);
+            });
+        }
+        // Query 0 sees only masked keys: uniform over them (head 0), not NaN.
+        let visible = window.map_or(first_pos + 1, |w| w.min(first_pos + 1));
+        assert!((want_p[first_pos] - 1.0 / visible as f32).abs() < 1e-6);
     }
 }

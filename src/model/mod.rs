@@ -1,6 +1,7 @@
 //! GPT-2 and GPT-Neo as one pre-LN transformer: the weights, read from a checkpoint and checked
 //! against the config before the first forward pass. The forward pass itself is in [`session`].
 
+mod forward;
 mod session;
 mod weights;
 
@@ -8,6 +9,7 @@ use std::path::Path;
 
 use quill_kernels::Kernels;
 
+pub use forward::{ForwardInput, ForwardOutput, HeadMask, LogitsWanted, IGNORE_INDEX};
 pub use session::Session;
 pub use weights::{Linear, Qkv, QkvRows, Weights};
 

@@ -1,7 +1,7 @@
 //! The forward pass: one session = one sequence, its KV arena and every activation buffer,
 //! all allocated once in [`Session::new`]. After that, feeding tokens allocates nothing.
 
-use quill_kernels::{AttentionLayer, Layout, Weight};
+use quill_kernels::{AttentionExtras, AttentionLayer, Layout, Weight};
 
 use super::Model;
 use crate::config::{AttentionKind, ModelConfig};
@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::kv_cache::KvArena;
 
 /// Prompt tokens processed together as one matrix–matrix pass; longer prompts go in chunks.
-const CHUNK: usize = 128;
+pub(super) const CHUNK: usize = 128;
 
 /// KV slots per head of each layer for a context of `ctx` positions: all of them for a global
 /// layer; for a local one a ring that holds what a chunk's queries can see, the `window - 1`
@@ -51,11 +51,13 @@ pub struct Session<'m> {
 }
 
 /// Which positions' logits a chunk computes.
-enum LogitsOut<'a> {
+pub(super) enum LogitsOut<'a> {
     /// Only the last position's, into the session's own buffer.
     Last,
     /// Every position's, `[M, V]`.
     All(&'a mut [f32]),
+    /// None (the base model: hidden states only).
+    None,
 }
 
 impl<'m> Session<'m> {
@@ -103,6 +105,30 @@ impl<'m> Session<'m> {
 
     pub fn kv_bytes(&self) -> usize {
         self.kv.bytes()
+    }
+
+    /// The logits `[V]` after the last token fed (by `feed` or a forward asking for the last).
+    pub fn last_logits(&self) -> &[f32] {
+        &self.state.logits
+    }
+
+    /// Forgets every position from `len` on (a no-op when the sequence is not longer), as long
+    /// as every local-attention ring still holds what the next token sees: true if it could.
+    pub(super) fn truncate(&mut self, len: usize) -> bool {
+        let cur = self.kv.len();
+        if len >= cur {
+            return true;
+        }
+        // A ring keeps the last `slots` positions; the next query after `len` needs the
+        // `slots - CHUNK` (= window - 1) positions before it.
+        let ok = (0..self.model.config.n_layer).all(|l| {
+            let slots = self.kv.slots(l);
+            slots >= self.kv.capacity() || cur - len <= CHUNK.min(slots)
+        });
+        if ok {
+            self.kv.truncate(len);
+        }
+        ok
     }
 
     /// Forgets the sequence; buffers are kept.
@@ -168,9 +194,15 @@ impl<'m> Session<'m> {
 
     /// Runs `ids` (at most CHUNK) through every layer at positions `len..len+M`.
     fn forward_chunk(&mut self, ids: &[u32], logits: LogitsOut) {
+        self.forward_chunk_with(ChunkInput::Ids(ids), logits, &mut ChunkExtras::default());
+    }
+
+    /// Runs one chunk of at most CHUNK tokens (ids or embeddings) through every layer, with what
+    /// the full forward API adds in `extras` (nothing for plain feeding).
+    pub(super) fn forward_chunk_with(&mut self, input: ChunkInput, logits: LogitsOut, extras: &mut ChunkExtras) {
         let model = self.model;
         let (cfg, w, k) = (&model.config, &model.weights, model.kernels);
-        let (m, c, pos0) = (ids.len(), cfg.n_embd, self.kv.len());
+        let (m, c, pos0) = (input.len(cfg.n_embd), cfg.n_embd, self.kv.len());
         let d = cfg.head_dim();
         let s = &mut self.state;
         let x = &mut s.x[..m * c];
@@ -179,13 +211,26 @@ impl<'m> Session<'m> {
         let att = &mut s.att[..m * c];
         let fc = &mut s.fc[..m * cfg.n_inner];
 
-        // Token plus position embeddings.
-        for (i, (&id, row)) in ids.iter().zip(x.chunks_exact_mut(c)).enumerate() {
-            w.wte.row_to_f32(id as usize, row);
-            w.wpe.row_to_f32(pos0 + i, &mut s.pos_row);
+        // Token (or given) embeddings, plus position embeddings, plus token-type embeddings
+        // (transformers looks token types up in wte too).
+        for (i, row) in x.chunks_exact_mut(c).enumerate() {
+            match input {
+                ChunkInput::Ids(ids) => w.wte.row_to_f32(ids[i] as usize, row),
+                ChunkInput::Embeds(e) => row.copy_from_slice(&e[i * c..][..c]),
+            }
+            let pos = extras.positions.map_or(pos0 + i, |p| p[i] as usize);
+            w.wpe.row_to_f32(pos, &mut s.pos_row);
             add_assign(row, &s.pos_row);
+            if let Some(types) = extras.token_types {
+                w.wte.row_to_f32(types[i] as usize, &mut s.pos_row);
+                add_assign(row, &s.pos_row);
+            }
+        }
+        if let Some(record) = extras.record.as_mut() {
+            record(Recorded::Hidden { layer: 0, rows: x });
         }
 
+        let keep_probs = extras.record.is_some() && extras.keep_probs;
         for (l, (lw, spec)) in w.layers.iter().zip(&cfg.layers).enumerate() {
             // Attention block: x += attn_out(attention(ln_1(x))).
             k.layernorm(x, lw.ln_1.gamma.data(), lw.ln_1.beta.data(), cfg.layer_norm_epsilon, h);
@@ -209,8 +254,23 @@ impl<'m> Session<'m> {
                     AttentionKind::Global => None,
                     AttentionKind::Local { window } => Some(window),
                 },
+                extras: AttentionExtras {
+                    key_bias: extras.key_bias,
+                    head_scale: extras.head_mask.map(|hm| &hm[l * cfg.n_head..][..cfg.n_head]),
+                    keep_probs,
+                },
             };
-            k.attention(&layer, &mut s.scores, att, c);
+            let scores = match extras.probs.as_deref_mut() {
+                Some(p) if keep_probs => p,
+                _ => &mut s.scores[..],
+            };
+            k.attention(&layer, scores, att, c);
+            if keep_probs {
+                let t = pos0 + m;
+                if let (Some(record), Some(p)) = (extras.record.as_mut(), extras.probs.as_deref()) {
+                    record(Recorded::Attention { layer: l, probs: &p[..cfg.n_head * m * t], t });
+                }
+            }
             lw.attn_out.forward(k, att, h);
             add_assign(x, h);
 
@@ -220,13 +280,20 @@ impl<'m> Session<'m> {
             k.activation(cfg.activation, fc);
             lw.proj.forward(k, fc, h);
             add_assign(x, h);
+            // transformers returns the last layer's output after ln_f, recorded below.
+            if l + 1 < cfg.n_layer {
+                if let Some(record) = extras.record.as_mut() {
+                    record(Recorded::Hidden { layer: l + 1, rows: x });
+                }
+            }
         }
         self.kv.advance(m);
 
         // Final LayerNorm and the lm_head `(V, C)`, for the rows whose logits are wanted.
-        let rows = match logits {
-            LogitsOut::Last => (m - 1)..m,
-            LogitsOut::All(_) => 0..m,
+        let rows = match (&logits, extras.record.is_some()) {
+            (LogitsOut::All(_), _) | (_, true) => 0..m,
+            (LogitsOut::Last, false) => (m - 1)..m,
+            (LogitsOut::None, false) => return,
         };
         let h = &mut h[rows.start * c..rows.end * c];
         k.layernorm(
@@ -236,12 +303,59 @@ impl<'m> Session<'m> {
             cfg.layer_norm_epsilon,
             h,
         );
+        if let Some(record) = extras.record.as_mut() {
+            record(Recorded::Hidden { layer: cfg.n_layer, rows: h });
+        }
         let head = Weight { data: w.lm_head().data(), k: c, n: cfg.vocab_size, layout: Layout::OutIn };
         match logits {
-            LogitsOut::Last => k.matmul(h, head, None, &mut s.logits),
+            LogitsOut::Last => k.matmul(&h[(h.len() - c)..], head, None, &mut s.logits),
             LogitsOut::All(out) => k.matmul(h, head, None, out),
+            LogitsOut::None => {}
         }
     }
+}
+
+/// The tokens of one chunk: ids, or (for `inputs_embeds`) their embeddings `[M, C]`.
+#[derive(Clone, Copy)]
+pub(super) enum ChunkInput<'a> {
+    Ids(&'a [u32]),
+    Embeds(&'a [f32]),
+}
+
+impl ChunkInput<'_> {
+    fn len(&self, c: usize) -> usize {
+        match self {
+            ChunkInput::Ids(ids) => ids.len(),
+            ChunkInput::Embeds(e) => e.len() / c,
+        }
+    }
+}
+
+/// What a chunk reports to [`ChunkExtras::record`].
+pub(super) enum Recorded<'a> {
+    /// Hidden states `[M, C]` entering layer `layer` (`n_layer`: the output, after ln_f).
+    Hidden { layer: usize, rows: &'a [f32] },
+    /// Attention probabilities `[H][M, T]` of `layer`, `T = past + M`.
+    Attention { layer: usize, probs: &'a [f32], t: usize },
+}
+
+/// The inputs of the full forward API beyond token ids, for one chunk, and where its extra
+/// outputs go. Every field empty: plain feeding.
+#[derive(Default)]
+pub(super) struct ChunkExtras<'a> {
+    /// Position ids `[M]` (range-checked by the caller), instead of `len..len+M`.
+    pub positions: Option<&'a [u32]>,
+    /// Token type ids `[M]`, looked up in wte.
+    pub token_types: Option<&'a [u32]>,
+    /// Added to the scores of position `j` (0 or `f32::MIN`), `[len + M]`.
+    pub key_bias: Option<&'a [f32]>,
+    /// Head mask `[L, H]` multiplying the probabilities.
+    pub head_mask: Option<&'a [f32]>,
+    /// Receives hidden states (and attentions when `keep_probs`); when set, ln_f runs on every row.
+    pub record: Option<&'a mut dyn FnMut(Recorded)>,
+    /// Record attention probabilities, kept in `probs` (`[H][M, T]` at least).
+    pub keep_probs: bool,
+    pub probs: Option<&'a mut [f32]>,
 }
 
 fn add_assign(x: &mut [f32], y: &[f32]) {

@@ -27,13 +27,15 @@ unsafe fn attend<S: Simd, E: Elem>(
 ) {
     let d = h.d;
     for i in 0..h.n_queries {
-        let (start, pos) = (h.first_visible(i), h.first_pos + i);
         let q = &h.q[i * h.q_stride..][..d];
-        let visible = &mut scores[..pos + 1 - start];
+        let (row, start, pos) = h.scores_row(scores, i);
+        let visible = &mut row[start..=pos];
         for (s, j) in visible.iter_mut().zip(start..=pos) {
-            *s = dot::<S, E>(q, &keys[h.row(j)..][..d]) * h.scale;
+            *s = h.score(dot::<S, E>(q, &keys[h.row(j)..][..d]), j);
         }
         softmax::<S>(visible);
+        h.finish_probs(row, start, pos);
+        let visible = &row[start..=pos];
         // SAFETY: row i of the output, D floats, as the caller vouched.
         let o = std::slice::from_raw_parts_mut(out.add(i * stride), d);
         o.fill(0.0);
