@@ -67,6 +67,35 @@ pub struct ModelConfig {
     pub eos_token_id: Option<u32>,
     /// Parsed for completeness: all attention math is f32 already, so it changes nothing.
     pub reorder_and_upcast_attn: bool,
+    /// GPT-2's `summary_*` fields: how `GPT2DoubleHeadsModel`'s multiple-choice head reads the
+    /// hidden states (`None` for GPT-Neo).
+    pub summary: Option<SummaryConfig>,
+}
+
+/// Which hidden state transformers' `SequenceSummary` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SummaryType {
+    /// `hidden_states[:, -1]`.
+    Last,
+    /// `hidden_states[:, 0]`.
+    First,
+    /// `hidden_states.mean(dim=1)`.
+    Mean,
+    /// The position given by `mc_token_ids` (default: the last) of each sequence.
+    ClsIndex,
+}
+
+/// `SequenceSummary`'s configuration (`summary_type`, `summary_use_proj`,
+/// `summary_proj_to_labels`, `summary_activation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SummaryConfig {
+    pub kind: SummaryType,
+    /// A dense projection after taking the state.
+    pub use_proj: bool,
+    /// The projection outputs `num_labels` classes (1 in `GPT2DoubleHeadsModel`) instead of n_embd.
+    pub proj_to_labels: bool,
+    /// Applied after the projection (`None`: identity, for null or "linear").
+    pub activation: Option<Activation>,
 }
 
 impl ModelConfig {
@@ -142,6 +171,7 @@ fn gpt2(f: &Fields) -> std::result::Result<ModelConfig, String> {
         bos_token_id: f.token_id("bos_token_id")?.or(Some(50256)),
         eos_token_id: f.token_id("eos_token_id")?.or(Some(50256)),
         reorder_and_upcast_attn,
+        summary: Some(summary(f)?),
     })
 }
 
@@ -193,6 +223,7 @@ fn gpt_neo(f: &Fields) -> std::result::Result<ModelConfig, String> {
         bos_token_id: token("bos_token_id")?,
         eos_token_id: token("eos_token_id")?,
         reorder_and_upcast_attn: false,
+        summary: None,
     })
 }
 
@@ -244,6 +275,29 @@ fn attention_types(f: &Fields, n_layer: usize) -> std::result::Result<Vec<bool>,
         Some(v) => return Err(format!("field 'attention_layers' should be a list of kinds, found {v}")),
     }
     Ok(layers)
+}
+
+/// GPT2Config's `summary_*` fields, with its defaults.
+fn summary(f: &Fields) -> std::result::Result<SummaryConfig, String> {
+    let kind = match f.string("summary_type")?.unwrap_or("cls_index") {
+        "last" => SummaryType::Last,
+        "first" => SummaryType::First,
+        "mean" => SummaryType::Mean,
+        "cls_index" => SummaryType::ClsIndex,
+        other => {
+            return Err(format!("summary_type '{other}' is not supported (expected cls_index, last, first or mean)"))
+        }
+    };
+    let activation = match f.string("summary_activation")? {
+        None | Some("linear") => None,
+        Some(name) => Some(activation(name).map_err(|e| format!("summary_activation: {e}"))?),
+    };
+    Ok(SummaryConfig {
+        kind,
+        use_proj: f.bool("summary_use_proj")?.unwrap_or(true),
+        proj_to_labels: f.bool("summary_proj_to_labels")?.unwrap_or(true),
+        activation,
+    })
 }
 
 fn activation(name: &str) -> std::result::Result<Activation, String> {

@@ -1,6 +1,8 @@
 //! The `quill` command line: argument parsing, and one module per subcommand.
 
 mod bench;
+mod choose;
+mod embed;
 mod generate;
 mod info;
 mod logits;
@@ -50,6 +52,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Loss, perplexity and bits per byte of a text file (strided sliding windows).
     Score(score::ScoreArgs),
+    /// A vector per text from the final hidden states (mean-pooled or the last token's).
+    Embed(embed::EmbedArgs),
+    /// Pick the best of several candidate texts with a GPT2DoubleHeadsModel's multiple-choice head.
+    Choose(choose::ChooseArgs),
 }
 
 /// The model folder every subcommand takes.
@@ -122,6 +128,8 @@ pub fn main() -> i32 {
             Command::Info(args) => info::run(args),
             Command::Bench(args) => bench::run(args, &cli.threads),
             Command::Score(args) => score::run(args),
+            Command::Embed(args) => embed::run(args),
+            Command::Choose(args) => choose::run(args),
         })
     });
     match result {

@@ -260,7 +260,7 @@ impl Model {
             (None, None) => return Err(Error::usage("forward: give input_ids or inputs_embeds")),
             (Some(ids), None) => ids.len(),
             (None, Some(e)) => {
-                if e.len() % cfg.n_embd != 0 {
+                if !e.len().is_multiple_of(cfg.n_embd) {
                     return Err(Error::usage(format!(
                         "forward: inputs_embeds has {} values, not a whole number of rows of n_embd = {}",
                         e.len(),
@@ -270,7 +270,7 @@ impl Model {
                 e.len() / cfg.n_embd
             }
         };
-        if tokens == 0 || tokens % batch != 0 {
+        if tokens == 0 || !tokens.is_multiple_of(batch) {
             return Err(Error::usage(format!(
                 "forward: {tokens} tokens do not make {batch} equal non-empty rows (shape [batch, seq])"
             )));

@@ -2,6 +2,7 @@
 //! against the config before the first forward pass. The forward pass itself is in [`session`].
 
 mod forward;
+mod heads;
 mod session;
 mod weights;
 
@@ -10,6 +11,7 @@ use std::path::Path;
 use quill_kernels::Kernels;
 
 pub use forward::{ForwardInput, ForwardOutput, HeadMask, LogitsWanted, IGNORE_INDEX};
+pub use heads::{DoubleHeadsOutput, MultipleChoiceHead};
 pub use session::Session;
 pub use weights::{Linear, Qkv, QkvRows, Weights};
 
