@@ -177,13 +177,11 @@ impl<'a> AttentionHead<'a> {
         (row, self.first_visible(i), self.first_pos + i)
     }
 
-    /// The score of position `j` from its dot product with the query, with scale and bias.
+    /// Adds the key bias (attention mask) to the scores of positions `start..`, if there is one.
     #[inline(always)]
-    pub fn score(&self, dot: f32, j: usize) -> f32 {
-        let s = dot * self.scale;
-        match self.key_bias {
-            Some(b) => s + b[j],
-            None => s,
+    pub fn add_key_bias(&self, visible: &mut [f32], start: usize) {
+        if let Some(b) = self.key_bias {
+            visible.iter_mut().zip(&b[start..]).for_each(|(s, b)| *s += b);
         }
     }
 

@@ -135,8 +135,9 @@ unsafe fn attend<E: Elem>(
         let visible = &mut row[start..=pos];
         for (s, j) in visible.iter_mut().zip(start..=pos) {
             let key = &keys[h.row(j)..][..d];
-            *s = h.score(q.iter().zip(key).map(|(a, b)| a * b.to_f32()).sum::<f32>(), j);
+            *s = q.iter().zip(key).map(|(a, b)| a * b.to_f32()).sum::<f32>() * h.scale;
         }
+        h.add_key_bias(visible, start);
         softmax(visible);
         h.finish_probs(row, start, pos);
         let visible = &row[start..=pos];

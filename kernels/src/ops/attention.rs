@@ -31,8 +31,9 @@ unsafe fn attend<S: Simd, E: Elem>(
         let (row, start, pos) = h.scores_row(scores, i);
         let visible = &mut row[start..=pos];
         for (s, j) in visible.iter_mut().zip(start..=pos) {
-            *s = h.score(dot::<S, E>(q, &keys[h.row(j)..][..d]), j);
+            *s = dot::<S, E>(q, &keys[h.row(j)..][..d]) * h.scale;
         }
+        h.add_key_bias(visible, start);
         softmax::<S>(visible);
         h.finish_probs(row, start, pos);
         let visible = &row[start..=pos];
