@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::{isa, Activation, AttentionHead, AttentionLayer, Layout, Weight, WeightData};
+use crate::{isa, Activation, AttentionHead, AttentionLayer, Layout, Weight, WeightData, Q8_BLOCK};
 
 /// A family of kernel implementations, from the portable reference up to the widest SIMD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -241,6 +241,12 @@ impl Kernels {
         let (k, n) = (w.k, w.n);
         assert!(k > 0 && n > 0 && x.len().is_multiple_of(k), "matmul: x length {} is not a multiple of K={k}", x.len());
         assert_eq!(w.data.len(), k * n, "matmul: weight is not K×N");
+        if let WeightData::Q8_0 { scales, .. } = w.data {
+            assert!(
+                w.layout == Layout::OutIn && k.is_multiple_of(Q8_BLOCK) && scales.len() == k * n / Q8_BLOCK,
+                "matmul: q8_0 weights must be (N, K) with K a multiple of {Q8_BLOCK} and one scale per block"
+            );
+        }
         let m = x.len() / k;
         assert_eq!(out.len(), m * n, "matmul: out is not M×N");
         if let Some(b) = bias {

@@ -2,7 +2,7 @@
 //! kernels of the `scalar` level on CPUs without a supported vector ISA.
 
 use crate::elem::Elem;
-use crate::{Activation, AttentionHead, Layout, Weight, WeightData};
+use crate::{Activation, AttentionHead, Layout, Weight, WeightData, Q8_BLOCK};
 
 /// `out[M, N] = x[M, K] · W + bias`.
 pub fn matmul(x: &[f32], w: Weight, bias: Option<&[f32]>, out: &mut [f32]) {
@@ -18,6 +18,22 @@ pub(crate) unsafe fn matmul_cols(x: &[f32], w: Weight, bias: Option<&[f32]>, out
     match w.data {
         WeightData::F32(d) => matmul_cols_typed(x, d, w.k, w.n, w.layout, bias, out, n0, n1),
         WeightData::F16(d) => matmul_cols_typed(x, d, w.k, w.n, w.layout, bias, out, n0, n1),
+        WeightData::Q8_0 { q, scales } => {
+            // Each output: per block, the int8 dot product in f32, times the block's scale.
+            let k = w.k;
+            for (i, x_row) in x.chunks_exact(k).enumerate() {
+                for j in n0..n1 {
+                    let mut acc = bias.map_or(0.0, |b| b[j]);
+                    for (b, xb) in x_row.chunks_exact(Q8_BLOCK).enumerate() {
+                        let qb = &q[j * k + b * Q8_BLOCK..][..Q8_BLOCK];
+                        let dot: f32 = xb.iter().zip(qb).map(|(a, &v)| a * v as f32).sum();
+                        acc += dot * scales[(j * k) / Q8_BLOCK + b].to_f32();
+                    }
+                    // SAFETY: row i, column j lies inside the M×N output the caller vouched for.
+                    *out.add(i * w.n + j) = acc;
+                }
+            }
+        }
     }
 }
 
@@ -116,7 +132,7 @@ pub(crate) unsafe fn attention_head(h: &AttentionHead, scores: &mut [f32], out: 
     match (h.keys, h.values) {
         (WeightData::F32(k), WeightData::F32(v)) => attend(h, k, v, scores, out, out_stride),
         (WeightData::F16(k), WeightData::F16(v)) => attend(h, k, v, scores, out, out_stride),
-        _ => unreachable!("keys and values of one type (checked by Kernels::attention)"),
+        _ => unreachable!("keys and values of one type, f32 or f16 (checked by Kernels::attention)"),
     }
 }
 

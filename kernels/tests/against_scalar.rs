@@ -1,8 +1,9 @@
 //! Every kernel level this CPU supports against the scalar reference: odd sizes, tails, unaligned
-//! slices, both weight layouts, f32 and f16 weights, one and many threads.
+//! slices, both weight layouts, f32, f16 and q8_0 weights, one and many threads.
 
 use quill_kernels::{
-    f16, scalar, select, Activation, AttentionExtras, AttentionLayer, Kernels, Layout, Level, Weight, WeightData,
+    f16, quantize_q8_0, scalar, select, Activation, AttentionExtras, AttentionLayer, Kernels, Layout, Level, Weight,
+    WeightData, Q8_BLOCK,
 };
 
 /// Deterministic xorshift values in [-1, 1).
@@ -338,4 +339,67 @@ fn attention_extras_match_a_direct_computation() {
         let visible = window.map_or(first_pos + 1, |w| w.min(first_pos + 1));
         assert!((want_p[first_pos] - 1.0 / visible as f32).abs() < 1e-6);
     }
+}
+
+#[test]
+fn quantize_q8_0_rounds_to_the_nearest_step_of_the_block_scale() {
+    let mut rng = Rng(5);
+    let mut x = rng.vec(4 * Q8_BLOCK);
+    x[Q8_BLOCK..2 * Q8_BLOCK].fill(0.0); // an all-zero block: scale 0, values 0
+    x[3 * Q8_BLOCK] = 1e4; // an outlier block
+    let (mut q, mut d) = (vec![0i8; x.len()], vec![f16::ZERO; 4]);
+    quantize_q8_0(&x, &mut q, &mut d);
+    assert_eq!(d[1].to_f32(), 0.0);
+    assert!(q[Q8_BLOCK..2 * Q8_BLOCK].iter().all(|&v| v == 0));
+    for (b, block) in x.chunks_exact(Q8_BLOCK).enumerate() {
+        let scale = d[b].to_f32();
+        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!((scale - amax / 127.0).abs() <= amax / 127.0 * 1e-3, "block {b}: scale {scale}");
+        for (i, &v) in block.iter().enumerate() {
+            let back = q[b * Q8_BLOCK + i] as f32 * scale;
+            assert!((back - v).abs() <= scale * 0.5 + amax * 1e-3, "block {b} [{i}]: {v} -> {back}");
+        }
+    }
+}
+
+/// q8_0 matmuls against the dequantized weights multiplied out in f64, and against the scalar
+/// reference, at every level: GEMV (M = 1) and GEMM, K past one pass of widened scales.
+#[test]
+fn q8_0_matmul_matches_the_dequantized_weights() {
+    let mut rng = Rng(0x51);
+    for (m, k, n) in [(1, 32, 1), (1, 64, 7), (1, 800, 67), (2, 96, 33), (5, 8256, 9), (130, 320, 70), (1, 768, 2304)] {
+        let x = rng.vec(m * k);
+        let w = rng.vec(n * k);
+        let bias = rng.vec(n);
+        let (mut q, mut d) = (vec![0i8; n * k], vec![f16::ZERO; n * k / Q8_BLOCK]);
+        quantize_q8_0(&w, &mut q, &mut d);
+        let data = WeightData::Q8_0 { q: &q, scales: &d };
+        let weight = Weight { data, k, n, layout: Layout::OutIn };
+        let mut exact = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k).map(|kk| x[i * k + kk] as f64 * data.get(j * k + kk) as f64).sum();
+                exact[i * n + j] = (s + bias[j] as f64) as f32;
+            }
+        }
+        let mut reference = vec![0.0; m * n];
+        scalar::matmul(&x, weight, Some(&bias), &mut reference);
+        let tol = 2e-5 * (k as f32).sqrt();
+        assert_close(&format!("scalar q8_0 {m}x{k}x{n}"), &reference, &exact, tol);
+        for kernels in levels() {
+            with_thread_counts(|threads| {
+                let mut got = vec![f32::NAN; m * n];
+                kernels.matmul(&x, weight, Some(&bias), &mut got);
+                assert_close(&format!("{:?} q8_0 {m}x{k}x{n} {threads}", kernels.level()), &got, &exact, tol);
+            });
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "q8_0 weights must be (N, K)")]
+fn q8_0_weights_stored_in_out_are_refused() {
+    let (q, d) = (vec![0i8; 64], vec![f16::ZERO; 2]);
+    let w = Weight { data: WeightData::Q8_0 { q: &q, scales: &d }, k: 32, n: 2, layout: Layout::InOut };
+    select(Some("scalar")).unwrap().matmul(&[0.0; 32], w, None, &mut [0.0; 2]);
 }

@@ -12,7 +12,7 @@ pub(crate) unsafe fn attention_head<S: Simd>(h: &AttentionHead, scores: &mut [f3
     match (h.keys, h.values) {
         (WeightData::F32(k), WeightData::F32(v)) => attend::<S, f32>(h, k, v, scores, out, out_stride),
         (WeightData::F16(k), WeightData::F16(v)) => attend::<S, half::f16>(h, k, v, scores, out, out_stride),
-        _ => unreachable!("keys and values of one type (checked by Kernels::attention)"),
+        _ => unreachable!("keys and values of one type, f32 or f16 (checked by Kernels::attention)"),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Matmul with f32 activations and f32 or f16 weights in either layout.
+//! Matmul with f32 activations and f32 or f16 weights in either layout, or q8_0 weights stored
+//! `(out, in)`.
 //!
 //! One row (decode) is a GEMV that streams every weight exactly once, which is what bounds
 //! decoding: the weights do not fit in cache, so speed is memory bandwidth. More rows (prefill)
@@ -8,9 +9,11 @@
 
 use std::cell::RefCell;
 
+use half::f16;
+
 use crate::elem::Elem;
 use crate::simd::Simd;
-use crate::{Layout, Weight, WeightData};
+use crate::{Layout, Weight, WeightData, Q8_BLOCK};
 
 /// Depth of one packed panel: `KC × NR` floats stay in L1 while `M / MR` micro-kernels use them.
 const KC: usize = 256;
@@ -40,6 +43,46 @@ pub(crate) unsafe fn matmul_cols<S: Simd, const MR: usize, const NV: usize>(
     match w.data {
         WeightData::F32(d) => matmul_typed::<S, f32, MR, NV>(x, d, w, bias, out, n0, n1),
         WeightData::F16(d) => matmul_typed::<S, half::f16, MR, NV>(x, d, w, bias, out, n0, n1),
+        WeightData::Q8_0 { q, scales } => matmul_q8::<S, MR, NV>(x, q, scales, w, bias, out, n0, n1),
+    }
+}
+
+/// Bias (or zero) into columns `n0..n1` of every output row.
+#[inline(always)]
+unsafe fn init_out(m: usize, n: usize, bias: Option<&[f32]>, out: *mut f32, n0: usize, n1: usize) {
+    for i in 0..m {
+        let row = std::slice::from_raw_parts_mut(out.add(i * n + n0), n1 - n0);
+        match bias {
+            Some(b) => row.copy_from_slice(&b[n0..n1]),
+            None => row.fill(0.0),
+        }
+    }
+}
+
+/// q8_0 weights `(N, K)`: a GEMV per row for one or two rows... one row; the out-in GEMM (with
+/// rows dequantized into f32 as they are packed) for more.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn matmul_q8<S: Simd, const MR: usize, const NV: usize>(
+    x: &[f32],
+    q: &[i8],
+    scales: &[f16],
+    w: Weight,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    let (k, n) = (w.k, w.n);
+    let m = x.len() / k;
+    init_out(m, n, bias, out, n0, n1);
+    let rows = Q8Rows { q: q.as_ptr(), scales: scales.as_ptr(), k };
+    if m < GEMM_MIN_ROWS {
+        for i in 0..m {
+            gemv_q8::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
+        }
+    } else {
+        gemm_out_in::<S, Q8Rows, MR, NV>(x, m, rows, w, out, n0, n1);
     }
 }
 
@@ -55,13 +98,7 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
 ) {
     let (k, n) = (w.k, w.n);
     let m = x.len() / k;
-    for i in 0..m {
-        let row = std::slice::from_raw_parts_mut(out.add(i * n + n0), n1 - n0);
-        match bias {
-            Some(b) => row.copy_from_slice(&b[n0..n1]),
-            None => row.fill(0.0),
-        }
-    }
+    init_out(m, n, bias, out, n0, n1);
     if m < GEMM_MIN_ROWS {
         for i in 0..m {
             let x_row = &x[i * k..][..k];
@@ -74,7 +111,10 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
     } else {
         match w.layout {
             Layout::InOut => gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1),
-            Layout::OutIn => gemm_out_in::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1),
+            Layout::OutIn => {
+                let rows = PlainRows { w: data.as_ptr(), k };
+                gemm_out_in::<S, PlainRows<E>, MR, NV>(x, m, rows, w, out, n0, n1)
+            }
         }
     }
 }
@@ -114,6 +154,61 @@ unsafe fn gemv_out_in<S: Simd, E: Elem>(x: &[f32], w: *const E, k: usize, out: *
         }
         *out.add(j) += acc.hsum() + tail(row);
         j += 1;
+    }
+}
+
+/// Scales widened per call of [`gemv_q8`]: enough for K up to 32 · 256 = 8192 per pass.
+const Q8_SCALE_RUN: usize = 256;
+
+/// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W q8_0 `(N, K)`: four rows at a time, each
+/// block's 32 products summed in f32 and then multiplied by its scale. The weights are widened
+/// to f32 (exact); the activations stay f32.
+#[inline(always)]
+unsafe fn gemv_q8<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
+    let (k, px) = (w.k, x.as_ptr());
+    let blocks = k / Q8_BLOCK;
+    let mut d = [[0.0f32; Q8_SCALE_RUN]; 4];
+    let mut j = n0;
+    while j < n1 {
+        let nr = 4.min(n1 - j);
+        let mut acc = [S::zero(); 4];
+        for b0 in (0..blocks).step_by(Q8_SCALE_RUN) {
+            let bn = Q8_SCALE_RUN.min(blocks - b0);
+            for (r, dr) in d.iter_mut().enumerate().take(nr) {
+                widen_f16::<S>(w.scales.add((j + r) * blocks + b0), &mut dr[..bn]);
+            }
+            for b in 0..bn {
+                let i0 = (b0 + b) * Q8_BLOCK;
+                for (r, a) in acc.iter_mut().enumerate().take(nr) {
+                    let row = w.q.add((j + r) * k + i0);
+                    // The same block of the next four rows: keeps enough lines in flight.
+                    S::prefetch(row.wrapping_add(4 * k));
+                    let mut t = S::zero();
+                    let mut i = 0;
+                    while i < Q8_BLOCK {
+                        t = S::load_i8(row.add(i)).mul_add(S::load(px.add(i0 + i)), t);
+                        i += S::LANES;
+                    }
+                    *a = S::splat(d[r][b]).mul_add(t, *a);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate().take(nr) {
+            *out.add(j + r) += a.hsum();
+        }
+        j += nr;
+    }
+}
+
+/// `src[..dst.len()]` f16 values widened into `dst`.
+#[inline(always)]
+unsafe fn widen_f16<S: Simd>(src: *const f16, dst: &mut [f32]) {
+    let full = dst.len() / S::LANES * S::LANES;
+    for i in (0..full).step_by(S::LANES) {
+        S::load_f16(src.add(i) as *const u16).store(dst.as_mut_ptr().add(i));
+    }
+    for (i, o) in dst.iter_mut().enumerate().skip(full) {
+        *o = (*src.add(i)).to_f32();
     }
 }
 
@@ -232,10 +327,10 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
 /// once, in order) are the micro-kernel's broadcast operand, and the small activation matrix is
 /// packed once per call as `xᵀ` panels of NR rows of x.
 #[inline(always)]
-unsafe fn gemm_out_in<S: Simd, E: Elem, const MR: usize, const NV: usize>(
+unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
     x: &[f32],
     m: usize,
-    w: *const E,
+    w: R,
     shape: Weight,
     out: *mut f32,
     n0: usize,
@@ -267,21 +362,15 @@ unsafe fn gemm_out_in<S: Simd, E: Elem, const MR: usize, const NV: usize>(
             for k0 in (0..k).step_by(KC) {
                 let kc = KC.min(k - k0);
                 // MR weight rows as f32: in place when they are, else widened (and zero-padded).
-                let (a, lda) = if mr == MR && E::IS_F32 {
-                    (w.add(j0 * k + k0) as *const f32, k)
-                } else {
-                    a_pad.fill(0.0);
-                    let full = kc / S::LANES * S::LANES;
-                    for r in 0..mr {
-                        let (src, dst) = (w.add((j0 + r) * k + k0), a_pad.as_mut_ptr().add(r * KC));
-                        for kk in (0..full).step_by(S::LANES) {
-                            E::load::<S>(src.add(kk)).store(dst.add(kk));
+                let (a, lda) = match w.in_place(j0, k0) {
+                    Some(p) if mr == MR => (p, k),
+                    _ => {
+                        a_pad.fill(0.0);
+                        for r in 0..mr {
+                            w.widen::<S>(j0 + r, k0, kc, a_pad.as_mut_ptr().add(r * KC));
                         }
-                        for kk in full..kc {
-                            *dst.add(kk) = (*src.add(kk)).to_f32();
-                        }
+                        (a_pad.as_ptr(), KC)
                     }
-                    (a_pad.as_ptr(), KC)
                 };
                 for p in 0..panels {
                     let panel = xt.as_ptr().add(p * k * nr + k0 * nr);
@@ -298,6 +387,69 @@ unsafe fn gemm_out_in<S: Simd, E: Elem, const MR: usize, const NV: usize>(
         }
     }
     SCRATCH.with(|cell| cell.replace(scratch));
+}
+
+/// The rows of an `(out, in)` weight as the out-in GEMM reads them: in place when they are f32,
+/// else widened (or dequantized) to f32, `kc` inputs from `k0` at a time.
+pub(crate) trait OutInRows: Copy {
+    /// Row `j` from input `k0` on, if it is f32 already.
+    unsafe fn in_place(&self, j: usize, k0: usize) -> Option<*const f32>;
+    /// Inputs `k0..k0 + kc` of row `j`, as f32, into `dst`.
+    unsafe fn widen<S: Simd>(&self, j: usize, k0: usize, kc: usize, dst: *mut f32);
+}
+
+/// f32 or f16 rows of `k` elements.
+#[derive(Clone, Copy)]
+struct PlainRows<E> {
+    w: *const E,
+    k: usize,
+}
+
+impl<E: Elem> OutInRows for PlainRows<E> {
+    #[inline(always)]
+    unsafe fn in_place(&self, j: usize, k0: usize) -> Option<*const f32> {
+        E::IS_F32.then(|| self.w.add(j * self.k + k0) as *const f32)
+    }
+
+    #[inline(always)]
+    unsafe fn widen<S: Simd>(&self, j: usize, k0: usize, kc: usize, dst: *mut f32) {
+        let src = self.w.add(j * self.k + k0);
+        let full = kc / S::LANES * S::LANES;
+        for kk in (0..full).step_by(S::LANES) {
+            E::load::<S>(src.add(kk)).store(dst.add(kk));
+        }
+        for kk in full..kc {
+            *dst.add(kk) = (*src.add(kk)).to_f32();
+        }
+    }
+}
+
+/// q8_0 rows of `k` int8 values and `k / 32` f16 scales.
+#[derive(Clone, Copy)]
+struct Q8Rows {
+    q: *const i8,
+    scales: *const f16,
+    k: usize,
+}
+
+impl OutInRows for Q8Rows {
+    #[inline(always)]
+    unsafe fn in_place(&self, _: usize, _: usize) -> Option<*const f32> {
+        None
+    }
+
+    /// `k0` and `kc` are whole blocks (KC and K are multiples of 32).
+    #[inline(always)]
+    unsafe fn widen<S: Simd>(&self, j: usize, k0: usize, kc: usize, dst: *mut f32) {
+        let (q, scales) = (self.q.add(j * self.k + k0), self.scales.add((j * self.k + k0) / Q8_BLOCK));
+        for b in 0..kc / Q8_BLOCK {
+            let d = S::splat((*scales.add(b)).to_f32());
+            for i in (0..Q8_BLOCK).step_by(S::LANES) {
+                let at = b * Q8_BLOCK + i;
+                S::load_i8(q.add(at)).mul(d).store(dst.add(at));
+            }
+        }
+    }
 }
 
 /// Packs `W[k0..k0+kc, g0..g1]` (in W's logical `(K, N)` view) as consecutive `[KC][NR]` panels

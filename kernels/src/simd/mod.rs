@@ -16,6 +16,8 @@ pub(crate) trait Simd: Copy {
     unsafe fn load(p: *const f32) -> Self;
     /// `LANES` IEEE half-precision values (as bits), widened exactly to f32.
     unsafe fn load_f16(p: *const u16) -> Self;
+    /// `LANES` signed bytes, widened exactly to f32 (q8_0 weights).
+    unsafe fn load_i8(p: *const i8) -> Self;
     unsafe fn store(self, p: *mut f32);
     unsafe fn add(self, o: Self) -> Self;
     unsafe fn sub(self, o: Self) -> Self;

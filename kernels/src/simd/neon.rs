@@ -32,6 +32,12 @@ impl Simd for Neon {
         Neon(out)
     }
     #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> Self {
+        // Four bytes, sign-extended twice to 32 bits.
+        let b = vcreate_s8(u64::from((p as *const u32).read_unaligned()));
+        Neon(vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8(b)))))
+    }
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
         vst1q_f32(p, self.0)
     }

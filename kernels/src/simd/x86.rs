@@ -26,6 +26,10 @@ impl Simd for Avx2 {
         Avx2(_mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)))
     }
     #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> Self {
+        Avx2(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))))
+    }
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
         _mm256_storeu_ps(p, self.0)
     }
@@ -106,6 +110,10 @@ impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn load_f16(p: *const u16) -> Self {
         Avx512(_mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)))
+    }
+    #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> Self {
+        Avx512(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i))))
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
