@@ -1,8 +1,9 @@
 //! Memory-mapped safetensors checkpoints with typed tensor views.
 //!
-//! Weight matrices stored as f32 or f16 are used in place: a view borrows straight from the
-//! mapping and the kernels read that element type. bf16 weights are widened to f32 once at load
-//! (no bf16 kernels yet), as are the small vectors (biases, LayerNorm) of any type.
+//! Weight matrices stored as f32, f16 or q8_0 (int8 plus a `.scale` tensor of f16 block scales,
+//! as `quantize` writes them) are used in place: a view borrows straight from the mapping and the
+//! kernels read that element type. bf16 weights are widened to f32 once at load (no bf16 kernels
+//! yet), as are the small vectors (biases, LayerNorm) of any type.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use half::f16;
 use memmap2::Mmap;
-use quill_kernels::WeightData;
+use quill_kernels::{WeightData, Q8_BLOCK};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use crate::error::{read_json, Error, Result};
@@ -23,6 +24,8 @@ pub enum DType {
     F32,
     F16,
     BF16,
+    /// int8 values of a q8_0 matrix (with a `.scale` tensor beside it).
+    I8,
 }
 
 impl DType {
@@ -31,6 +34,7 @@ impl DType {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::BF16 => "bf16",
+            DType::I8 => "q8_0",
         }
     }
 }
@@ -56,6 +60,8 @@ pub struct TensorEntry {
 pub struct Checkpoint {
     files: Vec<Arc<MappedFile>>,
     tensors: HashMap<String, TensorEntry>,
+    /// The first file's `__metadata__` (a Quill file's config and tokenizer live there).
+    metadata: HashMap<String, String>,
 }
 
 /// A tensor's f32 data, borrowed from the mapping or widened once at load.
@@ -65,13 +71,23 @@ pub struct TensorF32 {
     pub shape: Vec<usize>,
 }
 
-/// A weight matrix in the element type the kernels read it in: f32 or f16, in place when the
-/// file's alignment allows.
+/// A weight matrix in the element type the kernels read it in: f32, f16 or q8_0, in place when
+/// the file's alignment allows.
 #[derive(Clone)]
 pub struct WeightTensor {
     storage: Storage,
-    f16: bool,
+    kind: WeightKind,
     pub shape: Vec<usize>,
+}
+
+#[derive(Clone)]
+enum WeightKind {
+    F32,
+    F16,
+    /// int8 values in `storage`, one f16 scale per 32 of them here.
+    Q8 {
+        scales: Storage,
+    },
 }
 
 #[derive(Clone)]
@@ -107,19 +123,30 @@ impl WeightTensor {
     pub fn data(&self) -> WeightData<'_> {
         // Alignment and element type were checked when the view was made.
         let bytes = self.storage.bytes();
-        if self.f16 {
-            WeightData::F16(bytemuck::cast_slice(bytes))
-        } else {
-            WeightData::F32(bytemuck::cast_slice(bytes))
+        match &self.kind {
+            WeightKind::F32 => WeightData::F32(bytemuck::cast_slice(bytes)),
+            WeightKind::F16 => WeightData::F16(bytemuck::cast_slice(bytes)),
+            WeightKind::Q8 { scales } => {
+                WeightData::Q8_0 { q: bytemuck::cast_slice(bytes), scales: bytemuck::cast_slice(scales.bytes()) }
+            }
         }
     }
 
     pub fn dtype(&self) -> DType {
-        if self.f16 {
-            DType::F16
-        } else {
-            DType::F32
+        match self.kind {
+            WeightKind::F32 => DType::F32,
+            WeightKind::F16 => DType::F16,
+            WeightKind::Q8 { .. } => DType::I8,
         }
+    }
+
+    /// Bytes the kernels read for this matrix (scales included).
+    pub fn bytes(&self) -> usize {
+        self.storage.bytes().len()
+            + match &self.kind {
+                WeightKind::Q8 { scales } => scales.bytes().len(),
+                _ => 0,
+            }
     }
 
     /// True when the data is read in place from the mapped file.
@@ -133,6 +160,7 @@ impl WeightTensor {
         match self.data() {
             WeightData::F32(d) => out.copy_from_slice(&d[i * n..][..n]),
             WeightData::F16(d) => out.iter_mut().zip(&d[i * n..][..n]).for_each(|(o, h)| *o = h.to_f32()),
+            q8 @ WeightData::Q8_0 { .. } => out.iter_mut().enumerate().for_each(|(j, o)| *o = q8.get(i * n + j)),
         }
     }
 }
@@ -156,14 +184,17 @@ impl Checkpoint {
     }
 
     pub fn open_files(paths: &[PathBuf]) -> Result<Checkpoint> {
-        let mut ckpt = Checkpoint { files: Vec::new(), tensors: HashMap::new() };
+        let mut ckpt = Checkpoint { files: Vec::new(), tensors: HashMap::new(), metadata: HashMap::new() };
         for path in paths {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             // SAFETY: the mapping is read-only and private to this process. A file truncated by
             // another process while mapped can still fault (SIGBUS); sizes are checked at load.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-            let entries = parse_header(path, &map)?;
+            let (entries, metadata) = parse_header(path, &map)?;
             let idx = ckpt.files.len();
+            if idx == 0 {
+                ckpt.metadata = metadata;
+            }
             ckpt.files.push(Arc::new(MappedFile { path: path.clone(), map }));
             for (name, mut entry) in entries {
                 entry.file = idx;
@@ -177,6 +208,11 @@ impl Checkpoint {
 
     pub fn get(&self, name: &str) -> Option<&TensorEntry> {
         self.tensors.get(name)
+    }
+
+    /// The first file's `__metadata__` entries (empty when it has none).
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -208,7 +244,7 @@ impl Checkpoint {
         let dtype = entry.dtype.ok_or_else(|| {
             Error::bad_file(
                 &file.path,
-                format!("tensor '{name}' has dtype {}, expected F32, F16 or BF16", entry.dtype_name),
+                format!("tensor '{name}' has dtype {}, expected F32, F16, BF16 or I8 (q8_0)", entry.dtype_name),
             )
         })?;
         Ok((file, entry, dtype))
@@ -217,6 +253,9 @@ impl Checkpoint {
     /// The tensor `name` as f32 with exactly `shape` (widened if stored narrower).
     pub fn tensor_f32(&self, name: &str, shape: &[usize]) -> Result<TensorF32> {
         let (file, entry, dtype) = self.checked(name, shape)?;
+        if dtype == DType::I8 {
+            return Err(Error::bad_file(&file.path, format!("tensor '{name}' is int8; expected a float tensor")));
+        }
         let storage = match dtype {
             DType::F32 if entry.range.start % 4 == 0 => {
                 Storage::Mapped { file: Arc::clone(file), range: entry.range.clone() }
@@ -226,23 +265,59 @@ impl Checkpoint {
         Ok(TensorF32 { storage, shape: shape.to_vec() })
     }
 
-    /// The weight matrix `name` with exactly `shape`: f32 and f16 in place, bf16 widened to f32.
+    /// The weight matrix `name` with exactly `shape`: f32, f16 and q8_0 in place, bf16 widened
+    /// to f32. A q8_0 matrix `(N, K)` is int8 `name` plus f16 `name.scale` `(N, K / 32)`.
     pub fn weight(&self, name: &str, shape: &[usize]) -> Result<WeightTensor> {
         let (file, entry, dtype) = self.checked(name, shape)?;
         let bytes = &file.map[entry.range.clone()];
         let mapped = || Storage::Mapped { file: Arc::clone(file), range: entry.range.clone() };
-        let (storage, f16) = match dtype {
-            DType::F32 if entry.range.start % 4 == 0 => (mapped(), false),
-            DType::F16 if entry.range.start % 2 == 0 => (mapped(), true),
+        let (storage, kind) = match dtype {
+            DType::F32 if entry.range.start % 4 == 0 => (mapped(), WeightKind::F32),
+            DType::F16 if entry.range.start % 2 == 0 => (mapped(), WeightKind::F16),
             // Unaligned data (older writers did not pad the header) is copied once.
-            DType::F16 => (
-                Storage::OwnedF16(Arc::new(bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect())),
-                true,
-            ),
-            DType::F32 | DType::BF16 => (Storage::OwnedF32(Arc::new(widen(dtype, bytes))), false),
+            DType::F16 => (Storage::OwnedF16(Arc::new(f16_values(bytes))), WeightKind::F16),
+            DType::F32 | DType::BF16 => (Storage::OwnedF32(Arc::new(widen(dtype, bytes))), WeightKind::F32),
+            DType::I8 => (mapped(), WeightKind::Q8 { scales: self.q8_scales(name, shape)? }),
         };
-        Ok(WeightTensor { storage, f16, shape: shape.to_vec() })
+        Ok(WeightTensor { storage, kind, shape: shape.to_vec() })
     }
+
+    /// The f16 block scales `(N, K / 32)` of the q8_0 matrix `name` `(N, K)`.
+    fn q8_scales(&self, name: &str, shape: &[usize]) -> Result<Storage> {
+        let scale_name = format!("{name}.scale");
+        let path = &self.files[0].path;
+        let (rows, cols) = match shape {
+            [n, k] if k % Q8_BLOCK == 0 => (*n, k / Q8_BLOCK),
+            _ => return Err(Error::bad_file(
+                path,
+                format!(
+                    "tensor '{name}' is int8 with shape {shape:?}: q8_0 needs (N, K) with K a multiple of {Q8_BLOCK}"
+                ),
+            )),
+        };
+        if self.get(&scale_name).is_none() {
+            return Err(Error::bad_file(
+                path,
+                format!("tensor '{name}' is int8 but its scales '{scale_name}' are missing"),
+            ));
+        }
+        let (file, entry, dtype) = self.checked(&scale_name, &[rows, cols])?;
+        if dtype != DType::F16 {
+            return Err(Error::bad_file(
+                &file.path,
+                format!("tensor '{scale_name}' is {}, expected F16", dtype.name()),
+            ));
+        }
+        Ok(if entry.range.start % 2 == 0 {
+            Storage::Mapped { file: Arc::clone(file), range: entry.range.clone() }
+        } else {
+            Storage::OwnedF16(Arc::new(f16_values(&file.map[entry.range.clone()])))
+        })
+    }
+}
+
+fn f16_values(bytes: &[u8]) -> Vec<f16> {
+    bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect()
 }
 
 /// Little-endian elements of `dtype` as f32.
@@ -251,6 +326,7 @@ fn widen(dtype: DType, bytes: &[u8]) -> Vec<f32> {
         DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         DType::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         DType::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        DType::I8 => unreachable!("int8 is never widened (checked by the callers)"),
     }
 }
 
@@ -281,7 +357,7 @@ fn shards_of(index: &Path) -> Result<Vec<PathBuf>> {
 
 /// Validates the header against the file (offsets in range, contiguous, sizes matching shapes)
 /// and returns every tensor's entry with absolute byte ranges.
-fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<(String, TensorEntry)>> {
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Vec<(String, TensorEntry)>, HashMap<String, String>)> {
     let bad = |msg: String| Error::bad_file(path, msg);
     if bytes.len() < 8 {
         return Err(bad(format!("file is {} bytes, too short to be a safetensors file", bytes.len())));
@@ -309,6 +385,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<(String, TensorEntry)>>
             Dtype::F32 => Some(DType::F32),
             Dtype::F16 => Some(DType::F16),
             Dtype::BF16 => Some(DType::BF16),
+            Dtype::I8 => Some(DType::I8),
             _ => None,
         };
         entries.push((
@@ -322,5 +399,5 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<(String, TensorEntry)>>
             },
         ));
     }
-    Ok(entries)
+    Ok((entries, metadata.metadata().clone().unwrap_or_default()))
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod generate;
 pub mod kv_cache;
 pub mod model;
+pub mod quill_file;
 pub mod score;
 pub mod tokenizer;
 

@@ -365,7 +365,7 @@ enum Engine<'m> {
 pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     let load_start = Instant::now();
     let (model, tokenizer) = args.model.load()?;
-    let defaults = GenerationDefaults::from_model_dir(args.model.path())?;
+    let defaults = args.model.generation_defaults(&model)?;
     let default_eos = model.config.eos_token_id.or(tokenizer.eos_id());
     if let Some(path) = &args.prompts_file {
         let prompts = read_prompts(path)?;

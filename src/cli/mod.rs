@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, Result};
+use crate::generate::config::GenerationDefaults;
 use crate::kv_cache::KvType;
 use crate::model::Model;
+use crate::quill_file;
 use crate::tokenizer::Tokenizer;
 
 #[derive(Parser, Debug)]
@@ -61,8 +63,9 @@ enum Command {
 /// The model folder every subcommand takes.
 #[derive(Args, Debug)]
 pub(crate) struct ModelArg {
-    /// A Hugging Face model folder (config.json, model.safetensors, vocab.json + merges.txt or tokenizer.json).
-    #[arg(short = 'm', long = "model", value_name = "DIR")]
+    /// A Hugging Face model folder (config.json, model.safetensors, vocab.json + merges.txt or
+    /// tokenizer.json), or one Quill file made by `quantize`.
+    #[arg(short = 'm', long = "model", value_name = "PATH")]
     model: PathBuf,
 }
 
@@ -72,10 +75,23 @@ impl ModelArg {
     }
 
     pub(crate) fn load(&self) -> Result<(Model, Tokenizer)> {
-        load_model_dir(&self.model)
+        load_model(&self.model)
+    }
+
+    /// The generation defaults: the folder's generation_config.json or the Quill file's copy.
+    pub(crate) fn generation_defaults(&self, model: &Model) -> Result<GenerationDefaults> {
+        if self.model.is_file() {
+            quill_file::generation_defaults(&self.model, model.metadata())
+        } else {
+            GenerationDefaults::from_model_dir(&self.model)
+        }
     }
 
     pub(crate) fn load_tokenizer(&self) -> Result<Tokenizer> {
+        if self.model.is_file() {
+            let (_, checkpoint) = quill_file::open(&self.model)?;
+            return quill_file::tokenizer(&self.model, checkpoint.metadata());
+        }
         if !self.model.is_dir() {
             return Err(Error::bad_file(
                 &self.model,
@@ -89,11 +105,12 @@ impl ModelArg {
 /// The `--kv` choice, fixed once by `setup`.
 static KV_TYPE: std::sync::OnceLock<KvType> = std::sync::OnceLock::new();
 
-/// Loads the model and its tokenizer and checks that they agree.
-pub fn load_model_dir(dir: &Path) -> Result<(Model, Tokenizer)> {
-    let mut model = Model::load_dir(dir)?;
+/// Loads the model (a folder or a Quill file) and its tokenizer and checks that they agree.
+pub fn load_model(dir: &Path) -> Result<(Model, Tokenizer)> {
+    let mut model = Model::load(dir)?;
     model.set_kv_type(KV_TYPE.get().copied().unwrap_or_default());
-    let tokenizer = Tokenizer::from_model_dir(dir)?;
+    let tokenizer =
+        if dir.is_file() { quill_file::tokenizer(dir, model.metadata())? } else { Tokenizer::from_model_dir(dir)? };
     if tokenizer.vocab_size() > model.config.vocab_size {
         return Err(Error::bad_file(
             dir,

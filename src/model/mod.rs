@@ -32,6 +32,16 @@ pub struct Model {
 }
 
 impl Model {
+    /// Loads a model: a Hugging Face model folder, or one Quill file (`quantize`'s output).
+    pub fn load(path: &Path) -> Result<Model> {
+        if path.is_file() {
+            let (config, checkpoint) = crate::quill_file::open(path)?;
+            Self::with_layout(config, checkpoint, true)
+        } else {
+            Self::load_dir(path)
+        }
+    }
+
     /// Loads `config.json` and the safetensors weights of a Hugging Face model folder.
     pub fn load_dir(dir: &Path) -> Result<Model> {
         if !dir.is_dir() {
@@ -46,8 +56,12 @@ impl Model {
     }
 
     pub fn from_parts(config: ModelConfig, checkpoint: Checkpoint) -> Result<Model> {
+        Self::with_layout(config, checkpoint, false)
+    }
+
+    fn with_layout(config: ModelConfig, checkpoint: Checkpoint, out_in: bool) -> Result<Model> {
         let kernels = quill_kernels::kernels().map_err(|e| Error::usage(format!("QUILL_KERNELS: {e}")))?;
-        let weights = Weights::load(&config, &checkpoint)?;
+        let weights = Weights::load(&config, &checkpoint, out_in)?;
         Ok(Model { config, weights, kernels, checkpoint, kv_type: KvType::F32 })
     }
 
@@ -70,6 +84,11 @@ impl Model {
         self.weights.parameter_count()
     }
 
+    /// The checkpoint's `__metadata__` (a Quill file's config, tokenizer, ...).
+    pub fn metadata(&self) -> &std::collections::HashMap<String, String> {
+        self.checkpoint.metadata()
+    }
+
     /// Bytes of the checkpoint files mapped.
     pub fn file_bytes(&self) -> u64 {
         self.checkpoint.file_bytes()
@@ -77,7 +96,7 @@ impl Model {
 
     /// The element type most of the checkpoint's weights are stored in.
     pub fn stored_dtype(&self) -> DType {
-        let mut counts = [0usize; 3];
+        let mut counts = [0usize; 4];
         for name in self.checkpoint.names() {
             if let Some(e) = self.checkpoint.get(name) {
                 let n: usize = e.shape.iter().product();
@@ -85,12 +104,13 @@ impl Model {
                     Some(DType::F32) => counts[0] += n,
                     Some(DType::F16) => counts[1] += n,
                     Some(DType::BF16) => counts[2] += n,
+                    Some(DType::I8) => counts[3] += n,
                     None => {}
                 }
             }
         }
-        let best = (0..3).max_by_key(|&i| counts[i]).unwrap_or(0);
-        [DType::F32, DType::F16, DType::BF16][best]
+        let best = (0..4).max_by_key(|&i| counts[i]).unwrap_or(0);
+        [DType::F32, DType::F16, DType::BF16, DType::I8][best]
     }
 
     /// Bytes of the KV arena a session of `ctx` positions allocates (local-attention layers keep

@@ -4,7 +4,7 @@
 
 use quill_kernels::{Kernels, Layout, Weight};
 
-use crate::checkpoint::{Checkpoint, DType, TensorF32, WeightTensor};
+use crate::checkpoint::{Checkpoint, TensorF32, WeightTensor};
 use crate::config::{Arch, ModelConfig};
 use crate::error::Result;
 
@@ -107,7 +107,9 @@ pub struct Weights {
 }
 
 impl Weights {
-    pub fn load(config: &ModelConfig, ckpt: &Checkpoint) -> Result<Weights> {
+    /// The weights of `config` in `ckpt`. With `out_in`, every matrix is stored `(out, in)` (a
+    /// Quill file: GPT-2's Conv1D matrices were transposed by `quantize`).
+    pub fn load(config: &ModelConfig, ckpt: &Checkpoint, out_in: bool) -> Result<Weights> {
         // The hub's gpt2 files have bare names; save_pretrained writes them under `transformer.`.
         let prefix = if ckpt.get("transformer.wte.weight").is_some() { "transformer." } else { "" };
         let t = |name: &str, shape: &[usize]| ckpt.tensor_f32(&format!("{prefix}{name}"), shape);
@@ -119,8 +121,8 @@ impl Weights {
         // (GPT-Neo) (out, in).
         let dense = |name: &str, k: usize, n: usize, bias: bool| -> Result<Linear> {
             let (layout, shape) = match config.arch {
-                Arch::Gpt2 => (Layout::InOut, [k, n]),
-                Arch::GptNeo => (Layout::OutIn, [n, k]),
+                Arch::Gpt2 if !out_in => (Layout::InOut, [k, n]),
+                _ => (Layout::OutIn, [n, k]),
             };
             Ok(Linear {
                 w: ckpt.weight(&format!("{prefix}{name}.weight"), &shape)?,
@@ -178,7 +180,7 @@ impl Weights {
 
     /// Bytes of weights a decode step reads: every matmul's weights and the lm_head.
     pub fn bytes_per_token(&self) -> usize {
-        let bytes = |t: &WeightTensor| t.data().len() * if t.dtype() == DType::F16 { 2 } else { 4 };
+        let bytes = |t: &WeightTensor| t.bytes();
         let layers: usize = self
             .layers
             .iter()

@@ -100,9 +100,14 @@ impl Tokenizer {
     /// `model.merges` (`"a b"` strings or `["a", "b"]` pairs), `added_tokens`, and the
     /// ByteLevel pre-tokenizer's `add_prefix_space`.
     pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
-        let bytes = read_file(path)?;
-        let parts = load::parts_from_tokenizer_json(&bytes, path)?;
-        Self::from_parts(parts, path, path)
+        Self::from_bytes_tokenizer_json(&read_file(path)?, path)
+    }
+
+    /// Same as [`Tokenizer::from_tokenizer_json`] from bytes in memory; `origin` names them in
+    /// errors.
+    pub fn from_bytes_tokenizer_json(bytes: &[u8], origin: &Path) -> Result<Self> {
+        let parts = load::parts_from_tokenizer_json(bytes, origin)?;
+        Self::from_parts(parts, origin, origin)
     }
 
     /// A model folder: `vocab.json` + `merges.txt` when both exist, else `tokenizer.json`; then

@@ -77,7 +77,17 @@ pub type RawTensor = (String, String, Vec<usize>, Vec<u8>);
 
 /// Writes a safetensors file by hand; `pad_to` aligns the data start (1 = no padding).
 pub fn write_safetensors(path: &Path, tensors: &[RawTensor], pad_to: usize) {
+    write_safetensors_with_metadata(path, tensors, pad_to, &[]);
+}
+
+/// [`write_safetensors`] with `__metadata__` entries.
+pub fn write_safetensors_with_metadata(path: &Path, tensors: &[RawTensor], pad_to: usize, metadata: &[(&str, &str)]) {
     let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        let meta: serde_json::Map<String, Value> =
+            metadata.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect();
+        header.insert("__metadata__".into(), Value::Object(meta));
+    }
     let mut offset = 0;
     for (name, dtype, shape, bytes) in tensors {
         header.insert(

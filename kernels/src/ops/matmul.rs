@@ -164,6 +164,7 @@ const Q8_SCALE_RUN: usize = 256;
 /// block's 32 products summed in f32 and then multiplied by its scale. The weights are widened
 /// to f32 (exact); the activations stay f32.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // block b indexes the weights, x and four rows' scales
 unsafe fn gemv_q8<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
     let (k, px) = (w.k, x.as_ptr());
     let blocks = k / Q8_BLOCK;

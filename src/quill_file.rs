@@ -1,0 +1,88 @@
+//! A complete model in one Quill file, as `quantize` writes it: a safetensors file whose
+//! `__metadata__` carries the format version, the weight type, the config, the tokenizer and
+//! the generation defaults, and whose matrices are all stored `(out, in)` (f32, f16, or q8_0 as
+//! int8 plus a `.scale` tensor of f16 block scales). Everything is read in place from the one
+//! mapping; nothing else is needed to run it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::checkpoint::Checkpoint;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::generate::config::GenerationDefaults;
+use crate::tokenizer::Tokenizer;
+
+/// Metadata keys.
+pub const FORMAT: &str = "quill.format";
+pub const TYPE: &str = "quill.type";
+pub const LM_HEAD: &str = "quill.lm_head";
+pub const CONFIG: &str = "quill.config";
+pub const GENERATION_CONFIG: &str = "quill.generation_config";
+pub const VOCAB: &str = "quill.vocab";
+pub const MERGES: &str = "quill.merges";
+pub const TOKENIZER_JSON: &str = "quill.tokenizer_json";
+
+/// The format version this build reads and `quantize` writes.
+pub const VERSION: &str = "1";
+
+/// Maps `path`, checks that it is a Quill file of a version this build reads, and parses its
+/// config.
+pub fn open(path: &Path) -> Result<(ModelConfig, Checkpoint)> {
+    let checkpoint = Checkpoint::open_files(&[path.to_path_buf()])?;
+    let meta = checkpoint.metadata();
+    match meta.get(FORMAT).map(String::as_str) {
+        Some(VERSION) => {}
+        Some(v) => {
+            return Err(Error::bad_file(
+                path,
+                format!("Quill file format version {v} is not supported (this quill reads version {VERSION}): use a matching quill, or quantize the model again"),
+            ))
+        }
+        None => {
+            return Err(Error::bad_file(
+                path,
+                "a safetensors file without Quill metadata: give the model's folder (with config.json) instead, or make one file with `quantize`",
+            ))
+        }
+    }
+    let text = required(path, &checkpoint, CONFIG)?;
+    let json: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::bad_file(path, format!("metadata '{CONFIG}' is not valid JSON: {e}")))?;
+    let config =
+        ModelConfig::from_json(&json).map_err(|msg| Error::bad_file(path, format!("metadata '{CONFIG}': {msg}")))?;
+    Ok((config, checkpoint))
+}
+
+/// The tokenizer stored in the file's metadata (vocab + merges, or tokenizer.json).
+pub fn tokenizer(path: &Path, meta: &HashMap<String, String>) -> Result<Tokenizer> {
+    match (meta.get(VOCAB), meta.get(MERGES), meta.get(TOKENIZER_JSON)) {
+        (Some(vocab), Some(merges), _) => Tokenizer::from_bytes_vocab_merges(vocab.as_bytes(), merges.as_bytes(), path),
+        (_, _, Some(json)) => Tokenizer::from_bytes_tokenizer_json(json.as_bytes(), path),
+        _ => Err(Error::bad_file(
+            path,
+            format!("no tokenizer in the metadata ('{VOCAB}' + '{MERGES}', or '{TOKENIZER_JSON}'): quantize the model again"),
+        )),
+    }
+}
+
+/// The generation defaults stored in the file (none if it has no generation config).
+pub fn generation_defaults(path: &Path, meta: &HashMap<String, String>) -> Result<GenerationDefaults> {
+    match meta.get(GENERATION_CONFIG) {
+        None => Ok(GenerationDefaults::default()),
+        Some(text) => {
+            let json: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| Error::bad_file(path, format!("metadata '{GENERATION_CONFIG}' is not valid JSON: {e}")))?;
+            GenerationDefaults::from_json(&json)
+                .map_err(|msg| Error::bad_file(path, format!("metadata '{GENERATION_CONFIG}': {msg}")))
+        }
+    }
+}
+
+fn required<'a>(path: &Path, checkpoint: &'a Checkpoint, key: &str) -> Result<&'a str> {
+    checkpoint
+        .metadata()
+        .get(key)
+        .map(String::as_str)
+        .ok_or_else(|| Error::bad_file(path, format!("metadata '{key}' is missing: quantize the model again")))
+}

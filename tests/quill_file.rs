@@ -1,0 +1,188 @@
+//! One-file Quill models (the format `quantize` writes, see src/quill_file.rs), made here by an
+//! independent writer from the committed fixtures: f32 gives the folder's logits, q8_0 stays
+//! close to them, the CLI runs the file with nothing beside it, and broken files are clear
+//! errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{quill, read_safetensors, write_safetensors_with_metadata, RawTensor};
+use quill::model::Model;
+use quill_kernels::{f16, quantize_q8_0, Q8_BLOCK};
+
+/// GPT-2's Conv1D matrices, stored (in, out) in the folder and (out, in) in a Quill file.
+fn is_conv1d(name: &str) -> bool {
+    ["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
+fn f32s_of(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// Writes `dir` (a GPT-2 folder with f32 weights) as a Quill file of `kind` ("f32" or "q8_0").
+fn write_quill_file(dir: &Path, out: &Path, kind: &str, version: &str) {
+    let mut tensors: Vec<RawTensor> = Vec::new();
+    for (name, dtype, shape, bytes) in read_safetensors(&dir.join("model.safetensors")) {
+        let name = name.trim_start_matches("transformer.").to_string();
+        if name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") {
+            continue;
+        }
+        assert_eq!(dtype, "F32");
+        let (mut shape, mut values) = (shape, f32s_of(&bytes));
+        if is_conv1d(&name) {
+            let (k, n) = (shape[0], shape[1]);
+            values = (0..n * k).map(|i| values[(i % k) * n + i / k]).collect();
+            shape = vec![n, k];
+        }
+        let matrix = is_conv1d(&name) || name == "wte.weight";
+        if kind == "q8_0" && matrix {
+            let (mut q, mut d) = (vec![0i8; values.len()], vec![f16::ZERO; values.len() / Q8_BLOCK]);
+            quantize_q8_0(&values, &mut q, &mut d);
+            tensors.push((
+                format!("{name}.scale"),
+                "F16".into(),
+                vec![shape[0], shape[1] / Q8_BLOCK],
+                d.iter().flat_map(|h| h.to_le_bytes()).collect(),
+            ));
+            tensors.push((name, "I8".into(), shape, q.iter().map(|&v| v as u8).collect()));
+        } else {
+            tensors.push((name, "F32".into(), shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        }
+    }
+    // F32, then F16, then I8: every tensor naturally aligned.
+    tensors.sort_by_key(|t| match t.1.as_str() {
+        "F32" => 0,
+        "F16" => 1,
+        _ => 2,
+    });
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let (config, vocab, merges) = (read("config.json"), read("vocab.json"), read("merges.txt"));
+    let meta = [
+        ("quill.format", version),
+        ("quill.type", kind),
+        ("quill.lm_head", kind),
+        ("quill.config", config.as_str()),
+        ("quill.vocab", vocab.as_str()),
+        ("quill.merges", merges.as_str()),
+    ];
+    write_safetensors_with_metadata(out, &tensors, 64, &meta);
+}
+
+fn last_logits(model: &Model, ids: &[u32]) -> Vec<f32> {
+    model.session(None).unwrap().feed(ids).unwrap().to_vec()
+}
+
+fn make(kind: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join(format!("model-{kind}.safetensors"));
+    write_quill_file(&common::hub(), &file, kind, "1");
+    (tmp, file)
+}
+
+#[test]
+fn an_f32_quill_file_gives_the_folders_logits_and_q8_0_stays_close() {
+    let folder = Model::load(&common::hub()).unwrap();
+    let ids: Vec<u32> = vec![464, 3290, 318, 257, 1332, 286, 262, 1110, 13, 198, 464, 1893];
+    let want = last_logits(&folder, &ids);
+    let (_t1, f32_file) = make("f32");
+    let model = Model::load(&f32_file).unwrap();
+    let (d, _) = common::max_abs_diff(&last_logits(&model, &ids), &want);
+    assert!(d < 1e-4, "f32 Quill file: off by {d}");
+
+    let (_t2, q8_file) = make("q8_0");
+    let model = Model::load(&q8_file).unwrap();
+    assert_eq!(model.stored_dtype().name(), "q8_0");
+    let got = last_logits(&model, &ids);
+    let kl = quill::score::kl_divergence(&log_softmax(&want), &log_softmax(&got));
+    assert!(kl < 2e-3, "q8_0: KL {kl}");
+    let argmax = |v: &[f32]| quill::score::argmax(v);
+    assert_eq!(argmax(&got), argmax(&want));
+    // A decode step reads int8 values and f16 scales: 34 bytes per 32 weights instead of 128.
+    let f32_bytes = Model::load(&f32_file).unwrap().weights.bytes_per_token() as f64;
+    let ratio = model.weights.bytes_per_token() as f64 / f32_bytes;
+    assert!((ratio - 34.0 / 128.0).abs() < 1e-9, "bytes per token ratio {ratio}");
+}
+
+fn log_softmax(x: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    quill::score::log_softmax(x, &mut out);
+    out
+}
+
+#[test]
+fn the_cli_runs_a_quill_file_with_nothing_beside_it() {
+    let (_t, file) = make("f32");
+    let file = file.to_str().unwrap();
+    let hub = common::hub();
+    let args = |m: &str| {
+        vec!["generate".to_string(), "-m".into(), m.into(), "The Manhattan bridge".into(), "-n".into(), "12".into()]
+    };
+    let folder_args = args(hub.to_str().unwrap());
+    let file_args = args(file);
+    let (c1, want, e1) = quill(&folder_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (c2, got, e2) = quill(&file_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!((c1, c2), (0, 0), "{e1}{e2}");
+    assert_eq!(got, want);
+    let (code, out, err) = quill(&["tokenize", "-m", file, "Hello world"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "15496 995");
+    let (_t, q8) = make("q8_0");
+    let (code, out, err) = quill(&["info", "-m", q8.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("q8_0"), "{out}");
+}
+
+#[test]
+fn broken_quill_files_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let newer = tmp.path().join("newer.safetensors");
+    write_quill_file(&common::hub(), &newer, "f32", "2");
+    let (code, _, err) = quill(&["info", "-m", newer.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("format version 2 is not supported"), "{err}");
+
+    // A plain safetensors file (no Quill metadata).
+    let plain = common::hub().join("model.safetensors");
+    let (code, _, err) = quill(&["info", "-m", plain.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("without Quill metadata"), "{err}");
+
+    // q8_0 values whose scales are missing, or of the wrong shape.
+    let (_t, q8) = make("q8_0");
+    let tensors = read_safetensors(&q8);
+    let bytes = std::fs::read(&q8).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let meta: Vec<(String, String)> = header["__metadata__"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let victim = "h.0.mlp.c_fc.weight.scale";
+    let missing: Vec<RawTensor> = tensors.iter().filter(|t| t.0 != victim).cloned().collect();
+    let path = tmp.path().join("missing.safetensors");
+    write_safetensors_with_metadata(&path, &missing, 64, &meta);
+    let (code, _, err) = quill(&["info", "-m", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("its scales 'h.0.mlp.c_fc.weight.scale' are missing"), "{err}");
+
+    let reshaped: Vec<RawTensor> = tensors
+        .iter()
+        .cloned()
+        .map(|mut t| {
+            if t.0 == victim {
+                t.2 = vec![t.2[1], t.2[0]];
+            }
+            t
+        })
+        .collect();
+    write_safetensors_with_metadata(&path, &reshaped, 64, &meta);
+    let (code, _, err) = quill(&["info", "-m", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("'h.0.mlp.c_fc.weight.scale' has shape"), "{err}");
+}
