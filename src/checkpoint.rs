@@ -288,12 +288,14 @@ impl Checkpoint {
         let path = &self.files[0].path;
         let (rows, cols) = match shape {
             [n, k] if k % Q8_BLOCK == 0 => (*n, k / Q8_BLOCK),
-            _ => return Err(Error::bad_file(
-                path,
-                format!(
+            _ => {
+                return Err(Error::bad_file(
+                    path,
+                    format!(
                     "tensor '{name}' is int8 with shape {shape:?}: q8_0 needs (N, K) with K a multiple of {Q8_BLOCK}"
                 ),
-            )),
+                ))
+            }
         };
         if self.get(&scale_name).is_none() {
             return Err(Error::bad_file(
@@ -355,9 +357,12 @@ fn shards_of(index: &Path) -> Result<Vec<PathBuf>> {
     Ok(shards)
 }
 
+/// A file's `__metadata__`: string keys and values.
+type Metadata = HashMap<String, String>;
+
 /// Validates the header against the file (offsets in range, contiguous, sizes matching shapes)
 /// and returns every tensor's entry with absolute byte ranges.
-fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Vec<(String, TensorEntry)>, HashMap<String, String>)> {
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Vec<(String, TensorEntry)>, Metadata)> {
     let bad = |msg: String| Error::bad_file(path, msg);
     if bytes.len() < 8 {
         return Err(bad(format!("file is {} bytes, too short to be a safetensors file", bytes.len())));
