@@ -22,7 +22,8 @@ fn f32s_of(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
-/// Writes `dir` (a GPT-2 folder with f32 weights) as a Quill file of `kind` ("f32" or "q8_0").
+/// Writes `dir` (a GPT-2 folder with f32 weights) as a Quill file of `kind` ("f32", "f16" or
+/// "q8_0").
 fn write_quill_file(dir: &Path, out: &Path, kind: &str, version: &str) {
     let mut tensors: Vec<RawTensor> = Vec::new();
     for (name, dtype, shape, bytes) in read_safetensors(&dir.join("model.safetensors")) {
@@ -38,7 +39,13 @@ fn write_quill_file(dir: &Path, out: &Path, kind: &str, version: &str) {
             shape = vec![n, k];
         }
         let matrix = is_conv1d(&name) || name == "wte.weight";
-        if kind == "q8_0" && matrix {
+        let keep_head = kind == "q8_0-head-f16" && name == "wte.weight";
+        let kind = if kind == "q8_0-head-f16" { "q8_0" } else { kind };
+        if (kind == "f16" && (matrix || name == "wpe.weight")) || (kind == "q8_0" && name == "wpe.weight") || keep_head
+        {
+            let bytes = values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect();
+            tensors.push((name, "F16".into(), shape, bytes));
+        } else if kind == "q8_0" && matrix {
             let (mut q, mut d) = (vec![0i8; values.len()], vec![f16::ZERO; values.len() / Q8_BLOCK]);
             quantize_q8_0(&values, &mut q, &mut d);
             tensors.push((
@@ -185,4 +192,50 @@ fn broken_quill_files_are_clear_errors() {
     let (code, _, err) = quill(&["info", "-m", path.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("'h.0.mlp.c_fc.weight.scale' has shape"), "{err}");
+}
+
+/// Mean KL divergence from the f32 model, top-1 agreement, and the largest f32 logit gap between
+/// the two models' choices where they disagree, over every position of `ids`.
+fn quality(base: &Model, model: &Model, ids: &[u32]) -> (f64, f64, f32) {
+    let v = base.config.vocab_size;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    base.session(None).unwrap().feed_all_logits(ids, &mut a).unwrap();
+    model.session(None).unwrap().feed_all_logits(ids, &mut b).unwrap();
+    let (mut kl, mut agree, mut gap) = (0.0, 0, 0.0f32);
+    for (x, y) in a.chunks_exact(v).zip(b.chunks_exact(v)) {
+        kl += quill::score::kl_divergence(&log_softmax(x), &log_softmax(y));
+        let (i, j) = (quill::score::argmax(x), quill::score::argmax(y));
+        agree += (i == j) as usize;
+        gap = gap.max(x[i] - x[j]);
+    }
+    let rows = ids.len() as f64;
+    (kl / rows, agree as f64 / rows, gap)
+}
+
+/// The quantization issue's quality bounds, on the committed GPT-2 fixture: f16 top-1 agreement
+/// ≥ 99.9% and mean KL ≤ 1e-5; q8_0 mean KL ≤ 2e-3. The fixture's random weights leave near
+/// ties among 50257 logits, so q8_0 flips 1–2 of its 64 choices (the 99% top-1 target is
+/// measured on the 124M shape, docs/QUALITY.md); a flip is only allowed at a near tie: the f32
+/// logits of the two choices within 0.15 (the logits here have a std of a few units).
+#[test]
+fn f16_and_q8_0_stay_within_the_quality_bounds() {
+    let base = Model::load(&common::hub()).unwrap();
+    let text = std::fs::read_to_string(common::data_dir().join("score-text.txt")).unwrap();
+    let tokenizer = quill::tokenizer::Tokenizer::from_model_dir(&common::hub()).unwrap();
+    let ids = tokenizer.encode(&text);
+    let ids = &ids[..base.config.n_positions.min(ids.len())];
+    let mut failed = Vec::new();
+    for (kind, max_kl, min_top1) in [("f16", 1e-5, 0.999), ("q8_0", 2e-3, 0.95), ("q8_0-head-f16", 2e-3, 0.95)] {
+        let (_t, file) = make(kind);
+        let (kl, top1, gap) = quality(&base, &Model::load(&file).unwrap(), ids);
+        println!(
+            "{kind}: mean KL {kl:.3e}, top-1 agreement {:.2}% over {} positions, largest gap at a flip {gap:.4}",
+            top1 * 100.0,
+            ids.len()
+        );
+        if kl > max_kl || top1 < min_top1 || gap > 0.15 {
+            failed.push(format!("{kind}: mean KL {kl:e}, top-1 {top1}, gap {gap}"));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:?}");
 }
