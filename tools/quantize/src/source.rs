@@ -1,0 +1,243 @@
+//! Reading IN: a Hugging Face model folder, or a Quill file this tool wrote earlier.
+//!
+//! Both end up as the same description: the parsed config, the mapped checkpoint, the texts to
+//! carry into the output's metadata verbatim, and a map from the names the Quill file uses to the
+//! names in the checkpoint. Whether the matrices are already `(out, in)` is the one difference the
+//! planner must know about.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use quill::checkpoint::{Checkpoint, DType};
+use quill::config::ModelConfig;
+
+use crate::error::{Error, Result};
+
+/// Metadata keys of the Quill file format, version 1 (the loader's `quill_file` reads them).
+pub mod keys {
+    pub const FORMAT: &str = "quill.format";
+    pub const TYPE: &str = "quill.type";
+    pub const LM_HEAD: &str = "quill.lm_head";
+    pub const CONFIG: &str = "quill.config";
+    pub const GENERATION_CONFIG: &str = "quill.generation_config";
+    pub const VOCAB: &str = "quill.vocab";
+    pub const MERGES: &str = "quill.merges";
+    pub const TOKENIZER_JSON: &str = "quill.tokenizer_json";
+    /// The format version this tool writes and reads back.
+    pub const VERSION: &str = "1";
+}
+
+/// The tokenizer files, as text, in the form the folder had them.
+#[derive(Clone, Debug)]
+pub enum TokenizerTexts {
+    VocabMerges {
+        vocab: String,
+        merges: String,
+    },
+    Json(String),
+    /// Some test folders carry weights only; the output then has no tokenizer either.
+    None,
+}
+
+/// Everything the output's metadata carries besides the format, type and lm_head keys.
+#[derive(Clone, Debug)]
+pub struct Texts {
+    pub config: String,
+    pub generation_config: Option<String>,
+    pub tokenizer: TokenizerTexts,
+}
+
+pub struct Source {
+    /// IN as given, for messages.
+    pub path: PathBuf,
+    pub config: ModelConfig,
+    pub checkpoint: Checkpoint,
+    pub texts: Texts,
+    /// Quill name → checkpoint name. save_pretrained prefixes the base model's tensors with
+    /// `transformer.`; the hub's gpt2 files and Quill files use bare names. Legacy attention
+    /// buffers are already left out.
+    pub names: BTreeMap<String, String>,
+    /// True when every matrix is stored `(out, in)` already (a Quill file). In a folder, GPT-2's
+    /// Conv1D matrices are `(in, out)` and GPT-Neo's nn.Linear ones `(out, in)`.
+    pub out_in: bool,
+    /// Notes for the user that do not stop the conversion.
+    pub warnings: Vec<String>,
+}
+
+impl Source {
+    pub fn open(path: &Path) -> Result<Source> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
+        if meta.is_dir() {
+            open_folder(path)
+        } else {
+            open_quill_file(path)
+        }
+    }
+
+    /// The files the tensors are read from (OUT must not be one of them).
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.checkpoint.paths().into_iter().map(Path::to_path_buf).collect()
+    }
+}
+
+/// The non-weight buffers transformers keeps in old checkpoints (causal masks); nothing reads them.
+fn is_legacy_buffer(name: &str) -> bool {
+    [".attn.bias", ".attn.masked_bias", ".attn.attention.bias", ".attn.attention.masked_bias"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::runtime(format!(
+            "{}: not UTF-8 text (bad byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+fn read_optional_text(path: &Path) -> Result<Option<String>> {
+    if path.is_file() {
+        read_text(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn parse_config(text: &str, what: &str) -> Result<ModelConfig> {
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| Error::runtime(format!("{what}: not valid JSON: {e}")))?;
+    ModelConfig::from_json(&json).map_err(|msg| Error::runtime(format!("{what}: {msg}")))
+}
+
+fn open_folder(dir: &Path) -> Result<Source> {
+    let config_path = dir.join("config.json");
+    if !config_path.is_file() {
+        return Err(Error::runtime(format!(
+            "{}: no config.json in this folder (expected a Hugging Face GPT-2 or GPT-Neo model folder)",
+            dir.display()
+        )));
+    }
+    let config_text = read_text(&config_path)?;
+    let config = parse_config(&config_text, &config_path.display().to_string())?;
+    let generation_config = read_optional_text(&dir.join("generation_config.json"))?;
+
+    let mut warnings = Vec::new();
+    let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    let tokenizer = if vocab.is_file() && merges.is_file() {
+        TokenizerTexts::VocabMerges { vocab: read_text(&vocab)?, merges: read_text(&merges)? }
+    } else if let Some(json) = read_optional_text(&dir.join("tokenizer.json"))? {
+        TokenizerTexts::Json(json)
+    } else {
+        warnings.push(format!(
+            "{}: no tokenizer (vocab.json + merges.txt, or tokenizer.json); the output will have none",
+            dir.display()
+        ));
+        TokenizerTexts::None
+    };
+
+    let checkpoint = Checkpoint::open_dir(dir)?;
+    let mut names = BTreeMap::new();
+    for name in checkpoint.names() {
+        let bare = name.strip_prefix("transformer.").unwrap_or(name);
+        if is_legacy_buffer(bare) {
+            continue;
+        }
+        if let Some(other) = names.insert(bare.to_string(), name.to_string()) {
+            return Err(Error::runtime(format!(
+                "{}: tensor '{bare}' appears twice, as '{other}' and as '{name}'",
+                dir.display()
+            )));
+        }
+    }
+    Ok(Source {
+        path: dir.to_path_buf(),
+        config,
+        checkpoint,
+        texts: Texts { config: config_text, generation_config, tokenizer },
+        names,
+        out_in: false,
+        warnings,
+    })
+}
+
+fn open_quill_file(path: &Path) -> Result<Source> {
+    let checkpoint = Checkpoint::open_files(&[path.to_path_buf()])?;
+    let meta = checkpoint.metadata();
+    let at = path.display();
+    match meta.get(keys::FORMAT).map(String::as_str) {
+        Some(keys::VERSION) => {}
+        Some(v) => {
+            return Err(Error::runtime(format!(
+                "{at}: Quill file format version {v} is not supported (this quantize reads version {}); \
+                 quantize from the model's folder instead",
+                keys::VERSION
+            )))
+        }
+        None => {
+            return Err(Error::runtime(format!(
+                "{at}: not a Quill file (no '{}' in its metadata): give the model's folder, with config.json, instead",
+                keys::FORMAT
+            )))
+        }
+    }
+    let required =
+        |key: &str| meta.get(key).cloned().ok_or_else(|| Error::runtime(format!("{at}: metadata '{key}' is missing")));
+    for key in [keys::TYPE, keys::LM_HEAD] {
+        match required(key)?.as_str() {
+            "f32" | "f16" => {}
+            "q8_0" => {
+                let what = if key == keys::TYPE { "" } else { " (its wte / lm_head)" };
+                return Err(Error::runtime(format!(
+                    "{at}: already q8_0{what}; quantize from the f32/f16 source instead"
+                )));
+            }
+            other => return Err(Error::runtime(format!("{at}: metadata '{key}' is '{other}', not f32, f16 or q8_0"))),
+        }
+    }
+    let config_text = required(keys::CONFIG)?;
+    let config = parse_config(&config_text, &format!("{at}: metadata '{}'", keys::CONFIG))?;
+    let tokenizer = match (meta.get(keys::VOCAB), meta.get(keys::MERGES), meta.get(keys::TOKENIZER_JSON)) {
+        (Some(vocab), Some(merges), _) => TokenizerTexts::VocabMerges { vocab: vocab.clone(), merges: merges.clone() },
+        (_, _, Some(json)) => TokenizerTexts::Json(json.clone()),
+        _ => TokenizerTexts::None,
+    };
+    let texts = Texts { config: config_text, generation_config: meta.get(keys::GENERATION_CONFIG).cloned(), tokenizer };
+
+    let mut names = BTreeMap::new();
+    for name in checkpoint.names() {
+        let entry = checkpoint.get(name).expect("listed names exist");
+        if !matches!(entry.dtype, Some(DType::F32 | DType::F16 | DType::BF16)) {
+            // Only q8_0 files hold int8 tensors, and those were refused above.
+            return Err(Error::runtime(format!(
+                "{at}: tensor '{name}' is {}; quantize from the f32/f16 source instead",
+                entry.dtype_name
+            )));
+        }
+        names.insert(name.to_string(), name.to_string());
+    }
+    let warnings = match texts.tokenizer {
+        TokenizerTexts::None => vec![format!("{at}: no tokenizer in the metadata; the output will have none")],
+        _ => Vec::new(),
+    };
+    Ok(Source { path: path.to_path_buf(), config, checkpoint, texts, names, out_in: true, warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_buffers_only() {
+        for name in
+            ["h.0.attn.bias", "h.3.attn.masked_bias", "h.1.attn.attention.bias", "h.1.attn.attention.masked_bias"]
+        {
+            assert!(is_legacy_buffer(name), "{name}");
+        }
+        for name in ["h.0.attn.c_attn.bias", "h.0.attn.c_proj.bias", "h.1.attn.attention.out_proj.bias", "ln_f.bias"] {
+            assert!(!is_legacy_buffer(name), "{name}");
+        }
+    }
+}
