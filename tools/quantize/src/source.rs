@@ -13,19 +13,8 @@ use quill::config::ModelConfig;
 
 use crate::error::{Error, Result};
 
-/// Metadata keys of the Quill file format, version 1 (the loader's `quill_file` reads them).
-pub mod keys {
-    pub const FORMAT: &str = "quill.format";
-    pub const TYPE: &str = "quill.type";
-    pub const LM_HEAD: &str = "quill.lm_head";
-    pub const CONFIG: &str = "quill.config";
-    pub const GENERATION_CONFIG: &str = "quill.generation_config";
-    pub const VOCAB: &str = "quill.vocab";
-    pub const MERGES: &str = "quill.merges";
-    pub const TOKENIZER_JSON: &str = "quill.tokenizer_json";
-    /// The format version this tool writes and reads back.
-    pub const VERSION: &str = "1";
-}
+/// Metadata keys of the Quill file format, shared with the loader that reads them.
+pub use quill::quill_file as keys;
 
 /// The tokenizer files, as text, in the form the folder had them.
 #[derive(Clone, Debug)]
