@@ -39,10 +39,26 @@ impl DType {
     }
 }
 
-/// One read-only mapping of a checkpoint file.
+/// One read-only mapping of a checkpoint file, or bytes built into the binary (the default
+/// model), which the OS maps from the executable the same way.
 struct MappedFile {
     path: PathBuf,
-    map: Mmap,
+    map: Bytes,
+}
+
+enum Bytes {
+    Mapped(Mmap),
+    Static(&'static [u8]),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Static(b) => b,
+        }
+    }
 }
 
 /// Where one tensor lies: which file, the byte range inside it, its type and shape.
@@ -190,20 +206,34 @@ impl Checkpoint {
             // SAFETY: the mapping is read-only and private to this process. A file truncated by
             // another process while mapped can still fault (SIGBUS); sizes are checked at load.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-            let (entries, metadata) = parse_header(path, &map)?;
-            let idx = ckpt.files.len();
-            if idx == 0 {
-                ckpt.metadata = metadata;
-            }
-            ckpt.files.push(Arc::new(MappedFile { path: path.clone(), map }));
-            for (name, mut entry) in entries {
-                entry.file = idx;
-                if ckpt.tensors.insert(name.clone(), entry).is_some() {
-                    return Err(Error::bad_file(path, format!("tensor '{name}' also appears in an earlier shard")));
-                }
-            }
+            ckpt.add_file(path, Bytes::Mapped(map))?;
         }
         Ok(ckpt)
+    }
+
+    /// A checkpoint in bytes that live as long as the program (`include_bytes!`, aligned);
+    /// `name` stands for the file in messages.
+    pub fn from_static(name: &Path, bytes: &'static [u8]) -> Result<Checkpoint> {
+        let mut ckpt = Checkpoint { files: Vec::new(), tensors: HashMap::new(), metadata: HashMap::new() };
+        ckpt.add_file(name, Bytes::Static(bytes))?;
+        Ok(ckpt)
+    }
+
+    /// Validates one file's header and adds its tensors (a shard: names must be new).
+    fn add_file(&mut self, path: &Path, map: Bytes) -> Result<()> {
+        let (entries, metadata) = parse_header(path, &map)?;
+        let idx = self.files.len();
+        if idx == 0 {
+            self.metadata = metadata;
+        }
+        self.files.push(Arc::new(MappedFile { path: path.to_path_buf(), map }));
+        for (name, mut entry) in entries {
+            entry.file = idx;
+            if self.tensors.insert(name.clone(), entry).is_some() {
+                return Err(Error::bad_file(path, format!("tensor '{name}' also appears in an earlier shard")));
+            }
+        }
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<&TensorEntry> {

@@ -2,6 +2,7 @@
 //!
 //! Data flows tokenizer → model (kernels) → sampler → detokenizer; each stage owns its buffers.
 
+pub mod builtin;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

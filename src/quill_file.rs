@@ -29,7 +29,11 @@ pub const VERSION: &str = "1";
 /// Maps `path`, checks that it is a Quill file of a version this build reads, and parses its
 /// config.
 pub fn open(path: &Path) -> Result<(ModelConfig, Checkpoint)> {
-    let checkpoint = Checkpoint::open_files(&[path.to_path_buf()])?;
+    from_checkpoint(path, Checkpoint::open_files(&[path.to_path_buf()])?)
+}
+
+/// [`open`] for a checkpoint already made (e.g. from the built-in bytes); `path` names it.
+pub fn from_checkpoint(path: &Path, checkpoint: Checkpoint) -> Result<(ModelConfig, Checkpoint)> {
     let meta = checkpoint.metadata();
     match meta.get(FORMAT).map(String::as_str) {
         Some(VERSION) => {}

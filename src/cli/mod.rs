@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::builtin;
 use crate::error::{Error, Result};
 use crate::generate::config::GenerationDefaults;
 use crate::kv_cache::KvType;
@@ -60,45 +61,52 @@ enum Command {
     Choose(choose::ChooseArgs),
 }
 
-/// The model folder every subcommand takes.
+/// The model every subcommand takes.
 #[derive(Args, Debug)]
 pub(crate) struct ModelArg {
     /// A Hugging Face model folder (config.json, model.safetensors, vocab.json + merges.txt or
-    /// tokenizer.json), or one Quill file made by `quantize`.
+    /// tokenizer.json), or one Quill file made by `quantize` [default: the built-in demo model].
     #[arg(short = 'm', long = "model", value_name = "PATH")]
-    model: PathBuf,
+    model: Option<PathBuf>,
 }
 
 impl ModelArg {
+    /// The model's path, or the built-in model's name.
     pub(crate) fn path(&self) -> &Path {
-        &self.model
+        self.model.as_deref().unwrap_or(Path::new(builtin::NAME))
     }
 
     pub(crate) fn load(&self) -> Result<(Model, Tokenizer)> {
-        load_model(&self.model)
+        match &self.model {
+            Some(path) => load_model(path),
+            None => {
+                let mut model = builtin::model()?;
+                model.set_kv_type(KV_TYPE.get().copied().unwrap_or_default());
+                Ok((model, builtin::tokenizer()?))
+            }
+        }
     }
 
     /// The generation defaults: the folder's generation_config.json or the Quill file's copy.
     pub(crate) fn generation_defaults(&self, model: &Model) -> Result<GenerationDefaults> {
-        if self.model.is_file() {
-            quill_file::generation_defaults(&self.model, model.metadata())
-        } else {
-            GenerationDefaults::from_model_dir(&self.model)
+        match &self.model {
+            Some(dir) if dir.is_dir() => GenerationDefaults::from_model_dir(dir),
+            _ => quill_file::generation_defaults(self.path(), model.metadata()),
         }
     }
 
     pub(crate) fn load_tokenizer(&self) -> Result<Tokenizer> {
-        if self.model.is_file() {
-            let (_, checkpoint) = quill_file::open(&self.model)?;
-            return quill_file::tokenizer(&self.model, checkpoint.metadata());
+        let Some(path) = &self.model else {
+            return builtin::tokenizer();
+        };
+        if path.is_file() {
+            let (_, checkpoint) = quill_file::open(path)?;
+            return quill_file::tokenizer(path, checkpoint.metadata());
         }
-        if !self.model.is_dir() {
-            return Err(Error::bad_file(
-                &self.model,
-                if self.model.exists() { "not a folder" } else { "no such folder" },
-            ));
+        if !path.is_dir() {
+            return Err(Error::bad_file(path, if path.exists() { "not a folder" } else { "no such folder" }));
         }
-        Tokenizer::from_model_dir(&self.model)
+        Tokenizer::from_model_dir(path)
     }
 }
 

@@ -36,7 +36,7 @@ impl Model {
     pub fn load(path: &Path) -> Result<Model> {
         if path.is_file() {
             let (config, checkpoint) = crate::quill_file::open(path)?;
-            Self::with_layout(config, checkpoint, true)
+            Self::from_quill_file(config, checkpoint)
         } else {
             Self::load_dir(path)
         }
@@ -57,6 +57,11 @@ impl Model {
 
     pub fn from_parts(config: ModelConfig, checkpoint: Checkpoint) -> Result<Model> {
         Self::with_layout(config, checkpoint, false)
+    }
+
+    /// A model from a Quill file's checkpoint (matrices stored `(out, in)`).
+    pub fn from_quill_file(config: ModelConfig, checkpoint: Checkpoint) -> Result<Model> {
+        Self::with_layout(config, checkpoint, true)
     }
 
     fn with_layout(config: ModelConfig, checkpoint: Checkpoint, out_in: bool) -> Result<Model> {
