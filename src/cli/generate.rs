@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 
+use super::interrupt;
 use super::output::{print_flush, println};
 use super::{read_text_file, ModelArg};
 use crate::error::{Error, Result};
@@ -478,6 +479,9 @@ fn generate_row(
     let first_stream = (index.unwrap_or(0) * plan.sequences) as u64;
     let mut sequences = Vec::with_capacity(plan.sequences);
     for k in 0..plan.sequences {
+        if k > 0 && interrupt::requested() {
+            break;
+        }
         session.reset();
         let mut text = TextStream::new(args.stop.clone());
         let generation = generator.run(session, prompt_ids, first_stream + k as u64, |id| {
@@ -485,7 +489,13 @@ fn generate_row(
             if streaming {
                 print_flush(piece)?;
             }
-            Ok(if stopped { Flow::Stop } else { Flow::Continue })
+            Ok(if stopped {
+                Flow::Stop
+            } else if interrupt::requested() {
+                Flow::Interrupt
+            } else {
+                Flow::Continue
+            })
         })?;
         let rest = text.finish();
         if streaming {

@@ -5,6 +5,7 @@ mod choose;
 mod embed;
 mod generate;
 mod info;
+mod interrupt;
 mod logits;
 mod output;
 mod score;
@@ -143,6 +144,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    interrupt::install();
     // The command runs on a worker of the kernels' pool: parallel kernels called from inside the
     // pool split work with no hand-off from a foreign thread (which would allocate per call).
     let result = setup(&cli).and_then(|pool| {
@@ -158,6 +160,7 @@ pub fn main() -> i32 {
         })
     });
     match result {
+        Ok(()) if interrupt::requested() => interrupt::EXIT_CODE,
         Ok(()) => 0,
         Err(e) if output::is_broken_pipe(&e) => 0,
         Err(e) => {

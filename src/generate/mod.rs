@@ -144,6 +144,8 @@ pub enum Flow {
     Continue,
     /// End now, with [`FinishReason::Stop`] (e.g. a stop string was found).
     Stop,
+    /// End now, with [`FinishReason::Interrupted`] (the user pressed Ctrl-C).
+    Interrupt,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +158,8 @@ pub enum FinishReason {
     Stop,
     /// The context (KV arena) is full.
     ContextFull,
+    /// The caller interrupted it (Ctrl-C).
+    Interrupted,
 }
 
 impl FinishReason {
@@ -164,6 +168,7 @@ impl FinishReason {
             FinishReason::Length => "length",
             FinishReason::Eos => "eos",
             FinishReason::Stop => "stop",
+            FinishReason::Interrupted => "interrupted",
             FinishReason::ContextFull => "context_full",
         }
     }
@@ -294,8 +299,10 @@ impl Generator {
             new_ids.push(next);
             self.history.push(next);
             self.seen.insert(next);
-            if on_token(next)? == Flow::Stop {
-                break FinishReason::Stop;
+            match on_token(next)? {
+                Flow::Continue => {}
+                Flow::Stop => break FinishReason::Stop,
+                Flow::Interrupt => break FinishReason::Interrupted,
             }
             if self.opts.eos_token_ids.contains(&next) {
                 break FinishReason::Eos;
