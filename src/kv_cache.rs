@@ -1,5 +1,6 @@
 //! The KV-cache arena: every layer's keys and values for one sequence, allocated once per session.
 
+use crate::error::{Error, Result};
 use half::f16;
 use quill_kernels::WeightData;
 
@@ -185,9 +186,46 @@ impl KvArena {
     }
 }
 
+/// Bytes of memory the OS says are available (Linux: `MemAvailable` in /proc/meminfo); `None`
+/// where it cannot tell.
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Checks, before allocating, that a KV arena of `bytes` for `ctx` positions fits in `available`
+/// bytes of memory; the error says how many positions would.
+pub fn check_fits(bytes: usize, ctx: usize, available: Option<u64>) -> Result<()> {
+    let Some(available) = available else { return Ok(()) };
+    if bytes as u64 <= available {
+        return Ok(());
+    }
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let fits = (ctx as u128 * available as u128 / bytes.max(1) as u128) as u64;
+    Err(Error::input(format!(
+        "the KV cache for {ctx} positions needs {:.1} GiB, but only {:.1} GiB of memory is available: \
+         use --ctx {} or less (or --kv f16 to halve it)",
+        gib(bytes as u64),
+        gib(available),
+        fits.max(1)
+    )))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{KvArena, KvType};
+    use super::{check_fits, KvArena, KvType};
+
+    #[test]
+    fn an_arena_larger_than_memory_is_refused_with_a_ctx_that_fits() {
+        assert!(check_fits(1 << 30, 1024, Some(2 << 30)).is_ok());
+        assert!(check_fits(1 << 30, 1024, None).is_ok());
+        let err = check_fits(64 << 30, 1 << 20, Some(16 << 30)).unwrap_err().to_string();
+        assert!(err.contains("1048576 positions needs 64.0 GiB"), "{err}");
+        assert!(err.contains("only 16.0 GiB"), "{err}");
+        assert!(err.contains("--ctx 262144 or less"), "{err}");
+    }
     use quill_kernels::WeightData;
 
     fn f32s(d: WeightData) -> Vec<f32> {

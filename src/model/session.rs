@@ -81,7 +81,10 @@ impl<'m> Session<'m> {
             pos_row: vec![0.0; c],
             logits: vec![0.0; cfg.vocab_size],
         };
-        let kv = KvArena::new(&layer_slots(cfg, ctx), cfg.n_head, cfg.head_dim(), ctx, model.kv_type());
+        let slots = layer_slots(cfg, ctx);
+        let kv_bytes = KvArena::bytes_for(&slots, cfg.n_head, cfg.head_dim(), ctx, model.kv_type());
+        crate::kv_cache::check_fits(kv_bytes, ctx, crate::kv_cache::available_memory())?;
+        let kv = KvArena::new(&slots, cfg.n_head, cfg.head_dim(), ctx, model.kv_type());
         Ok(Session { model, kv, state })
     }
 
