@@ -222,3 +222,28 @@ fn a_closed_stdout_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
     assert!(stderr.is_empty(), "nothing on stderr, got: {stderr}");
 }
+
+/// Sets every f32 value of tensor `name` in `dir/model.safetensors` to `value`.
+fn set_tensor(dir: &Path, name: &str, value: f32) {
+    let path = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let off = &header[name]["data_offsets"];
+    let (s, e) = (8 + n + off[0].as_u64().unwrap() as usize, 8 + n + off[1].as_u64().unwrap() as usize);
+    for chunk in bytes[s..e].chunks_exact_mut(4) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+    std::fs::write(&path, bytes).unwrap();
+}
+
+#[test]
+fn non_finite_weights_and_overflows_are_named() {
+    let dir = broken_model(|d| set_tensor(d, "h.1.mlp.c_fc.weight", f32::NAN));
+    generate_on(dir.path(), &["non-finite logits", "h.1 mlp.c_fc", "corrupt checkpoint"]);
+    let dir = broken_model(|d| set_tensor(d, "h.0.ln_2.weight", 3e38));
+    generate_on(dir.path(), &["non-finite logits", "layer 0 is the first whose output is not finite"]);
+    let m = dir.path().to_str().unwrap();
+    let text = common::data_dir().join("score-text.txt");
+    expect(&["score", "-m", m, text.to_str().unwrap()], 1, &["non-finite logits", "layer 0"]);
+}

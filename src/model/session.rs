@@ -150,20 +150,62 @@ impl<'m> Session<'m> {
     /// Appends `ids` to the sequence and returns the logits `[V]` after its last token.
     pub fn feed(&mut self, ids: &[u32]) -> Result<&[f32]> {
         self.check(ids)?;
+        let start = self.kv.len();
         for chunk in ids.chunks(CHUNK) {
             self.forward_chunk(chunk, LogitsOut::Last);
         }
+        if !self.state.logits.iter().all(|v| v.is_finite()) {
+            return Err(self.diagnose_non_finite(ids, start));
+        }
         Ok(&self.state.logits)
+    }
+
+    /// Why the logits after `ids` (fed from position `start`) are not finite: a weight that is
+    /// NaN or infinite (a corrupt checkpoint), else the first layer whose output overflowed,
+    /// found by running `ids` again and reading every hidden state. The session is left
+    /// holding the positions before `ids`.
+    fn diagnose_non_finite(&mut self, ids: &[u32], start: usize) -> Error {
+        self.kv.truncate(start);
+        let head =
+            format!("the model produced non-finite logits (NaN or infinity) after position {}", start + ids.len());
+        if let Some(name) = self.model.weights.first_non_finite() {
+            return Error::input(format!(
+                "{head}: weight '{name}' holds NaN or infinite values (a corrupt checkpoint)"
+            ));
+        }
+        let input = super::ForwardInput {
+            input_ids: Some(ids),
+            output_hidden_states: true,
+            use_cache: false,
+            ..Default::default()
+        };
+        let cause = match self.forward(&input) {
+            Ok(out) => match out.hidden_states.iter().position(|h| !h.iter().all(|v| v.is_finite())) {
+                Some(0) => "the embeddings are not finite".to_string(),
+                Some(l) if l == out.hidden_states.len() - 1 => "the final LayerNorm's output is not finite".to_string(),
+                Some(l) => {
+                    format!("layer {} is the first whose output is not finite (an activation overflowed f32)", l - 1)
+                }
+                None => "the lm_head's output overflowed f32".to_string(),
+            },
+            Err(e) => format!("({e})"),
+        };
+        self.kv.truncate(start);
+        Error::input(format!("{head}: {cause}"))
     }
 
     /// Appends `ids` and writes the logits of every one of their positions to `out` `[len, V]`.
     pub fn feed_all_logits(&mut self, ids: &[u32], out: &mut Vec<f32>) -> Result<()> {
         self.check(ids)?;
         let v = self.model.config.vocab_size;
+        let start = self.kv.len();
         out.clear();
         out.resize(ids.len() * v, 0.0);
         for (chunk, out) in ids.chunks(CHUNK).zip(out.chunks_mut(CHUNK * v)) {
             self.forward_chunk(chunk, LogitsOut::All(out));
+        }
+        if !out.iter().all(|v| v.is_finite()) {
+            return Err(self.diagnose_non_finite(ids, start));
         }
         Ok(())
     }

@@ -194,6 +194,44 @@ impl Weights {
         layers + bytes(self.lm_head())
     }
 
+    /// The name of the first weight (in layer order) holding a NaN or an infinity, if any: a
+    /// full pass over the weights, for diagnosing non-finite outputs.
+    pub fn first_non_finite(&self) -> Option<String> {
+        let finite_w = |t: &WeightTensor| {
+            let d = t.data();
+            (0..d.len()).all(|i| d.get(i).is_finite())
+        };
+        let finite_v = |t: &TensorF32| t.data().iter().all(|v| v.is_finite());
+        if !finite_w(&self.wte) {
+            return Some("wte".into());
+        }
+        if !finite_w(&self.wpe) {
+            return Some("wpe".into());
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            let norms = [("ln_1", &l.ln_1), ("ln_2", &l.ln_2)];
+            for (name, n) in norms {
+                if !finite_v(&n.gamma) || !finite_v(&n.beta) {
+                    return Some(format!("h.{i}.{name}"));
+                }
+            }
+            let linears = l.qkv.linears().iter().map(|q| ("attention q/k/v", q)).chain([
+                ("attention output", &l.attn_out),
+                ("mlp.c_fc", &l.fc),
+                ("mlp.c_proj", &l.proj),
+            ]);
+            for (name, lin) in linears {
+                if !finite_w(&lin.w) || !lin.b.as_ref().is_none_or(finite_v) {
+                    return Some(format!("h.{i} {name}"));
+                }
+            }
+        }
+        if !finite_v(&self.ln_f.gamma) || !finite_v(&self.ln_f.beta) {
+            return Some("ln_f".into());
+        }
+        self.lm_head.as_ref().filter(|h| !finite_w(h)).map(|_| "lm_head".into())
+    }
+
     pub fn parameter_count(&self) -> usize {
         let norm = |n: &Norm| 2 * n.gamma.data().len();
         let len = |t: &WeightTensor| t.data().len();
