@@ -247,3 +247,50 @@ fn non_finite_weights_and_overflows_are_named() {
     let text = common::data_dir().join("score-text.txt");
     expect(&["score", "-m", m, text.to_str().unwrap()], 1, &["non-finite logits", "layer 0"]);
 }
+
+/// More broken inputs: tokenizer files, generation defaults, config values, crafted tensor
+/// tables and flags. With the cases above (and those of tests/quill_file.rs, tests/forward.rs
+/// and tools/quantize/tests), over 40 distinct broken inputs, each with its exit code and a
+/// message naming the problem, none panicking.
+#[test]
+fn more_broken_inputs_name_the_problem() {
+    let write = |name: &'static str, text: &'static str| move |d: &Path| std::fs::write(d.join(name), text).unwrap();
+    generate_on(broken_model(write("vocab.json", "{not json")).path(), &["vocab.json"]);
+    generate_on(broken_model(write("merges.txt", "#version: 0.2\nĠ t\nlonely\n")).path(), &["merges.txt", "line 3"]);
+    let dir = broken_model(write("generation_config.json", r#"{"temperature": "hot"}"#));
+    generate_on(dir.path(), &["generation_config.json", "temperature"]);
+    let dir = broken_model(|d| edit_config(d, |c| c["n_positions"] = 0.into()));
+    generate_on(dir.path(), &["config.json", "n_positions"]);
+    let dir = broken_model(|d| edit_config(d, |c| c["vocab_size"] = "many".into()));
+    generate_on(dir.path(), &["config.json", "vocab_size"]);
+    let dir = broken_model(|d| edit_config(d, |c| c["activation_function"] = "swiglu".into()));
+    generate_on(dir.path(), &["config.json", "activation_function 'swiglu' is not supported"]);
+    let dir = broken_model(|d| edit_config(d, |c| c["layer_norm_epsilon"] = "small".into()));
+    generate_on(dir.path(), &["config.json", "layer_norm_epsilon"]);
+    // Crafted tensor tables: a zero dimension, overlapping tensors, a shape whose size overflows.
+    let dir = broken_model(|d| edit_header(d, |h| h.get_mut("ln_f.bias").unwrap()["shape"] = serde_json::json!([0])));
+    generate_on(dir.path(), &["model.safetensors", "invalid shape, data type, or offset"]);
+    let dir = broken_model(|d| {
+        edit_header(d, |h| {
+            let offsets = h["ln_f.weight"]["data_offsets"].clone();
+            h.get_mut("ln_f.bias").unwrap()["data_offsets"] = offsets;
+        })
+    });
+    generate_on(dir.path(), &["model.safetensors", "invalid offset"]);
+    let dir = broken_model(|d| {
+        edit_header(d, |h| h.get_mut("ln_f.bias").unwrap()["shape"] = serde_json::json!([1u64 << 40, 1u64 << 40]))
+    });
+    generate_on(dir.path(), &["model.safetensors", "overflow computing buffer size"]);
+    // Flags with bad values: usage errors.
+    let m = hub();
+    let m = m.to_str().unwrap();
+    expect(&["generate", "-m", m, "hi", "--top-p", "2"], 2, &["--top-p"]);
+    expect(&["generate", "-m", m, "hi", "--temperature", "-1"], 2, &["--temperature"]);
+    expect(&["generate", "-m", m, "hi", "--kv", "f8"], 2, &["--kv", "f8"]);
+    expect(&["generate", "-m", m, "hi", "--kernels", "sse9"], 2, &["--kernels", "sse9"]);
+    expect(&["generate", "-m", m, "hi", "--threads", "0"], 2, &["--threads"]);
+    expect(&["generate", "-m", m, "hi", "--threads", "1,2"], 2, &["--threads takes one number"]);
+    expect(&["generate", "-m", m, "hi", "--num-beams", "2", "--do-sample"], 2, &["beam"]);
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    expect(&["score", "-m", m, empty.path().to_str().unwrap()], 1, &["empty"]);
+}
