@@ -1,0 +1,88 @@
+//! Tokenizer throughput in MB/s (10^6 bytes of UTF-8 text per second), the figures of
+//! docs/PERFORMANCE.md's tokenizer section.
+//!
+//! * `corpus`: encode and decode the mixed corpus of benches/data/tokenizer-corpus/ (its files
+//!   concatenated in name order, as tools/tokenizer-bench/bench.py reads it for tiktoken and
+//!   transformers), one thread.
+//! * `5MB`: the corpus repeated to 5 MB, encoded on one thread and with `encode_parallel` in a
+//!   rayon pool of 1 and 2 threads.
+//! * `worst`: degenerate inputs (one letter, one digit, spaces, random bytes, emoji) at 100 KB
+//!   and 1 MB; linear time shows as the same MB/s at both sizes.
+//!
+//! cargo bench --bench tokenizer [-- FILTER]
+
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use quill::tokenizer::Tokenizer;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn gpt2() -> Tokenizer {
+    let dir = root().join("tests/data/gpt2-tokenizer");
+    Tokenizer::from_vocab_merges(&dir.join("encoder.json"), &dir.join("vocab.bpe")).expect("GPT-2 tokenizer")
+}
+
+/// The corpus folder's regular files except `*.md`, concatenated in name order.
+fn corpus() -> String {
+    let dir = root().join("benches/data/tokenizer-corpus");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("benches/data/tokenizer-corpus")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "md"))
+        .collect();
+    names.sort();
+    names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+}
+
+fn corpus_bench(c: &mut Criterion) {
+    let tok = gpt2();
+    let text = corpus();
+    let ids = tok.encode(&text);
+    let mut group = c.benchmark_group("corpus");
+    group.throughput(Throughput::BytesDecimal(text.len() as u64));
+    group.bench_function("encode", |b| b.iter(|| tok.encode(&text)));
+    group.bench_function("decode_bytes", |b| b.iter(|| tok.decode_bytes(&ids).unwrap()));
+    group.bench_function("decode", |b| b.iter(|| tok.decode(&ids).unwrap()));
+    group.finish();
+}
+
+/// xorshift64, so the inputs are the same every run.
+fn random_bytes(n: usize, mut seed: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect()
+}
+
+fn worst_cases(c: &mut Criterion) {
+    let tok = gpt2();
+    let mut group = c.benchmark_group("worst");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    for size in [100_000usize, 1_000_000] {
+        let emoji: Vec<char> = ('\u{1F600}'..='\u{1F64F}').collect();
+        let cases = [
+            ("letter", "a".repeat(size)),
+            ("digit", "7".repeat(size)),
+            ("spaces", " ".repeat(size)),
+            // Random bytes, invalid sequences replaced by U+FFFD (as a file read lossily).
+            ("random_bytes", String::from_utf8_lossy(&random_bytes(size, 0x9E37_79B9_7F4A_7C15)).into_owned()),
+            ("emoji", random_bytes(size / 4, 42).iter().map(|&b| emoji[b as usize % emoji.len()]).collect::<String>()),
+        ];
+        for (name, text) in cases {
+            group.throughput(Throughput::BytesDecimal(text.len() as u64));
+            group.bench_with_input(BenchmarkId::new(name, size), &text, |b, t| b.iter(|| tok.encode(t)));
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, corpus_bench, worst_cases);
+criterion_main!(benches);
