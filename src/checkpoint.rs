@@ -49,6 +49,11 @@ struct MappedFile {
 enum Bytes {
     Mapped(Mmap),
     Static(&'static [u8]),
+    /// A copy in 8-byte words, so that tensor views are as aligned as in a mapping.
+    Owned {
+        words: Vec<u64>,
+        len: usize,
+    },
 }
 
 impl std::ops::Deref for Bytes {
@@ -57,6 +62,7 @@ impl std::ops::Deref for Bytes {
         match self {
             Bytes::Mapped(m) => m,
             Bytes::Static(b) => b,
+            Bytes::Owned { words, len } => &bytemuck::cast_slice(words)[..*len],
         }
     }
 }
@@ -220,6 +226,16 @@ impl Checkpoint {
     }
 
     /// Validates one file's header and adds its tensors (a shard: names must be new).
+    /// A checkpoint from bytes in memory (copied once, aligned); `name` stands for the file in
+    /// messages. For tests and fuzzing.
+    pub fn from_bytes(name: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        let mut ckpt = Checkpoint { files: Vec::new(), tensors: HashMap::new(), metadata: HashMap::new() };
+        ckpt.add_file(name, Bytes::Owned { words, len: bytes.len() })?;
+        Ok(ckpt)
+    }
+
     fn add_file(&mut self, path: &Path, map: Bytes) -> Result<()> {
         let (entries, metadata) = parse_header(path, &map)?;
         let idx = self.files.len();

@@ -133,6 +133,12 @@ pub fn load_model(dir: &Path) -> Result<(Model, Tokenizer)> {
     Ok((model, tokenizer))
 }
 
+/// Parses a command line (`args[0]` is the program name) without running it: the usage error
+/// clap would print, if any. For fuzzing the argument parser.
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> std::result::Result<(), String> {
+    Cli::try_parse_from(args).map(|_| ()).map_err(|e| e.to_string())
+}
+
 /// Runs the CLI on the process arguments and returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
