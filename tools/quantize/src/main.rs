@@ -1,15 +1,17 @@
 //! `quantize IN OUT --type f32|f16|q8_0`: a Hugging Face GPT-2 / GPT-Neo model folder (or a
-//! Quill file of f32/f16 weights) → one Quill file: a safetensors file whose metadata carries
-//! the config and tokenizer, with every matrix `(out, in)` in the asked type, which quill maps
-//! and runs in place.
+//! Quill file of f32/f16 weights, or an original OpenAI GPT-2 TensorFlow checkpoint folder) → one
+//! Quill file: a safetensors file whose metadata carries the config and tokenizer, with every
+//! matrix `(out, in)` in the asked type, which quill maps and runs in place.
 //!
-//! main.rs holds the command line and the run; `source` reads IN, `plan` decides every output
-//! tensor, `convert` encodes one tensor, `writer` writes the file safely.
+//! main.rs holds the command line and the run; `source` reads IN (with `tf` for a TensorFlow
+//! checkpoint), `plan` decides every output tensor, `convert` encodes one tensor, `writer` writes
+//! the file safely.
 
 mod convert;
 mod error;
 mod plan;
 mod source;
+mod tf;
 mod writer;
 
 use std::io::Write;
@@ -26,7 +28,8 @@ use crate::writer::Output;
 #[derive(Parser, Debug)]
 #[command(name = "quantize", version, about = "Write a GPT-2 / GPT-Neo model as one Quill file (f32, f16 or q8_0)")]
 struct Args {
-    /// A Hugging Face GPT-2 or GPT-Neo model folder, or a Quill file of type f32 or f16.
+    /// A Hugging Face GPT-2 or GPT-Neo model folder, a Quill file of type f32 or f16, or an OpenAI
+    /// GPT-2 TensorFlow checkpoint folder (hparams.json, model.ckpt.*, encoder.json, vocab.bpe).
     input: PathBuf,
     /// The Quill file to write (a .safetensors file).
     output: PathBuf,

@@ -1,6 +1,7 @@
-//! Reading IN: a Hugging Face model folder, or a Quill file this tool wrote earlier.
+//! Reading IN: a Hugging Face model folder, a Quill file this tool wrote earlier, or an original
+//! OpenAI GPT-2 TensorFlow checkpoint folder ([`crate::tf`]).
 //!
-//! Both end up as the same description: the parsed config, the mapped checkpoint, the texts to
+//! All end up as the same description: the parsed config, the mapped checkpoint, the texts to
 //! carry into the output's metadata verbatim, and a map from the names the Quill file uses to the
 //! names in the checkpoint. Whether the matrices are already `(out, in)` is the one difference the
 //! planner must know about.
@@ -8,10 +9,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use quill::checkpoint::{Checkpoint, DType};
+use quill::checkpoint::{Checkpoint, DType, TensorF32};
 use quill::config::ModelConfig;
 
 use crate::error::{Error, Result};
+use crate::tf;
 
 /// Metadata keys of the Quill file format, shared with the loader that reads them.
 pub use quill::quill_file as keys;
@@ -36,11 +38,78 @@ pub struct Texts {
     pub tokenizer: TokenizerTexts,
 }
 
+/// What the planner needs to know about one tensor of the source.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub shape: Vec<usize>,
+    /// `None` for types that are not floats.
+    pub dtype: Option<DType>,
+    /// The type as the source names it, for messages.
+    pub dtype_name: String,
+}
+
+/// A tensor's f32 values: mapped or widened by quill, or read from a TensorFlow checkpoint.
+pub enum Values {
+    Quill(TensorF32),
+    Owned(Vec<f32>),
+}
+
+impl Values {
+    pub fn data(&self) -> &[f32] {
+        match self {
+            Values::Quill(t) => t.data(),
+            Values::Owned(v) => v,
+        }
+    }
+}
+
+/// Where the tensors are: safetensors files (a folder's or a Quill file), which quill maps, or a
+/// TensorFlow checkpoint, which [`tf`] reads.
+pub enum Weights {
+    Safetensors(Checkpoint),
+    TensorFlow(tf::Checkpoint),
+}
+
+impl Weights {
+    pub fn get(&self, name: &str) -> Option<Entry> {
+        match self {
+            Weights::Safetensors(c) => {
+                c.get(name).map(|e| Entry { shape: e.shape.clone(), dtype: e.dtype, dtype_name: e.dtype_name.clone() })
+            }
+            Weights::TensorFlow(c) => c.get(name),
+        }
+    }
+
+    /// The tensor `name` as f32 with exactly `shape`.
+    pub fn tensor_f32(&self, name: &str, shape: &[usize]) -> Result<Values> {
+        match self {
+            Weights::Safetensors(c) => Ok(Values::Quill(c.tensor_f32(name, shape)?)),
+            Weights::TensorFlow(c) => Ok(Values::Owned(c.tensor_f32(name, shape)?)),
+        }
+    }
+
+    /// Bytes of the files the tensors come from.
+    pub fn file_bytes(&self) -> u64 {
+        match self {
+            Weights::Safetensors(c) => c.file_bytes(),
+            Weights::TensorFlow(c) => c.file_bytes(),
+        }
+    }
+
+    /// The files read.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Weights::Safetensors(c) => c.paths().into_iter().map(Path::to_path_buf).collect(),
+            Weights::TensorFlow(c) => c.paths(),
+        }
+    }
+}
+
 pub struct Source {
     /// IN as given, for messages.
     pub path: PathBuf,
     pub config: ModelConfig,
-    pub checkpoint: Checkpoint,
+    pub checkpoint: Weights,
     pub texts: Texts,
     /// Quill name → checkpoint name. save_pretrained prefixes the base model's tensors with
     /// `transformer.`; the hub's gpt2 files and Quill files use bare names. Legacy attention
@@ -56,7 +125,9 @@ pub struct Source {
 impl Source {
     pub fn open(path: &Path) -> Result<Source> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
-        if meta.is_dir() {
+        if meta.is_dir() && tf::is_checkpoint_folder(path) {
+            tf::open_folder(path)
+        } else if meta.is_dir() {
             open_folder(path)
         } else {
             open_quill_file(path)
@@ -65,7 +136,7 @@ impl Source {
 
     /// The files the tensors are read from (OUT must not be one of them).
     pub fn files(&self) -> Vec<PathBuf> {
-        self.checkpoint.paths().into_iter().map(Path::to_path_buf).collect()
+        self.checkpoint.paths()
     }
 }
 
@@ -76,7 +147,7 @@ fn is_legacy_buffer(name: &str) -> bool {
         .any(|s| name.ends_with(s))
 }
 
-fn read_text(path: &Path) -> Result<String> {
+pub fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
     String::from_utf8(bytes).map_err(|e| {
         Error::runtime(format!(
@@ -95,7 +166,7 @@ fn read_optional_text(path: &Path) -> Result<Option<String>> {
     }
 }
 
-fn parse_config(text: &str, what: &str) -> Result<ModelConfig> {
+pub fn parse_config(text: &str, what: &str) -> Result<ModelConfig> {
     let json: serde_json::Value =
         serde_json::from_str(text).map_err(|e| Error::runtime(format!("{what}: not valid JSON: {e}")))?;
     ModelConfig::from_json(&json).map_err(|msg| Error::runtime(format!("{what}: {msg}")))
@@ -104,9 +175,17 @@ fn parse_config(text: &str, what: &str) -> Result<ModelConfig> {
 fn open_folder(dir: &Path) -> Result<Source> {
     let config_path = dir.join("config.json");
     if !config_path.is_file() {
+        let tf_half = match (dir.join(tf::INDEX).is_file(), dir.join(tf::HPARAMS).is_file()) {
+            (true, false) => format!("; {} without {}", tf::INDEX, tf::HPARAMS),
+            (false, true) => format!("; {} without {}", tf::HPARAMS, tf::INDEX),
+            _ => String::new(),
+        };
         return Err(Error::runtime(format!(
-            "{}: no config.json in this folder (expected a Hugging Face GPT-2 or GPT-Neo model folder)",
-            dir.display()
+            "{}: no config.json in this folder{tf_half} (expected a Hugging Face GPT-2 or GPT-Neo model folder, or \
+             an OpenAI GPT-2 TensorFlow checkpoint folder with {} and {})",
+            dir.display(),
+            tf::HPARAMS,
+            tf::INDEX
         )));
     }
     let config_text = read_text(&config_path)?;
@@ -144,7 +223,7 @@ fn open_folder(dir: &Path) -> Result<Source> {
     Ok(Source {
         path: dir.to_path_buf(),
         config,
-        checkpoint,
+        checkpoint: Weights::Safetensors(checkpoint),
         texts: Texts { config: config_text, generation_config, tokenizer },
         names,
         out_in: false,
@@ -211,7 +290,15 @@ fn open_quill_file(path: &Path) -> Result<Source> {
         TokenizerTexts::None => vec![format!("{at}: no tokenizer in the metadata; the output will have none")],
         _ => Vec::new(),
     };
-    Ok(Source { path: path.to_path_buf(), config, checkpoint, texts, names, out_in: true, warnings })
+    Ok(Source {
+        path: path.to_path_buf(),
+        config,
+        checkpoint: Weights::Safetensors(checkpoint),
+        texts,
+        names,
+        out_in: true,
+        warnings,
+    })
 }
 
 #[cfg(test)]
