@@ -294,3 +294,22 @@ fn more_broken_inputs_name_the_problem() {
     let empty = tempfile::NamedTempFile::new().unwrap();
     expect(&["score", "-m", m, empty.path().to_str().unwrap()], 1, &["empty"]);
 }
+
+/// A full disk: stdout or an output file on /dev/full is an error naming it, exit code 1.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_an_error_naming_the_output() {
+    let m = hub();
+    let m = m.to_str().unwrap();
+    let full = std::fs::File::create("/dev/full").unwrap();
+    let out = common::quill_command().args(["generate", "-m", m, "hi", "-n", "3"]).stdout(full).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("<stdout>") && stderr.contains("No space left"), "{stderr}");
+    let text = common::data_dir().join("score-text.txt");
+    expect(
+        &["score", "-m", m, text.to_str().unwrap(), "--save-logits", "/dev/full"],
+        1,
+        &["/dev/full", "No space left"],
+    );
+}
