@@ -59,8 +59,8 @@ unsafe fn init_out(m: usize, n: usize, bias: Option<&[f32]>, out: *mut f32, n0: 
     }
 }
 
-/// q8_0 weights `(N, K)`: a GEMV per row for one or two rows... one row; the out-in GEMM (with
-/// rows dequantized into f32 as they are packed) for more.
+/// q8_0 weights `(N, K)`: the q8_0 GEMV for a single row (decode); for more rows the out-in
+/// GEMM, with weight rows dequantized to f32 as they are packed.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn matmul_q8<S: Simd, const MR: usize, const NV: usize>(
