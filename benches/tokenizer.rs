@@ -43,10 +43,28 @@ fn corpus_bench(c: &mut Criterion) {
     let text = corpus();
     let ids = tok.encode(&text);
     let mut group = c.benchmark_group("corpus");
+    group.bench_function("load", |b| b.iter(gpt2));
     group.throughput(Throughput::BytesDecimal(text.len() as u64));
     group.bench_function("encode", |b| b.iter(|| tok.encode(&text)));
     group.bench_function("decode_bytes", |b| b.iter(|| tok.decode_bytes(&ids).unwrap()));
     group.bench_function("decode", |b| b.iter(|| tok.decode(&ids).unwrap()));
+    group.finish();
+}
+
+fn five_mb(c: &mut Criterion) {
+    let tok = gpt2();
+    let corpus = corpus();
+    let text = corpus.repeat(5_000_000usize.div_ceil(corpus.len()));
+    assert_eq!(tok.encode_parallel(&text), tok.encode(&text));
+    let mut group = c.benchmark_group("5MB");
+    group.sample_size(10).throughput(Throughput::BytesDecimal(text.len() as u64));
+    group.bench_function("encode", |b| b.iter(|| tok.encode(&text)));
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        group.bench_function(BenchmarkId::new("encode_parallel", threads), |b| {
+            b.iter(|| pool.install(|| tok.encode_parallel(&text)))
+        });
+    }
     group.finish();
 }
 
@@ -84,5 +102,5 @@ fn worst_cases(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, corpus_bench, worst_cases);
+criterion_group!(benches, corpus_bench, five_mb, worst_cases);
 criterion_main!(benches);

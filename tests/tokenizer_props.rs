@@ -36,8 +36,55 @@ fn tricky_text() -> impl Strategy<Value = String> {
     prop::collection::vec(parts, 0..24).prop_map(|v| v.concat())
 }
 
+/// A rayon pool of `n` threads, made once.
+fn pool(n: usize) -> &'static rayon::ThreadPool {
+    static POOLS: std::sync::OnceLock<Vec<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    &POOLS.get_or_init(|| (1..=4).map(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()).collect())
+        [n - 1]
+}
+
+/// Text made to be cut: whitespace runs of every kind next to words, contractions, numbers,
+/// punctuation and non-ASCII letters, marks and emoji (the places a cut could go wrong).
+fn cuttable_text() -> impl Strategy<Value = String> {
+    let parts = prop_oneof![
+        3 => "[ \t\n\r\u{b}\u{c}\u{85}\u{a0}\u{1680}\u{2000}\u{2028}\u{3000}]{1,5}",
+        2 => "[a-zA-Z]{1,5}",
+        1 => "'(s|t|re|ve|m|ll|d|S|x)?",
+        1 => "[0-9]{1,4}",
+        1 => "[!-/:-@\\[-`{-~]{1,3}",
+        1 => "[éßΩЖ日本語テ😀👍🏽½²٣\u{301}\u{200d}\u{1c}]{1,3}",
+        1 => Just("<|endoftext|>".to_string()),
+        1 => any::<char>().prop_map(String::from),
+    ];
+    prop::collection::vec(parts, 0..40).prop_map(|v| v.concat())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn parallel_encode_equals_encode(s in cuttable_text(), chunk in 1usize..48, threads in 1usize..=4) {
+        let t = gpt2();
+        let want = t.encode(&s);
+        prop_assert_eq!(pool(threads).install(|| t.encode_parallel_chunks(&s, chunk)), want.clone());
+        prop_assert_eq!(pool(threads).install(|| t.encode_parallel(&s)), want);
+    }
+
+    #[test]
+    fn parallel_encode_equals_encode_on_any_input(s in any::<String>(), chunk in 1usize..16) {
+        let t = gpt2();
+        prop_assert_eq!(pool(2).install(|| t.encode_parallel_chunks(&s, chunk)), t.encode(&s));
+    }
+
+    #[test]
+    fn parallel_encode_equals_encode_with_options(
+        s in cuttable_text(), chunk in 1usize..32, prefix in any::<bool>(), split in any::<bool>()
+    ) {
+        let mut t = gpt2().clone();
+        t.options_mut().add_prefix_space = prefix;
+        t.options_mut().split_special_tokens = split;
+        prop_assert_eq!(pool(3).install(|| t.encode_parallel_chunks(&s, chunk)), t.encode(&s));
+    }
 
     #[test]
     fn decode_inverts_encode(s in any::<String>()) {
@@ -88,6 +135,61 @@ proptest! {
         out.push_str(&dec.finish());
         prop_assert_eq!(out, t.decode(&ids).unwrap());
     }
+}
+
+/// FNV-1a 64 of the ids as little-endian u32 (as tools/tokenizer-bench/bench.py computes it).
+fn fnv1a64(ids: &[u32]) -> u64 {
+    ids.iter()
+        .flat_map(|id| id.to_le_bytes())
+        .fold(0xCBF2_9CE4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3))
+}
+
+/// The benchmark corpus (benches/data/tokenizer-corpus/, its regular files but *.md in name
+/// order): transformers' GPT2Tokenizer gives 269,112 ids with FNV-1a-64 4bd30d3a9debf346 (see
+/// its README); so must every encoder here, with or without threads.
+#[test]
+fn corpus_ids_match_transformers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/data/tokenizer-corpus");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "md"))
+        .collect();
+    names.sort();
+    let text: String = names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
+    assert_eq!(text.len(), 676_669);
+    let t = gpt2();
+    let ids = t.encode(&text);
+    assert_eq!((ids.len(), format!("{:016x}", fnv1a64(&ids))), (269_112, "4bd30d3a9debf346".to_string()));
+    for (threads, chunk) in [(2, 1), (2, 4096), (4, 100_000)] {
+        assert_eq!(pool(threads).install(|| t.encode_parallel_chunks(&text, chunk)), ids, "{threads} threads, {chunk}");
+    }
+    assert_eq!(t.decode(&ids).unwrap(), text);
+}
+
+#[test]
+fn megabyte_inputs() {
+    // The benchmark's worst cases, at 1 MB: one digit, emoji, random bytes (lossy UTF-8).
+    let t = gpt2();
+    let digits = "7".repeat(1_000_000);
+    let ids = t.encode(&digits);
+    assert_eq!(t.decode(&ids).unwrap(), digits);
+    let emoji: String = (0..250_000u32).map(|i| char::from_u32(0x1F600 + (i * 7919) % 80).unwrap()).collect();
+    let ids = t.encode(&emoji);
+    assert_eq!(t.decode(&ids).unwrap(), emoji);
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let bytes: Vec<u8> = (0..1_000_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let ids = t.encode(&text);
+    assert_eq!(pool(2).install(|| t.encode_parallel_chunks(&text, 10_000)), ids);
+    assert_eq!(t.decode(&ids).unwrap(), text);
 }
 
 #[test]

@@ -2,25 +2,37 @@
 //! encoder: repeatedly take the adjacent pair with the lowest merge rank and merge *all* its
 //! non-overlapping occurrences, left to right, in one step.
 //!
-//! Implementation: a doubly linked list of symbols plus a min-heap of candidate pairs keyed by
-//! (rank, position). All heap entries of the current lowest rank are taken together and merged
-//! in position order (one Python step); the pairs the step creates are pushed only after it, so
-//! a merged token never takes part in the step that made it. Stale entries are detected by
-//! looking the pair up again. O(n log n) in the piece length, so a 1 MB piece of one letter is
-//! fine.
+//! Implementation: a doubly linked list of symbols plus a queue of candidate pairs by (rank,
+//! position). Each step takes all candidates of the lowest rank and merges them in position
+//! order (one Python step); the pairs the step creates are queued only after it, so a merged
+//! token never takes part in the step that made it. Stale candidates (the pair at that position
+//! changed) are detected by looking the pair up again. Nothing rescans the piece: every merge
+//! costs O(1) plus its queue operations.
+//!
+//! Two queues, with the same steps: short pieces use a binary heap of (rank, position), O(n log
+//! n); long ones (over [`LONG`] bytes) a bucket of positions per rank plus a heap of the ranks
+//! that have one, so that a step costs O(its candidates) and a long run of one letter or digit
+//! (a few distinct ranks, each with a huge bucket) is merged in linear time.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+
+use super::fast_hash::Seeded;
 
 /// Symbol id for a byte whose token is missing from the vocabulary; never merges.
 pub(crate) const NO_TOKEN: u32 = u32::MAX;
 
 const NONE: u32 = u32::MAX;
 
+/// Pieces longer than this use the bucket queue.
+pub(crate) const LONG: usize = 256;
+
 /// Merge table: (left id, right id) → (rank, merged id).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Merges {
-    map: HashMap<u64, (u32, u32)>,
+    map: HashMap<u64, (u32, u32), Seeded>,
+    /// Largest rank + 1.
+    ranks: usize,
 }
 
 fn key(a: u32, b: u32) -> u64 {
@@ -31,12 +43,14 @@ impl Merges {
     /// Adds a merge; a pair that is already present gets the new rank (as Python's dict would).
     pub(crate) fn insert(&mut self, left: u32, right: u32, rank: u32, merged: u32) {
         self.map.insert(key(left, right), (rank, merged));
+        self.ranks = self.ranks.max(rank as usize + 1);
     }
 
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
 
+    #[inline]
     fn get(&self, left: u32, right: u32) -> Option<(u32, u32)> {
         if left == NO_TOKEN || right == NO_TOKEN {
             return None;
@@ -53,17 +67,105 @@ struct Sym {
     alive: bool,
 }
 
+/// Candidate pairs, taken one step (all of the lowest rank) at a time.
+trait Queue {
+    fn push(&mut self, rank: u32, pos: u32);
+    /// Fills `step` with the positions of the lowest rank, in increasing order; returns the rank.
+    fn pop_step(&mut self, step: &mut Vec<u32>) -> Option<u32>;
+}
+
+/// Binary heap of (rank, position): pops come out in rank, then position order.
+#[derive(Default)]
+struct HeapQueue(BinaryHeap<Reverse<(u32, u32)>>);
+
+impl Queue for HeapQueue {
+    #[inline]
+    fn push(&mut self, rank: u32, pos: u32) {
+        self.0.push(Reverse((rank, pos)));
+    }
+
+    fn pop_step(&mut self, step: &mut Vec<u32>) -> Option<u32> {
+        let Reverse((rank, first)) = self.0.pop()?;
+        step.clear();
+        step.push(first);
+        while let Some(&Reverse((r, pos))) = self.0.peek() {
+            if r != rank {
+                break;
+            }
+            self.0.pop();
+            step.push(pos);
+        }
+        Some(rank)
+    }
+}
+
+/// One bucket of positions per rank, and a heap of the ranks that have a bucket (each once).
+#[derive(Default)]
+struct BucketQueue {
+    /// rank → 1 + index in `buckets`, 0 for none; as long as the merge table has ranks.
+    slot_of_rank: Vec<u32>,
+    buckets: Vec<Vec<u32>>,
+    free: Vec<u32>,
+    ranks: BinaryHeap<Reverse<u32>>,
+}
+
+impl BucketQueue {
+    fn reset(&mut self, ranks: usize) {
+        // Left clean by the previous piece (every bucket is taken before the loop ends).
+        debug_assert!(self.ranks.is_empty());
+        if self.slot_of_rank.len() < ranks {
+            self.slot_of_rank.resize(ranks, 0);
+        }
+    }
+}
+
+impl Queue for BucketQueue {
+    #[inline]
+    fn push(&mut self, rank: u32, pos: u32) {
+        let slot = &mut self.slot_of_rank[rank as usize];
+        if *slot == 0 {
+            let b = self.free.pop().unwrap_or_else(|| {
+                self.buckets.push(Vec::new());
+                self.buckets.len() as u32 - 1
+            });
+            *slot = b + 1;
+            self.ranks.push(Reverse(rank));
+        }
+        self.buckets[*slot as usize - 1].push(pos);
+    }
+
+    fn pop_step(&mut self, step: &mut Vec<u32>) -> Option<u32> {
+        let Reverse(rank) = self.ranks.pop()?;
+        let b = std::mem::take(&mut self.slot_of_rank[rank as usize]) - 1;
+        // Swap the bucket out whole; it comes back empty as `step`'s old buffer.
+        step.clear();
+        std::mem::swap(step, &mut self.buckets[b as usize]);
+        self.free.push(b);
+        // Positions queued in different steps may be out of order.
+        if !step.is_sorted() {
+            step.sort_unstable();
+        }
+        Some(rank)
+    }
+}
+
 /// Reusable buffers for [`bpe`].
 #[derive(Default)]
 pub(crate) struct Scratch {
     syms: Vec<Sym>,
-    heap: BinaryHeap<Reverse<(u32, u32)>>,
+    heap: HeapQueue,
+    buckets: BucketQueue,
     step: Vec<u32>,
     merged: Vec<u32>,
 }
 
 /// Merges `ids` (the initial one-byte symbols) in place.
 pub(crate) fn bpe(merges: &Merges, ids: &mut Vec<u32>, scratch: &mut Scratch) {
+    let bucketed = ids.len() > LONG;
+    bpe_with(merges, ids, scratch, bucketed);
+}
+
+fn bpe_with(merges: &Merges, ids: &mut Vec<u32>, scratch: &mut Scratch, bucketed: bool) {
     let n = ids.len();
     if n < 2 {
         return;
@@ -75,9 +177,26 @@ pub(crate) fn bpe(merges: &Merges, ids: &mut Vec<u32>, scratch: &mut Scratch) {
         }
         return;
     }
-    let Scratch { syms, heap, step, merged } = scratch;
+    let Scratch { syms, heap, buckets, step, merged } = scratch;
+    if bucketed {
+        buckets.reset(merges.ranks);
+        merge_loop(merges, ids, syms, buckets, step, merged);
+    } else {
+        heap.0.clear();
+        merge_loop(merges, ids, syms, heap, step, merged);
+    }
+}
+
+fn merge_loop<Q: Queue>(
+    merges: &Merges,
+    ids: &mut Vec<u32>,
+    syms: &mut Vec<Sym>,
+    queue: &mut Q,
+    step: &mut Vec<u32>,
+    merged: &mut Vec<u32>,
+) {
+    let n = ids.len();
     syms.clear();
-    heap.clear();
     syms.extend(ids.iter().enumerate().map(|(i, &id)| Sym {
         id,
         prev: if i == 0 { NONE } else { i as u32 - 1 },
@@ -86,21 +205,11 @@ pub(crate) fn bpe(merges: &Merges, ids: &mut Vec<u32>, scratch: &mut Scratch) {
     }));
     for i in 0..n - 1 {
         if let Some((rank, _)) = merges.get(ids[i], ids[i + 1]) {
-            heap.push(Reverse((rank, i as u32)));
+            queue.push(rank, i as u32);
         }
     }
-    while let Some(Reverse((rank, first))) = heap.pop() {
-        step.clear();
-        step.push(first);
-        while let Some(&Reverse((r, pos))) = heap.peek() {
-            if r != rank {
-                break;
-            }
-            heap.pop();
-            step.push(pos);
-        }
+    while let Some(rank) = queue.pop_step(step) {
         merged.clear();
-        // Positions come out of the heap in increasing order, i.e. left to right.
         for &pos in step.iter() {
             let s = syms[pos as usize];
             if !s.alive || s.next == NONE {
@@ -124,12 +233,12 @@ pub(crate) fn bpe(merges: &Merges, ids: &mut Vec<u32>, scratch: &mut Scratch) {
             let s = syms[pos as usize];
             if s.prev != NONE {
                 if let Some((r, _)) = merges.get(syms[s.prev as usize].id, s.id) {
-                    heap.push(Reverse((r, s.prev)));
+                    queue.push(r, s.prev);
                 }
             }
             if s.next != NONE {
                 if let Some((r, _)) = merges.get(s.id, syms[s.next as usize].id) {
-                    heap.push(Reverse((r, pos)));
+                    queue.push(r, pos);
                 }
             }
         }
@@ -212,11 +321,18 @@ mod tests {
                 tokens.push(new_id);
             }
             for _ in 0..20 {
-                let len = rng.below(40) as usize;
+                // Both queues on short words; the long one's default use (> LONG) too.
+                let len = if rng.below(10) == 0 { LONG + rng.below(300) as usize } else { rng.below(40) as usize };
                 let word: Vec<u32> = (0..len).map(|_| rng.below(4) as u32).collect();
+                let want = reference(&merges, &word);
+                for bucketed in [false, true] {
+                    let mut got = word.clone();
+                    bpe_with(&merges, &mut got, &mut scratch, bucketed);
+                    assert_eq!(got, want, "word {word:?}, bucketed {bucketed}");
+                }
                 let mut got = word.clone();
                 bpe(&merges, &mut got, &mut scratch);
-                assert_eq!(got, reference(&merges, &word), "word {word:?}");
+                assert_eq!(got, want, "word {word:?}");
             }
         }
     }
@@ -227,10 +343,12 @@ mod tests {
         let mut merges = Merges::default();
         merges.insert(0, 0, 0, 1);
         merges.insert(1, 1, 1, 2);
-        let mut ids = vec![0u32; 200_001];
-        bpe(&merges, &mut ids, &mut Scratch::default());
-        assert_eq!(ids.len(), 50_001);
-        assert!(ids[..50_000].iter().all(|&x| x == 2));
-        assert_eq!(ids[50_000], 0);
+        for bucketed in [false, true] {
+            let mut ids = vec![0u32; 200_001];
+            bpe_with(&merges, &mut ids, &mut Scratch::default(), bucketed);
+            assert_eq!(ids.len(), 50_001);
+            assert!(ids[..50_000].iter().all(|&x| x == 2));
+            assert_eq!(ids[50_000], 0);
+        }
     }
 }

@@ -8,10 +8,13 @@
 mod batch;
 mod bpe;
 mod byte_map;
+mod encode;
+mod fast_hash;
 mod load;
 mod pretokenize;
 mod special;
 mod stream;
+mod vocab_index;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,9 +26,11 @@ use crate::error::{read_file, Error, Result};
 pub use batch::{Batch, BatchOptions, Padding};
 pub use stream::StreamDecoder;
 
-use bpe::{Merges, Scratch, NO_TOKEN};
+use bpe::{Merges, NO_TOKEN};
+use encode::EncodeState;
 use load::{AddedSpec, Parts};
 use special::{AddedToken, AddedTokens, Segment};
+use vocab_index::{TokenBytes, VocabIndex};
 
 /// What to do with bytes that are not valid UTF-8 when decoding (Python's `errors=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,10 +71,12 @@ pub struct Tokenizer {
     /// id → token string; `None` for ids not used by the files.
     tokens: Vec<Option<String>>,
     /// id → the bytes it decodes to.
-    id_bytes: Vec<Option<Box<[u8]>>>,
+    token_bytes: TokenBytes,
     /// id of the one-byte token for each byte (or `NO_TOKEN`).
     byte_ids: [u32; 256],
     merges: Merges,
+    /// Vocabulary tokens by their bytes, for the whole-token shortcut (see `encode.rs`).
+    vocab_index: VocabIndex,
     added: AddedTokens,
     bos: Option<u32>,
     eos: Option<u32>,
@@ -207,22 +214,23 @@ impl Tokenizer {
             let merged = id_of(&joined)?;
             merges.insert(ia, ib, rank as u32, merged);
         }
-        let id_bytes = tokens
-            .iter()
-            .map(|t| {
-                t.as_ref().map(|t| {
-                    let mut v = Vec::with_capacity(t.len());
-                    byte_map::token_to_bytes(t, &mut v);
-                    v.into_boxed_slice()
-                })
-            })
-            .collect();
+        let mut token_bytes = TokenBytes::default();
+        let mut buf = Vec::new();
+        for (id, token) in tokens.iter().enumerate() {
+            if let Some(token) = token {
+                buf.clear();
+                byte_map::token_to_bytes(token, &mut buf);
+                token_bytes.set(id as u32, &buf);
+            }
+        }
+        let vocab_index = VocabIndex::new(&token_bytes, 0..tokens.len() as u32);
         let mut tok = Tokenizer {
             encoder,
             tokens,
-            id_bytes,
+            token_bytes,
             byte_ids,
             merges,
+            vocab_index,
             added: AddedTokens::default(),
             bos: None,
             eos: None,
@@ -280,10 +288,15 @@ impl Tokenizer {
         let idx = id as usize;
         if idx >= self.tokens.len() {
             self.tokens.resize(idx + 1, None);
-            self.id_bytes.resize(idx + 1, None);
         }
         self.tokens[idx] = Some(spec.content.clone());
-        self.id_bytes[idx] = Some(spec.content.as_bytes().into());
+        // The whole-token shortcut was proven for the old bytes only.
+        if let Some(entry) = self.token_bytes.get(id).and_then(|b| self.vocab_index.find(b)) {
+            if entry.id == id {
+                entry.set_whole(false);
+            }
+        }
+        self.token_bytes.set(id, spec.content.as_bytes());
         self.encoder.insert(spec.content.clone(), id);
         self.added.insert(AddedToken {
             content: spec.content,
@@ -363,41 +376,21 @@ impl Tokenizer {
             text
         };
         let mut out = Vec::with_capacity(text.len() / 3 + 1);
-        let mut scratch = Scratch::default();
-        let mut buf = Vec::new();
-        if self.options.split_special_tokens || self.added.is_empty() {
-            self.encode_ordinary(text, &mut out, &mut scratch, &mut buf);
-        } else {
-            for seg in self.added.split(text) {
-                match seg {
-                    Segment::Text(t) => self.encode_ordinary(t, &mut out, &mut scratch, &mut buf),
-                    Segment::Added(id) => out.push(id),
-                }
+        let mut st = EncodeState::default();
+        for seg in self.segments(text) {
+            match seg {
+                Segment::Text(t) => self.encode_ordinary(t, &mut st, &mut out),
+                Segment::Added(id) => out.push(id),
             }
         }
         out
     }
 
-    fn encode_ordinary(&self, text: &str, out: &mut Vec<u32>, scratch: &mut Scratch, buf: &mut Vec<u32>) {
-        for piece in pretokenize::pieces(text) {
-            buf.clear();
-            buf.extend(piece.bytes().map(|b| self.byte_ids[b as usize]));
-            bpe::bpe(&self.merges, buf, scratch);
-            for &id in buf.iter() {
-                if id != NO_TOKEN {
-                    out.push(id);
-                } else if let Some(unk) = self.unk {
-                    out.push(unk);
-                }
-            }
-        }
-    }
-
     /// The bytes token `id` stands for.
     pub(crate) fn token_bytes(&self, id: u32) -> Result<&[u8]> {
-        match self.id_bytes.get(id as usize) {
-            Some(Some(b)) => Ok(b),
-            _ => {
+        match self.token_bytes.get(id) {
+            Some(b) => Ok(b),
+            None => {
                 Err(Error::input(format!("token id {id} is not in the vocabulary (vocab size {})", self.vocab_size())))
             }
         }

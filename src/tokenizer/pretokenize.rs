@@ -27,6 +27,7 @@
 use unicode_general_category::{get_general_category, GeneralCategory};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub(crate) enum Class {
     Space,
     Letter,
@@ -157,6 +158,126 @@ fn newer_unicode_class(c: char) -> Class {
     }
 }
 
+/// Byte classes for the scanner: the four classes for ASCII bytes, [`NON_ASCII`] for the bytes of
+/// multi-byte characters (which are then decoded and classified).
+const SPACE: u8 = Class::Space as u8;
+const NON_ASCII: u8 = 4;
+
+const fn byte_classes() -> [u8; 256] {
+    let ascii = ascii_classes();
+    let mut t = [NON_ASCII; 256];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = ascii[i] as u8;
+        i += 1;
+    }
+    t
+}
+
+static BYTE_CLASSES: [u8; 256] = byte_classes();
+
+/// The character starting at byte `i` of `text` (a char boundary before its end).
+#[inline]
+fn char_at(text: &str, i: usize) -> char {
+    text[i..].chars().next().unwrap_or('\0')
+}
+
+/// End of the maximal run of `class` characters starting at byte `i`: ASCII bytes by table,
+/// other characters decoded and classified.
+#[inline]
+fn run_end(text: &str, mut i: usize, class: Class) -> usize {
+    let b = text.as_bytes();
+    let want = class as u8;
+    while i < b.len() {
+        let c = BYTE_CLASSES[b[i] as usize];
+        if c == want {
+            i += 1;
+        } else if c == NON_ASCII {
+            let ch = char_at(text, i);
+            if classify(ch) != class {
+                break;
+            }
+            i += ch.len_utf8();
+        } else {
+            break;
+        }
+    }
+    i
+}
+
+/// Class of the character starting at byte `i`.
+#[inline]
+fn class_at(text: &str, i: usize) -> Class {
+    let c = BYTE_CLASSES[text.as_bytes()[i] as usize];
+    if c == NON_ASCII {
+        classify(char_at(text, i))
+    } else {
+        ASCII_CLASSES[text.as_bytes()[i] as usize]
+    }
+}
+
+fn contraction_len(b: &[u8]) -> usize {
+    match b.get(1) {
+        Some(b's' | b't' | b'm' | b'd') => 2,
+        Some(b'r' | b'v') if b.get(2) == Some(&b'e') => 3,
+        Some(b'l') if b.get(2) == Some(&b'l') => 3,
+        _ => 0,
+    }
+}
+
+/// End (byte offset) of the piece that starts at byte `start` of `text` (`start < text.len()`,
+/// a char boundary). A single pass: the piece's bytes are looked at once, plus the one character
+/// after a whitespace run.
+#[inline]
+pub(crate) fn piece_end(text: &str, start: usize) -> usize {
+    let b = text.as_bytes();
+    let first = b[start];
+    if first == b'\'' {
+        let n = contraction_len(&b[start..]);
+        if n > 0 {
+            return start + n;
+        }
+    }
+    if first == b' ' {
+        // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+` with the space taken.
+        if start + 1 < b.len() {
+            let class = class_at(text, start + 1);
+            if class != Class::Space {
+                return run_end(text, start + 1, class);
+            }
+        }
+    }
+    let class = class_at(text, start);
+    if class != Class::Space {
+        return run_end(text, start, class);
+    }
+    // `\s+(?!\S)` then `\s+`: the run, less its last character when a non-space follows it
+    // (unless the run is that one character).
+    let mut i = start;
+    let mut last_start = start;
+    while i < b.len() {
+        let c = BYTE_CLASSES[b[i] as usize];
+        if c == SPACE {
+            last_start = i;
+            i += 1;
+        } else if c == NON_ASCII {
+            let ch = char_at(text, i);
+            if !is_regex_space(ch) {
+                break;
+            }
+            last_start = i;
+            i += ch.len_utf8();
+        } else {
+            break;
+        }
+    }
+    if i == b.len() || last_start == start {
+        i
+    } else {
+        last_start
+    }
+}
+
 /// Iterator over the pre-tokenizer pieces of `text`; the pieces concatenate back to `text`.
 pub(crate) fn pieces(text: &str) -> Pieces<'_> {
     Pieces { text, pos: 0 }
@@ -167,80 +288,53 @@ pub(crate) struct Pieces<'a> {
     pos: usize,
 }
 
-fn first_char(s: &str) -> Option<char> {
-    s.chars().next()
-}
-
-/// Byte length of the maximal prefix of `s` whose characters all have class `class`.
-fn run_len(s: &str, class: Class) -> usize {
-    s.char_indices().find(|&(_, c)| classify(c) != class).map_or(s.len(), |(i, _)| i)
-}
-
-fn contraction_len(rest: &str) -> usize {
-    let b = rest.as_bytes();
-    match b.get(1) {
-        Some(b's' | b't' | b'm' | b'd') => 2,
-        Some(b'r' | b'v') if b.get(2) == Some(&b'e') => 3,
-        Some(b'l') if b.get(2) == Some(&b'l') => 3,
-        _ => 0,
-    }
-}
-
-impl<'a> Pieces<'a> {
-    /// Length in bytes of the piece starting at the beginning of `rest` (non-empty).
-    fn piece_len(rest: &str) -> usize {
-        let Some(c) = first_char(rest) else {
-            return 0;
-        };
-        if c == '\'' {
-            let n = contraction_len(rest);
-            if n > 0 {
-                return n;
-            }
-        }
-        if c == ' ' {
-            // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+` with the space taken.
-            if let Some(next) = first_char(&rest[1..]) {
-                let class = classify(next);
-                if class != Class::Space {
-                    return 1 + run_len(&rest[1..], class);
-                }
-            }
-        }
-        let class = classify(c);
-        if class != Class::Space {
-            return run_len(rest, class);
-        }
-        // `\s+(?!\S)` then `\s+`.
-        let mut end = 0;
-        let mut last_start = 0;
-        for (i, ch) in rest.char_indices() {
-            if classify(ch) != Class::Space {
-                break;
-            }
-            last_start = i;
-            end = i + ch.len_utf8();
-        }
-        if end == rest.len() || last_start == 0 {
-            end
-        } else {
-            last_start
-        }
-    }
-}
-
 impl<'a> Iterator for Pieces<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
-        let rest = &self.text[self.pos..];
-        if rest.is_empty() {
+        if self.pos >= self.text.len() {
             return None;
         }
-        let n = Self::piece_len(rest);
-        self.pos += n;
-        Some(&rest[..n])
+        let start = self.pos;
+        self.pos = piece_end(self.text, start);
+        Some(&self.text[start..self.pos])
     }
+}
+
+/// Whether the pieces of `text` are those of `text[..p]` followed by those of `text[p..]`, for
+/// a `p` that this says yes to: `text[p]` is an ASCII whitespace byte and the character before it
+/// is not whitespace.
+///
+/// Why: no piece holds a non-space character and a later whitespace character (only the optional
+/// single space that *starts* a letter, number or "other" piece is whitespace inside such a piece;
+/// a contraction is an apostrophe and letters), so the piece holding the character before `p`
+/// ends at `p` in both texts — its run stops at the whitespace, or at the end of `text[..p]`;
+/// a contraction test that would read past `p` sees whitespace, which is no contraction letter,
+/// exactly as it sees the end of the shorter text. Every earlier piece looked at most one
+/// character past its own end, i.e. not beyond `p - 1`. From `p` on the scanner starts afresh in
+/// both texts, and what a piece is depends only on the text from its start.
+pub(crate) fn is_safe_split(text: &str, p: usize) -> bool {
+    let b = text.as_bytes();
+    if p == 0 || p >= b.len() || BYTE_CLASSES[b[p] as usize] != SPACE {
+        return false;
+    }
+    match BYTE_CLASSES[b[p - 1] as usize] {
+        NON_ASCII => text[..p].chars().next_back().is_some_and(|c| !is_regex_space(c)),
+        c => c != SPACE,
+    }
+}
+
+/// Split points (increasing byte offsets, each [`is_safe_split`]) that cut `text` into chunks
+/// of at least `chunk` bytes (the last one may be shorter); empty when there is no safe point
+/// `chunk` bytes or more into the text.
+pub(crate) fn split_points(text: &str, chunk: usize) -> Vec<usize> {
+    let mut points = Vec::new();
+    let mut from = chunk.max(1);
+    while let Some(p) = (from..text.len()).find(|&p| is_safe_split(text, p)) {
+        points.push(p);
+        from = p + chunk.max(1);
+    }
+    points
 }
 
 #[cfg(test)]

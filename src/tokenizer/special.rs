@@ -29,6 +29,9 @@ pub(crate) struct AddedTokens {
     tokens: Vec<AddedToken>,
     /// For each first byte, indices into `tokens`, longest content first.
     by_first_byte: Vec<Vec<usize>>,
+    /// The first byte of every token when they all share one ASCII first byte (GPT-2's `<`):
+    /// then the text is searched for it with `str::find`, which skips a word at a time.
+    only_first: Option<char>,
 }
 
 impl AddedTokens {
@@ -60,7 +63,24 @@ impl AddedTokens {
         for list in &mut index {
             list.sort_by_key(|&i| std::cmp::Reverse(self.tokens[i].content.len()));
         }
+        let firsts: Vec<usize> = (0..256).filter(|&b| !index[b].is_empty()).collect();
+        self.only_first = match firsts[..] {
+            [b] if b < 0x80 => Some(char::from(b as u8)),
+            _ => None,
+        };
         self.by_first_byte = index;
+    }
+
+    /// The first position at or after `i` where an added token may start.
+    fn next_candidate(&self, text: &str, i: usize) -> Option<usize> {
+        match self.only_first {
+            // `i` is a char boundary: it is 0 or just after a match, or the position after an
+            // ASCII byte.
+            Some(c) => text[i..].find(c).map(|k| i + k),
+            None => {
+                text.as_bytes()[i..].iter().position(|&b| !self.by_first_byte[b as usize].is_empty()).map(|k| i + k)
+            }
+        }
     }
 
     /// Splits `text` at added tokens: leftmost match first, longest token at that position.
@@ -79,6 +99,8 @@ impl AddedTokens {
         // rstrip of the previous token applies to the text that follows it.
         let mut strip_next = false;
         while i < bytes.len() {
+            let Some(next) = self.next_candidate(text, i) else { break };
+            i = next;
             let found = self.by_first_byte[bytes[i] as usize]
                 .iter()
                 .map(|&k| &self.tokens[k])

@@ -1,5 +1,6 @@
 //! Tests with the real GPT-2 files (expected ids from transformers' GPT2Tokenizer 4.46).
 
+use super::encode::{CACHE_MAX_ENTRIES, CACHE_MAX_PIECE};
 use super::*;
 use std::path::PathBuf;
 
@@ -202,4 +203,114 @@ fn tokenizer_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Tokenizer>();
     check::<StreamDecoder>();
+}
+
+/// The ids of `text` by the merge loop alone: no whole-token shortcut, no cache.
+fn encode_by_merges(t: &Tokenizer, text: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut scratch = bpe::Scratch::default();
+    for seg in t.segments(text) {
+        match seg {
+            Segment::Added(id) => out.push(id),
+            Segment::Text(text) => {
+                for piece in pretokenize::pieces(text) {
+                    let mut ids: Vec<u32> = piece.bytes().map(|b| t.byte_ids[b as usize]).collect();
+                    bpe::bpe(&t.merges, &mut ids, &mut scratch);
+                    out.extend(ids.iter().map(|&id| if id == NO_TOKEN { t.unk.unwrap() } else { id }));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn whole_token_shortcut_over_the_whole_vocabulary() {
+    // Every id's bytes, taken as one piece, through the encoder (twice: the first time finds the
+    // whole-token flag, the second uses it) and through the merge loop alone.
+    let t = gpt2();
+    let mut whole = 0;
+    for id in 0..t.vocab_size() as u32 {
+        let bytes = t.token_bytes(id).unwrap();
+        let mut want: Vec<u32> = bytes.iter().map(|&b| t.byte_ids[b as usize]).collect();
+        bpe::bpe(&t.merges, &mut want, &mut bpe::Scratch::default());
+        for pass in 0..2 {
+            let mut got = Vec::new();
+            t.encode_piece(bytes, &mut EncodeState::default(), &mut got);
+            assert_eq!(got, want, "token {id} {:?}, pass {pass}", t.id_to_token(id));
+        }
+        if want == [id] {
+            whole += 1;
+        }
+    }
+    // GPT-2: all 256 byte tokens and all 50,000 merged tokens are whole; <|endoftext|> is not
+    // (its bytes are several pieces' worth of ordinary text).
+    assert_eq!(whole, 50_256);
+    let eot = t.vocab_index.find(b"<|endoftext|>").unwrap();
+    assert_eq!((eot.id, eot.is_whole()), (50256, Some(false)));
+}
+
+#[test]
+fn a_token_that_merges_do_not_rebuild_is_no_shortcut() {
+    // "b c" ranks first, so "abc" merges to [a, bc], never to the token "abc".
+    let t = tiny(r#"{"a": 0, "b": 1, "c": 2, "bc": 3, "ab": 4, "abc": 5}"#, "#version: 0.2\nb c\na b\nab c\n").unwrap();
+    for _ in 0..3 {
+        assert_eq!(t.encode("abc"), [0, 3]);
+        assert_eq!(t.encode("ab"), [4]);
+    }
+    assert_eq!(t.vocab_index.find(b"abc").unwrap().is_whole(), Some(false));
+    assert_eq!(t.vocab_index.find(b"ab").unwrap().is_whole(), Some(true));
+}
+
+/// xorshift64 words: `n` distinct-looking pieces " xxxx" of 5–8 random lowercase letters.
+fn random_words(n: usize, mut seed: u64) -> String {
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut text = String::new();
+    for _ in 0..n {
+        text.push(' ');
+        let len = 5 + next() % 4;
+        for _ in 0..len {
+            text.push(char::from(b'a' + (next() % 26) as u8));
+        }
+    }
+    text
+}
+
+#[test]
+fn the_cache_never_changes_results() {
+    let t = gpt2();
+    // More distinct non-token pieces than the cache holds, each twice (so that some are
+    // cached hits, some evicted and merged again), then a long piece and a repeat of all.
+    let words = random_words(CACHE_MAX_ENTRIES + 5_000, 7);
+    let long = "q".repeat(CACHE_MAX_PIECE + 1);
+    let text = format!("{words}{words} {long} {long}{words}");
+    assert_eq!(t.encode(&text), encode_by_merges(&t, &text));
+    let mixed = "It's 2024: naïve café, 日本語テキスト, Привет мир! \t\n  x = f(y)  \r\n{\"k\": [1, 2]}\n";
+    let text = mixed.repeat(50);
+    assert_eq!(t.encode(&text), encode_by_merges(&t, &text));
+}
+
+#[test]
+fn pieces_are_unchanged_by_cutting_at_safe_points() {
+    let texts = [
+        "Hello world  it's   a\ttest\n\n  of  \u{3000}cutting\u{A0} x \u{2000}\u{2000}y'll 'sup '  \r\n",
+        "日本語。\nテキスト 😀😀 a\u{301} 12 345,6 ...!! \u{85}z\u{1680}q",
+        "  lead\n\n\n\ntrail  ",
+    ];
+    for text in texts {
+        let whole: Vec<&str> = pretokenize::pieces(text).collect();
+        let points = pretokenize::split_points(text, 1);
+        assert!(!points.is_empty());
+        for p in points {
+            assert!(pretokenize::is_safe_split(text, p));
+            let mut cut: Vec<&str> = pretokenize::pieces(&text[..p]).collect();
+            cut.extend(pretokenize::pieces(&text[p..]));
+            assert_eq!(cut, whole, "cut at {p} of {text:?}");
+        }
+    }
 }

@@ -1,0 +1,178 @@
+//! The encoding hot path: text → pieces → ids, sequential and parallel.
+//!
+//! Each pre-tokenizer piece gets BPE's own result, by the first of:
+//! 1. one byte: its byte token;
+//! 2. a *whole-token* piece: a vocabulary token whose bytes, merged by rank, give back that one
+//!    token. Whether they do is found by running the merge loop the first time the token is met
+//!    as a piece, and kept ([`VocabIndex`]), so the shortcut returns exactly what the merge loop
+//!    would; for GPT-2 every token is whole (tested over the whole vocabulary);
+//! 3. the piece cache of this call: pieces of up to [`CACHE_MAX_PIECE`] bytes already merged;
+//! 4. the merge loop ([`bpe::bpe`]), whose result then goes into the cache.
+//!
+//! The cache keys borrow from the text (no allocation per piece) and it is bounded: at
+//! [`CACHE_MAX_ENTRIES`] pieces it is emptied and refilled.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use super::bpe::{self, Scratch, NO_TOKEN};
+use super::fast_hash::Seeded;
+use super::pretokenize;
+use super::special::Segment;
+#[cfg(doc)]
+use super::vocab_index::VocabIndex;
+use super::Tokenizer;
+
+/// Pieces longer than this are not cached (long pieces seldom repeat).
+pub(crate) const CACHE_MAX_PIECE: usize = 64;
+/// The cache is emptied when it holds this many pieces: at most ~2.5 MB (map and ids).
+pub(crate) const CACHE_MAX_ENTRIES: usize = 1 << 15;
+/// `encode_parallel` cuts texts into chunks of about this many bytes or more.
+pub(crate) const MIN_PARALLEL_CHUNK: usize = 256 * 1024;
+
+/// Buffers of one encoding call (or one chunk of a parallel call).
+#[derive(Default)]
+pub(crate) struct EncodeState<'a> {
+    /// Piece → (start, len) in `cache_ids`.
+    cache: HashMap<&'a [u8], (u32, u32), Seeded>,
+    /// The cached pieces' ids (BPE's output, `NO_TOKEN` included).
+    cache_ids: Vec<u32>,
+    scratch: Scratch,
+    buf: Vec<u32>,
+}
+
+impl Tokenizer {
+    /// Appends the ids of `text` (no added tokens in it) to `out`.
+    pub(crate) fn encode_ordinary<'a>(&self, text: &'a str, st: &mut EncodeState<'a>, out: &mut Vec<u32>) {
+        let mut pos = 0;
+        while pos < text.len() {
+            let end = pretokenize::piece_end(text, pos);
+            self.encode_piece(&text.as_bytes()[pos..end], st, out);
+            pos = end;
+        }
+    }
+
+    #[inline]
+    pub(crate) fn encode_piece<'a>(&self, piece: &'a [u8], st: &mut EncodeState<'a>, out: &mut Vec<u32>) {
+        if let [b] = piece {
+            self.push_id(self.byte_ids[*b as usize], out);
+            return;
+        }
+        let token = self.vocab_index.find(piece);
+        if let Some(entry) = token {
+            if entry.is_whole() == Some(true) {
+                out.push(entry.id);
+                return;
+            }
+        }
+        let cacheable = piece.len() <= CACHE_MAX_PIECE;
+        if cacheable {
+            if let Some(&(start, len)) = st.cache.get(piece) {
+                for &id in &st.cache_ids[start as usize..(start + len) as usize] {
+                    self.push_id(id, out);
+                }
+                return;
+            }
+        }
+        st.buf.clear();
+        st.buf.extend(piece.iter().map(|&b| self.byte_ids[b as usize]));
+        bpe::bpe(&self.merges, &mut st.buf, &mut st.scratch);
+        for &id in &st.buf {
+            self.push_id(id, out);
+        }
+        if let Some(entry) = token {
+            entry.set_whole(st.buf[..] == [entry.id]);
+        }
+        if cacheable {
+            if st.cache.len() >= CACHE_MAX_ENTRIES {
+                st.cache.clear();
+                st.cache_ids.clear();
+            }
+            st.cache.insert(piece, (st.cache_ids.len() as u32, st.buf.len() as u32));
+            st.cache_ids.extend_from_slice(&st.buf);
+        }
+    }
+
+    /// Pushes a BPE output id; a byte without a token becomes unk (or nothing without one).
+    #[inline]
+    fn push_id(&self, id: u32, out: &mut Vec<u32>) {
+        if id != NO_TOKEN {
+            out.push(id);
+        } else if let Some(unk) = self.unk {
+            out.push(unk);
+        }
+    }
+
+    fn encode_segment<'a>(&self, seg: &Segment<'a>, st: &mut EncodeState<'a>) -> Vec<u32> {
+        match *seg {
+            Segment::Text(t) => {
+                let mut out = Vec::with_capacity(t.len() / 3 + 1);
+                self.encode_ordinary(t, st, &mut out);
+                out
+            }
+            Segment::Added(id) => vec![id],
+        }
+    }
+
+    /// The parts of `text` (prefix space added) to encode: ordinary text and added tokens.
+    pub(crate) fn segments<'a>(&self, text: &'a str) -> Vec<Segment<'a>> {
+        if self.options.split_special_tokens || self.added.is_empty() {
+            if text.is_empty() {
+                Vec::new()
+            } else {
+                vec![Segment::Text(text)]
+            }
+        } else {
+            self.added.split(text)
+        }
+    }
+
+    /// Same ids as [`Tokenizer::encode`], computed on the threads of the current rayon pool: the
+    /// text is cut into chunks of at least `chunk_bytes` bytes at points where cutting cannot
+    /// change the pieces (a whitespace character after a non-whitespace one), the chunks are
+    /// encoded in parallel and the ids concatenated. Texts too short to cut, or a pool of one
+    /// thread, are encoded on the calling thread.
+    pub fn encode_parallel_chunks(&self, text: &str, chunk_bytes: usize) -> Vec<u32> {
+        let prefixed;
+        let text = if self.options.add_prefix_space {
+            prefixed = format!(" {text}");
+            prefixed.as_str()
+        } else {
+            text
+        };
+        let mut work = Vec::new();
+        for seg in self.segments(text) {
+            match seg {
+                Segment::Text(t) => {
+                    let mut start = 0;
+                    for p in pretokenize::split_points(t, chunk_bytes) {
+                        work.push(Segment::Text(&t[start..p]));
+                        start = p;
+                    }
+                    work.push(Segment::Text(&t[start..]));
+                }
+                added => work.push(added),
+            }
+        }
+        // One state (and so one cache) per worker, kept across the chunks it takes.
+        let parts: Vec<Vec<u32>> = if rayon::current_num_threads() > 1 && work.len() > 1 {
+            work.par_iter().map_init(EncodeState::default, |st, seg| self.encode_segment(seg, st)).collect()
+        } else {
+            let mut st = EncodeState::default();
+            work.iter().map(|seg| self.encode_segment(seg, &mut st)).collect()
+        };
+        let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for part in parts {
+            out.extend_from_slice(&part);
+        }
+        out
+    }
+
+    /// [`Tokenizer::encode_parallel_chunks`] with chunks of at least 256 KB, and at least a
+    /// quarter of the text's share per thread (a few chunks per thread balance the load).
+    pub fn encode_parallel(&self, text: &str) -> Vec<u32> {
+        let chunk = (text.len() / (4 * rayon::current_num_threads())).max(MIN_PARALLEL_CHUNK);
+        self.encode_parallel_chunks(text, chunk)
+    }
+}
