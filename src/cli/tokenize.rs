@@ -16,7 +16,7 @@ pub(crate) struct TokenizeArgs {
     /// The text to tokenize.
     #[arg(required_unless_present = "file", conflicts_with = "file")]
     text: Option<String>,
-    /// Read the text from a UTF-8 file instead.
+    /// Read the text from a UTF-8 file instead (long files are encoded on --threads threads).
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
     /// Also show each token as GPT-2 writes it (e.g. 'Ġlong').
@@ -34,7 +34,8 @@ pub(crate) fn run(args: &TokenizeArgs) -> Result<()> {
         (Some(text), None) => text.clone(),
         (None, None) => return Err(Error::usage("give the text to tokenize, or --file PATH")),
     };
-    let ids = tokenizer.encode(&text);
+    // Long texts (--file) are cut and encoded on the --threads workers; same ids as `encode`.
+    let ids = tokenizer.encode_parallel(&text);
     let tokens: Vec<&str> = ids.iter().map(|&id| tokenizer.id_to_token(id).unwrap_or("")).collect();
     if args.json {
         let mut record = json!({ "ids": ids });

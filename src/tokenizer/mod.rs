@@ -388,29 +388,27 @@ impl Tokenizer {
 
     /// The bytes token `id` stands for.
     pub(crate) fn token_bytes(&self, id: u32) -> Result<&[u8]> {
-        match self.token_bytes.get(id) {
-            Some(b) => Ok(b),
-            None => {
-                Err(Error::input(format!("token id {id} is not in the vocabulary (vocab size {})", self.vocab_size())))
-            }
-        }
+        self.token_bytes.get(id).ok_or_else(|| self.unknown_id(id))
+    }
+
+    fn unknown_id(&self, id: u32) -> Error {
+        Error::input(format!("token id {id} is not in the vocabulary (vocab size {})", self.vocab_size()))
     }
 
     /// The bytes of the text `ids` stand for (before UTF-8 decoding).
     pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(ids.len() * 4);
-        for &id in ids {
-            out.extend_from_slice(self.token_bytes(id)?);
-        }
-        Ok(out)
+        self.token_bytes.concat(ids).map_err(|id| self.unknown_id(id))
     }
 
     /// Text for `ids`, invalid UTF-8 handled per `options().errors`.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        let bytes = self.decode_bytes(ids)?;
-        let mut out = String::with_capacity(bytes.len());
-        stream::decode_utf8_into(&bytes, self.options.errors, true, &mut out)?;
-        Ok(out)
+        // Valid UTF-8 (the usual case) becomes the String without a copy.
+        String::from_utf8(self.decode_bytes(ids)?).or_else(|e| {
+            let bytes = e.into_bytes();
+            let mut out = String::with_capacity(bytes.len());
+            stream::decode_utf8_into(&bytes, self.options.errors, true, &mut out)?;
+            Ok(out)
+        })
     }
 
     /// The token string for `id` (`"Ġlong"` form, as `convert_ids_to_tokens`).

@@ -8,12 +8,23 @@ use super::fast_hash::Seeded;
 
 const NO_SPAN: u32 = u32::MAX;
 
+/// Bytes copied per token when decoding: a token this long or shorter is copied as one
+/// fixed-size block (the arena and the output have that much slack), longer ones by length.
+const COPY: usize = 16;
+
 /// id → the bytes it decodes to, all in one arena (decoding copies straight out of it).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct TokenBytes {
+    /// The tokens' bytes, then `COPY` zero bytes (so a block copy never runs off the end).
     arena: Vec<u8>,
     /// (start, len) in `arena`; start `NO_SPAN` for ids without a token.
     spans: Vec<(u32, u32)>,
+}
+
+impl Default for TokenBytes {
+    fn default() -> Self {
+        TokenBytes { arena: vec![0; COPY], spans: Vec::new() }
+    }
 }
 
 impl TokenBytes {
@@ -23,8 +34,11 @@ impl TokenBytes {
         if idx >= self.spans.len() {
             self.spans.resize(idx + 1, (NO_SPAN, 0));
         }
-        self.spans[idx] = (self.arena.len() as u32, bytes.len() as u32);
+        let start = self.arena.len() - COPY;
+        self.arena.truncate(start);
         self.arena.extend_from_slice(bytes);
+        self.arena.resize(self.arena.len() + COPY, 0);
+        self.spans[idx] = (start as u32, bytes.len() as u32);
     }
 
     #[inline]
@@ -34,6 +48,27 @@ impl TokenBytes {
             return None;
         }
         Some(&self.arena[start as usize..(start + len) as usize])
+    }
+
+    /// The bytes of `ids` one after the other; `Err(id)` names the first id without a token.
+    pub(crate) fn concat(&self, ids: &[u32]) -> std::result::Result<Vec<u8>, u32> {
+        let mut total = 0;
+        for &id in ids {
+            total += self.get(id).ok_or(id)?.len();
+        }
+        let mut out = vec![0; total + COPY];
+        let mut pos = 0;
+        for &id in ids {
+            let (start, len) = (self.spans[id as usize].0 as usize, self.spans[id as usize].1 as usize);
+            if len <= COPY {
+                out[pos..pos + COPY].copy_from_slice(&self.arena[start..start + COPY]);
+            } else {
+                out[pos..pos + len].copy_from_slice(&self.arena[start..start + len]);
+            }
+            pos += len;
+        }
+        out.truncate(total);
+        Ok(out)
     }
 }
 
