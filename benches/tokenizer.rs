@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use quill::tokenizer::Tokenizer;
 
 fn root() -> &'static Path {
@@ -48,6 +48,13 @@ fn corpus_bench(c: &mut Criterion) {
     group.bench_function("encode", |b| b.iter(|| tok.encode(&text)));
     group.bench_function("decode_bytes", |b| b.iter(|| tok.decode_bytes(&ids).unwrap()));
     group.bench_function("decode", |b| b.iter(|| tok.decode(&ids).unwrap()));
+    group.finish();
+
+    // The first encode after loading, when no whole-token flag is known yet (see encode.rs).
+    let mut group = c.benchmark_group("corpus_first_call");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
+    group.throughput(Throughput::BytesDecimal(text.len() as u64));
+    group.bench_function("encode", |b| b.iter_batched(gpt2, |t| t.encode(&text), BatchSize::PerIteration));
     group.finish();
 }
 

@@ -23,6 +23,8 @@ use super::fast_hash::Seeded;
 pub(crate) const NO_TOKEN: u32 = u32::MAX;
 
 const NONE: u32 = u32::MAX;
+/// `prev` of a symbol merged into its left neighbour.
+const DEAD: u32 = u32::MAX - 1;
 
 /// Pieces longer than this use the bucket queue.
 pub(crate) const LONG: usize = 256;
@@ -59,12 +61,13 @@ impl Merges {
     }
 }
 
+/// A symbol of the linked list (12 bytes: a 1 MB piece needs 12 MB of them).
 #[derive(Clone, Copy)]
 struct Sym {
     id: u32,
+    /// Index of the symbol on the left, `NONE` for the first, `DEAD` once merged away.
     prev: u32,
     next: u32,
-    alive: bool,
 }
 
 /// Candidate pairs, taken one step (all of the lowest rank) at a time.
@@ -201,7 +204,6 @@ fn merge_loop<Q: Queue>(
         id,
         prev: if i == 0 { NONE } else { i as u32 - 1 },
         next: if i + 1 == n { NONE } else { i as u32 + 1 },
-        alive: true,
     }));
     for i in 0..n - 1 {
         if let Some((rank, _)) = merges.get(ids[i], ids[i + 1]) {
@@ -212,7 +214,7 @@ fn merge_loop<Q: Queue>(
         merged.clear();
         for &pos in step.iter() {
             let s = syms[pos as usize];
-            if !s.alive || s.next == NONE {
+            if s.prev == DEAD || s.next == NONE {
                 continue;
             }
             let right = syms[s.next as usize];
@@ -223,7 +225,7 @@ fn merge_loop<Q: Queue>(
                     if right.next != NONE {
                         syms[right.next as usize].prev = pos;
                     }
-                    syms[s.next as usize].alive = false;
+                    syms[s.next as usize].prev = DEAD;
                     merged.push(pos);
                 }
                 _ => {}

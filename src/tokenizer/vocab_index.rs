@@ -145,6 +145,8 @@ impl Clone for Entry {
 pub(crate) struct VocabIndex {
     short: HashMap<ShortKey, Entry, Seeded>,
     long: HashMap<Box<[u8]>, Entry, Seeded>,
+    /// The longest indexed token's length (longer pieces are not hashed at all).
+    max_len: usize,
 }
 
 impl VocabIndex {
@@ -160,6 +162,7 @@ impl VocabIndex {
             } else {
                 index.long.entry(b.into()).or_insert(entry);
             }
+            index.max_len = index.max_len.max(b.len());
         }
         index
     }
@@ -169,8 +172,10 @@ impl VocabIndex {
     pub(crate) fn find(&self, piece: &[u8]) -> Option<&Entry> {
         if piece.len() <= SHORT {
             self.short.get(&ShortKey::new(piece))
-        } else {
+        } else if piece.len() <= self.max_len {
             self.long.get(piece)
+        } else {
+            None
         }
     }
 }
