@@ -10,8 +10,9 @@
 //! 4. the merge loop ([`bpe::bpe`]), whose result then goes into the cache.
 //!
 //! The cache keys borrow from the text (no allocation per piece) and it is bounded: at
-//! [`CACHE_MAX_ENTRIES`] pieces it is emptied and refilled.
+//! [`CACHE_MAX_ENTRIES`] pieces or [`CACHE_MAX_IDS`] ids it is emptied and refilled.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use rayon::prelude::*;
@@ -26,8 +27,10 @@ use super::Tokenizer;
 
 /// Pieces longer than this are not cached (long pieces seldom repeat).
 pub(crate) const CACHE_MAX_PIECE: usize = 64;
-/// The cache is emptied when it holds this many pieces: at most ~2.5 MB (map and ids).
+/// The cache is emptied when it holds this many pieces (the map is then about 1.6 MB)...
 pub(crate) const CACHE_MAX_ENTRIES: usize = 1 << 15;
+/// ... or this many ids (1 MB).
+pub(crate) const CACHE_MAX_IDS: usize = 1 << 18;
 /// `encode_parallel` cuts texts into chunks of about this many bytes or more.
 pub(crate) const MIN_PARALLEL_CHUNK: usize = 256 * 1024;
 
@@ -85,7 +88,7 @@ impl Tokenizer {
             entry.set_whole(st.buf[..] == [entry.id]);
         }
         if cacheable {
-            if st.cache.len() >= CACHE_MAX_ENTRIES {
+            if st.cache.len() >= CACHE_MAX_ENTRIES || st.cache_ids.len() >= CACHE_MAX_IDS {
                 st.cache.clear();
                 st.cache_ids.clear();
             }
@@ -115,6 +118,15 @@ impl Tokenizer {
         }
     }
 
+    /// `text` with the prefix space when `add_prefix_space` asks for it.
+    pub(crate) fn with_prefix<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if self.options.add_prefix_space {
+            Cow::Owned(format!(" {text}"))
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+
     /// The parts of `text` (prefix space added) to encode: ordinary text and added tokens.
     pub(crate) fn segments<'a>(&self, text: &'a str) -> Vec<Segment<'a>> {
         if self.options.split_special_tokens || self.added.is_empty() {
@@ -134,15 +146,9 @@ impl Tokenizer {
     /// encoded in parallel and the ids concatenated. Texts too short to cut, or a pool of one
     /// thread, are encoded on the calling thread.
     pub fn encode_parallel_chunks(&self, text: &str, chunk_bytes: usize) -> Vec<u32> {
-        let prefixed;
-        let text = if self.options.add_prefix_space {
-            prefixed = format!(" {text}");
-            prefixed.as_str()
-        } else {
-            text
-        };
+        let text = self.with_prefix(text);
         let mut work = Vec::new();
-        for seg in self.segments(text) {
+        for seg in self.segments(&text) {
             match seg {
                 Segment::Text(t) => {
                     let mut start = 0;
@@ -155,7 +161,7 @@ impl Tokenizer {
                 added => work.push(added),
             }
         }
-        // One state (and so one cache) per worker, kept across the chunks it takes.
+        // One state (and so one cache) per rayon job, kept across the chunks of that job.
         let parts: Vec<Vec<u32>> = if rayon::current_num_threads() > 1 && work.len() > 1 {
             work.par_iter().map_init(EncodeState::default, |st, seg| self.encode_segment(seg, st)).collect()
         } else {

@@ -368,16 +368,10 @@ impl Tokenizer {
 
     /// Token ids for `text`, as `GPT2Tokenizer.encode(text)` (no bos/eos added).
     pub fn encode(&self, text: &str) -> Vec<u32> {
-        let prefixed;
-        let text = if self.options.add_prefix_space {
-            prefixed = format!(" {text}");
-            prefixed.as_str()
-        } else {
-            text
-        };
+        let text = self.with_prefix(text);
         let mut out = Vec::with_capacity(text.len() / 3 + 1);
         let mut st = EncodeState::default();
-        for seg in self.segments(text) {
+        for seg in self.segments(&text) {
             match seg {
                 Segment::Text(t) => self.encode_ordinary(t, &mut st, &mut out),
                 Segment::Added(id) => out.push(id),

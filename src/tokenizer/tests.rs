@@ -1,6 +1,6 @@
 //! Tests with the real GPT-2 files (expected ids from transformers' GPT2Tokenizer 4.46).
 
-use super::encode::{CACHE_MAX_ENTRIES, CACHE_MAX_PIECE};
+use super::encode::{CACHE_MAX_ENTRIES, CACHE_MAX_IDS, CACHE_MAX_PIECE};
 use super::*;
 use std::path::PathBuf;
 
@@ -262,8 +262,8 @@ fn a_token_that_merges_do_not_rebuild_is_no_shortcut() {
     assert_eq!(t.vocab_index.find(b"ab").unwrap().is_whole(), Some(true));
 }
 
-/// xorshift64 words: `n` distinct-looking pieces " xxxx" of 5–8 random lowercase letters.
-fn random_words(n: usize, mut seed: u64) -> String {
+/// xorshift64 words: `n` pieces of a space and `len.0 + (0..len.1)` letters from `alphabet`.
+fn random_words(n: usize, mut seed: u64, len: (u64, u64), alphabet: &[u8]) -> String {
     let mut next = || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -273,9 +273,8 @@ fn random_words(n: usize, mut seed: u64) -> String {
     let mut text = String::new();
     for _ in 0..n {
         text.push(' ');
-        let len = 5 + next() % 4;
-        for _ in 0..len {
-            text.push(char::from(b'a' + (next() % 26) as u8));
+        for _ in 0..len.0 + next() % len.1 {
+            text.push(char::from(alphabet[(next() % alphabet.len() as u64) as usize]));
         }
     }
     text
@@ -286,10 +285,18 @@ fn the_cache_never_changes_results() {
     let t = gpt2();
     // More distinct non-token pieces than the cache holds, each twice (so that some are
     // cached hits, some evicted and merged again), then a long piece and a repeat of all.
-    let words = random_words(CACHE_MAX_ENTRIES + 5_000, 7);
+    let lower = b"abcdefghijklmnopqrstuvwxyz";
+    let words = random_words(CACHE_MAX_ENTRIES + 5_000, 7, (5, 4), lower);
     let long = "q".repeat(CACHE_MAX_PIECE + 1);
     let text = format!("{words}{words} {long} {long}{words}");
     assert_eq!(t.encode(&text), encode_by_merges(&t, &text));
+    // Pieces of many tokens each, so that the ids fill up before the piece count does.
+    let mixed_case = b"aBcDeFgHiJkLmNoPqRsTuVwXyZQZXJ";
+    let words = random_words(CACHE_MAX_IDS / 12, 11, (30, 34), mixed_case);
+    let text = format!("{words}{words}");
+    let ids = t.encode(&text);
+    assert!(ids.len() > 2 * CACHE_MAX_IDS, "{} ids", ids.len());
+    assert_eq!(ids, encode_by_merges(&t, &text));
     let mixed = "It's 2024: naïve café, 日本語テキスト, Привет мир! \t\n  x = f(y)  \r\n{\"k\": [1, 2]}\n";
     let text = mixed.repeat(50);
     assert_eq!(t.encode(&text), encode_by_merges(&t, &text));
