@@ -315,7 +315,8 @@ mod tests {
             for (k, &rank) in ranks.iter().enumerate() {
                 let a = tokens[rng.below(tokens.len() as u64) as usize];
                 let b = tokens[rng.below(tokens.len() as u64) as usize];
-                if merges.get(a, b).is_some() {
+                // A pair already present is sometimes given a new rank (a repeated merges.txt line).
+                if merges.get(a, b).is_some() && rng.below(2) == 0 {
                     continue;
                 }
                 let new_id = 100 + k as u32;
