@@ -77,26 +77,27 @@ trait Queue {
     fn pop_step(&mut self, step: &mut Vec<u32>) -> Option<u32>;
 }
 
-/// Binary heap of (rank, position): pops come out in rank, then position order.
+/// Binary heap of rank << 32 | position: pops come out in rank, then position order.
 #[derive(Default)]
-struct HeapQueue(BinaryHeap<Reverse<(u32, u32)>>);
+struct HeapQueue(BinaryHeap<Reverse<u64>>);
 
 impl Queue for HeapQueue {
     #[inline]
     fn push(&mut self, rank: u32, pos: u32) {
-        self.0.push(Reverse((rank, pos)));
+        self.0.push(Reverse(u64::from(rank) << 32 | u64::from(pos)));
     }
 
     fn pop_step(&mut self, step: &mut Vec<u32>) -> Option<u32> {
-        let Reverse((rank, first)) = self.0.pop()?;
+        let Reverse(first) = self.0.pop()?;
+        let rank = (first >> 32) as u32;
         step.clear();
-        step.push(first);
-        while let Some(&Reverse((r, pos))) = self.0.peek() {
-            if r != rank {
+        step.push(first as u32);
+        while let Some(&Reverse(next)) = self.0.peek() {
+            if (next >> 32) as u32 != rank {
                 break;
             }
             self.0.pop();
-            step.push(pos);
+            step.push(next as u32);
         }
         Some(rank)
     }

@@ -85,7 +85,11 @@ impl Tokenizer {
             self.push_id(id, out);
         }
         if let Some(entry) = token {
-            entry.set_whole(st.buf[..] == [entry.id]);
+            let whole = st.buf[..] == [entry.id];
+            entry.set_whole(whole);
+            if whole {
+                return; // the flag serves it from now on
+            }
         }
         if cacheable {
             if st.cache.len() >= CACHE_MAX_ENTRIES || st.cache_ids.len() >= CACHE_MAX_IDS {
