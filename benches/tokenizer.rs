@@ -5,7 +5,10 @@
 //!   concatenated in name order, as tools/tokenizer-bench/bench.py reads it for tiktoken and
 //!   transformers), one thread.
 //! * `5MB`: the corpus repeated to 5 MB, encoded on one thread and with `encode_parallel` in a
-//!   rayon pool of 1 and 2 threads.
+//!   rayon pool of 1 and 2 threads (repeated text: the piece cache does more than on 5 MB of
+//!   distinct text).
+//! * `corpus_first_call`: the first encode after loading (whole-token flags not yet known).
+//! * `file`: each corpus file alone.
 //! * `worst`: degenerate inputs (one letter, one digit, spaces, random bytes, emoji) at 100 KB
 //!   and 1 MB; linear time shows as the same MB/s at both sizes.
 //!
@@ -26,8 +29,8 @@ fn gpt2() -> Tokenizer {
     Tokenizer::from_vocab_merges(&dir.join("encoder.json"), &dir.join("vocab.bpe")).expect("GPT-2 tokenizer")
 }
 
-/// The corpus folder's regular files except `*.md`, concatenated in name order.
-fn corpus() -> String {
+/// The corpus folder's regular files except `*.md`, in name order: (file name, text).
+fn corpus_files() -> Vec<(String, String)> {
     let dir = root().join("benches/data/tokenizer-corpus");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .expect("benches/data/tokenizer-corpus")
@@ -35,7 +38,15 @@ fn corpus() -> String {
         .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "md"))
         .collect();
     names.sort();
-    names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+    names
+        .iter()
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(p).unwrap()))
+        .collect()
+}
+
+/// The corpus: its files concatenated.
+fn corpus() -> String {
+    corpus_files().into_iter().map(|(_, text)| text).collect()
 }
 
 fn corpus_bench(c: &mut Criterion) {
@@ -55,6 +66,18 @@ fn corpus_bench(c: &mut Criterion) {
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
     group.throughput(Throughput::BytesDecimal(text.len() as u64));
     group.bench_function("encode", |b| b.iter_batched(gpt2, |t| t.encode(&text), BatchSize::PerIteration));
+    group.finish();
+}
+
+/// Each corpus file on its own (where the mix is fast or slow: prose, code, Japanese, ...).
+fn per_file(c: &mut Criterion) {
+    let tok = gpt2();
+    let mut group = c.benchmark_group("file");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(1));
+    for (name, text) in corpus_files() {
+        group.throughput(Throughput::BytesDecimal(text.len() as u64));
+        group.bench_function(name, |b| b.iter(|| tok.encode(&text)));
+    }
     group.finish();
 }
 
@@ -109,5 +132,5 @@ fn worst_cases(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, corpus_bench, five_mb, worst_cases);
+criterion_group!(benches, corpus_bench, five_mb, worst_cases, per_file);
 criterion_main!(benches);

@@ -14,7 +14,7 @@ load() { echo "== load average $(cut -d' ' -f1-3 /proc/loadavg) at $(date -u +%H
 echo "== $(date -u +%F), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
 nice -n 19 cargo bench --bench tokenizer --no-run >/dev/null 2>&1
 load
-nice -n 19 "$PY" tools/tokenizer-bench/bench.py
+nice -n 19 "$PY" tools/tokenizer-bench/bench.py --per-file
 load
 nice -n 19 cargo bench --bench tokenizer -- --noplot "$@" 2>&1 | grep -v -E '^Benchmarking|%|^Found|^ +[0-9]+ \(|^$'
 load
