@@ -21,3 +21,16 @@ fn commands_without_a_model_run_the_built_in_one_or_say_what_to_do() {
         assert!(err.contains("no model given: pass -m MODEL"), "{err}");
     }
 }
+
+/// The shipped model's held-out perplexity (docs/QUALITY.md): `quill score` on Revelation.
+#[test]
+fn the_built_in_model_scores_its_recorded_perplexity() {
+    assert!(quill::builtin::available(), "this build lacks models/kjv-demo.safetensors");
+    let text = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/train-demo/revelation.txt");
+    let (code, out, err) = quill(&["score", text.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ppl = v["perplexity"].as_f64().unwrap();
+    assert_eq!(v["tokens_scored"], 15030);
+    assert!((ppl / 84.7340 - 1.0).abs() < 1e-5, "perplexity {ppl}");
+}
