@@ -172,7 +172,11 @@ impl Tokenizer {
             let mut st = EncodeState::default();
             work.iter().map(|seg| self.encode_segment(seg, &mut st)).collect()
         };
-        let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        // The first part's buffer grows in place (a large one is remapped, not copied).
+        let total: usize = parts.iter().map(Vec::len).sum();
+        let mut parts = parts.into_iter();
+        let mut out = parts.next().unwrap_or_default();
+        out.reserve_exact(total - out.len());
         for part in parts {
             out.extend_from_slice(&part);
         }
