@@ -2,8 +2,9 @@
 //!
 //! Encoding: optional prefix space → split at added tokens (`<|endoftext|>`) → pre-tokenize each
 //! text part with GPT-2's pattern (`pretokenize.rs`) → map each piece's UTF-8 bytes through the
-//! byte table (`byte_map.rs`) → merge by rank (`bpe.rs`) → ids.
-//! Decoding: ids → bytes (precomputed per id) → UTF-8 with Python's `errors=` modes.
+//! byte table (`byte_map.rs`) → merge by rank (`bpe.rs`) → ids. `encode.rs` runs that loop with
+//! its shortcuts (whole-token pieces via `vocab_index.rs`, a piece cache) and in parallel.
+//! Decoding: ids → bytes (one arena, `vocab_index.rs`) → UTF-8 with Python's `errors=` modes.
 
 mod batch;
 mod bpe;

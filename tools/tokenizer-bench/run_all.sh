@@ -16,5 +16,5 @@ nice -n 19 cargo bench --bench tokenizer --no-run >/dev/null 2>&1
 load
 nice -n 19 "$PY" tools/tokenizer-bench/bench.py --per-file
 load
-nice -n 19 cargo bench --bench tokenizer -- --noplot "$@" 2>&1 | grep -v -E '^Benchmarking|%|^Found|^ +[0-9]+ \(|^$'
+nice -n 19 cargo bench --bench tokenizer -- --noplot "$@" 2>&1 | grep -v -E '^Benchmarking|%|^Found|^ +[0-9]+ \(|^$|change:|regressed|improved|No change|noise threshold|^Warning'
 load
