@@ -321,3 +321,26 @@ fn pieces_are_unchanged_by_cutting_at_safe_points() {
         }
     }
 }
+
+#[test]
+fn decode_bytes_of_every_id() {
+    // Every id alone and all ids in a row (short tokens are block copies, long ones are not).
+    let t = gpt2();
+    let ids: Vec<u32> = (0..t.vocab_size() as u32).collect();
+    let mut want = Vec::new();
+    for &id in &ids {
+        let token = t.id_to_token(id).unwrap();
+        let mut bytes = Vec::new();
+        if id == 50256 {
+            bytes.extend_from_slice(token.as_bytes());
+        } else {
+            byte_map::token_to_bytes(token, &mut bytes);
+        }
+        assert_eq!(t.decode_bytes(&[id]).unwrap(), bytes, "id {id}");
+        want.extend_from_slice(&bytes);
+    }
+    assert_eq!(t.decode_bytes(&ids).unwrap(), want);
+    let longest = ids.iter().map(|&id| t.token_bytes(id).unwrap().len()).max().unwrap();
+    assert!(longest > 16, "{longest}");
+    assert!(t.decode_bytes(&[5, 50257, 6]).is_err());
+}
