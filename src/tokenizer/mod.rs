@@ -30,7 +30,7 @@ pub use stream::StreamDecoder;
 use bpe::{Merges, NO_TOKEN};
 use encode::EncodeState;
 use load::{AddedSpec, Parts};
-use special::{AddedToken, AddedTokens, Segment};
+use special::{AddedToken, AddedTokens};
 use vocab_index::{TokenBytes, VocabIndex};
 
 /// What to do with bytes that are not valid UTF-8 when decoding (Python's `errors=`).
@@ -370,15 +370,7 @@ impl Tokenizer {
     /// Token ids for `text`, as `GPT2Tokenizer.encode(text)` (no bos/eos added).
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let text = self.with_prefix(text);
-        let mut out = Vec::with_capacity(text.len() / 3 + 1);
-        let mut st = EncodeState::default();
-        for seg in self.segments(&text) {
-            match seg {
-                Segment::Text(t) => self.encode_ordinary(t, &mut st, &mut out),
-                Segment::Added(id) => out.push(id),
-            }
-        }
-        out
+        self.encode_segments(&self.segments(&text), &mut EncodeState::default())
     }
 
     /// The bytes token `id` stands for.

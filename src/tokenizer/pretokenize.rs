@@ -324,17 +324,9 @@ pub(crate) fn is_safe_split(text: &str, p: usize) -> bool {
     }
 }
 
-/// Split points (increasing byte offsets, each [`is_safe_split`]) that cut `text` into chunks
-/// of at least `chunk` bytes (the last one may be shorter); empty when there is no safe point
-/// `chunk` bytes or more into the text.
-pub(crate) fn split_points(text: &str, chunk: usize) -> Vec<usize> {
-    let mut points = Vec::new();
-    let mut from = chunk.max(1);
-    while let Some(p) = (from..text.len()).find(|&p| is_safe_split(text, p)) {
-        points.push(p);
-        from = p + chunk.max(1);
-    }
-    points
+/// The first [`is_safe_split`] point at or after `from`.
+pub(crate) fn next_safe_split(text: &str, from: usize) -> Option<usize> {
+    (from.max(1)..text.len()).find(|&p| is_safe_split(text, p))
 }
 
 #[cfg(test)]

@@ -39,6 +39,12 @@ impl AddedTokens {
         self.tokens.is_empty()
     }
 
+    /// Whether cutting a text at a whitespace character cannot change how it splits: no token
+    /// holds whitespace (so none spans the cut) and none strips whitespace next to it.
+    pub(crate) fn cut_at_whitespace_is_safe(&self) -> bool {
+        self.tokens.iter().all(|t| !t.lstrip && !t.rstrip && !t.content.contains(char::is_whitespace))
+    }
+
     pub(crate) fn get(&self, content: &str) -> Option<&AddedToken> {
         self.tokens.iter().find(|t| t.content == content)
     }

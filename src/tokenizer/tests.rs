@@ -1,6 +1,7 @@
 //! Tests with the real GPT-2 files (expected ids from transformers' GPT2Tokenizer 4.46).
 
 use super::encode::{CACHE_MAX_ENTRIES, CACHE_MAX_IDS, CACHE_MAX_PIECE};
+use super::special::Segment;
 use super::*;
 use std::path::PathBuf;
 
@@ -311,10 +312,10 @@ fn pieces_are_unchanged_by_cutting_at_safe_points() {
     ];
     for text in texts {
         let whole: Vec<&str> = pretokenize::pieces(text).collect();
-        let points = pretokenize::split_points(text, 1);
+        let points: Vec<usize> = (0..text.len()).filter(|&p| pretokenize::is_safe_split(text, p)).collect();
         assert!(!points.is_empty());
+        assert_eq!(pretokenize::next_safe_split(text, 0), Some(points[0]));
         for p in points {
-            assert!(pretokenize::is_safe_split(text, p));
             let mut cut: Vec<&str> = pretokenize::pieces(&text[..p]).collect();
             cut.extend(pretokenize::pieces(&text[p..]));
             assert_eq!(cut, whole, "cut at {p} of {text:?}");
@@ -343,4 +344,29 @@ fn decode_bytes_of_every_id() {
     let longest = ids.iter().map(|&id| t.token_bytes(id).unwrap().len()).max().unwrap();
     assert!(longest > 16, "{longest}");
     assert!(t.decode_bytes(&[5, 50257, 6]).is_err());
+}
+
+#[test]
+fn parallel_encode_with_added_tokens_that_hold_or_strip_whitespace() {
+    // Such tokens are found in the whole text before it is cut (a cut could fall inside one, or
+    // between a token and the whitespace it strips).
+    let mut t = gpt2();
+    let spec =
+        |content: &str, lstrip, rstrip| AddedSpec { content: content.into(), id: None, special: true, lstrip, rstrip };
+    t.add_token(spec("<r>", false, true), Path::new("test")).unwrap();
+    t.add_token(spec("<l>", true, false), Path::new("test")).unwrap();
+    t.add_token(spec("a b", false, false), Path::new("test")).unwrap();
+    assert!(!t.added.cut_at_whitespace_is_safe());
+    let texts = [
+        "x <r>  \n y<l>z  <l> a b c\ta b<|endoftext|> it's\n\n a  b <r>\n",
+        "<r> <r>  <l>  a b  a  b\u{3000}<l>\u{a0}end",
+    ];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for text in texts {
+        let want = t.encode(text);
+        assert_ne!(want, gpt2().encode(text));
+        for chunk in 0..text.len() + 1 {
+            assert_eq!(pool.install(|| t.encode_parallel_chunks(text, chunk)), want, "chunk {chunk} of {text:?}");
+        }
+    }
 }
