@@ -198,13 +198,16 @@ impl Tokenizer {
         chunks: &[C],
         encode: impl Fn(&C, &mut EncodeState<'a>) -> Vec<u32> + Sync,
     ) -> Vec<u32> {
-        let parts: Vec<Vec<u32>> = if rayon::current_num_threads() > 1 && chunks.len() > 1 {
+        let mut parts: Vec<Vec<u32>> = if rayon::current_num_threads() > 1 && chunks.len() > 1 {
             // One state (and so one cache) per rayon job, kept across the chunks of that job.
             chunks.par_iter().map_init(EncodeState::default, |st, c| encode(c, st)).collect()
         } else {
             let mut st = EncodeState::default();
             chunks.iter().map(|c| encode(c, &mut st)).collect()
         };
+        if parts.len() == 1 {
+            return parts.pop().unwrap_or_default();
+        }
         // Copied into place in parallel: the output's pages are first touched by both threads.
         let mut out = vec![0; parts.iter().map(Vec::len).sum()];
         let mut dst: Vec<&mut [u32]> = Vec::with_capacity(parts.len());
