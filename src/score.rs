@@ -91,6 +91,11 @@ pub fn scored_positions(windows: &[Window]) -> Vec<usize> {
 }
 
 /// `ln(sum(exp(logits)))` in f64.
+/// Negative log-likelihood, in nats, of `target` under the softmax of `logits`.
+pub fn nll(logits: &[f32], target: usize) -> f64 {
+    log_sum_exp(logits) - logits[target] as f64
+}
+
 pub fn log_sum_exp(logits: &[f32]) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     if max == f64::NEG_INFINITY || max.is_nan() {
@@ -191,7 +196,7 @@ pub fn score(
             totals.tokens_fed += chunk.len();
             for row in logits.chunks_exact(v) {
                 let target = ids[pos + 1];
-                let nll = log_sum_exp(row) - row[target as usize] as f64;
+                let nll = nll(row, target as usize);
                 totals.nll_sum += nll;
                 totals.tokens_scored += 1;
                 each(&Scored { pos: pos + 1, target, logits: row, nll })?;

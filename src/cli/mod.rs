@@ -83,7 +83,8 @@ impl ModelArg {
             None => {
                 let mut model = builtin::model()?;
                 model.set_kv_type(KV_TYPE.get().copied().unwrap_or_default());
-                Ok((model, builtin::tokenizer()?))
+                let tokenizer = quill_file::tokenizer(self.path(), model.metadata())?;
+                Ok((model, tokenizer))
             }
         }
     }

@@ -9,7 +9,7 @@
 use super::session::{ChunkExtras, ChunkInput, LogitsOut, Recorded, CHUNK};
 use super::{Model, Session};
 use crate::error::{Error, Result};
-use crate::score::log_sum_exp;
+use crate::score::nll;
 
 /// The label transformers ignores in the loss.
 pub const IGNORE_INDEX: i64 = -100;
@@ -321,8 +321,6 @@ impl Model {
                     cfg.n_positions
                 )));
             }
-        } else if past_len + seq > cfg.n_positions {
-            return Err(Error::input("forward: positions beyond n_positions"));
         }
         if let Some(types) = input.token_type_ids {
             expect_len("token_type_ids", types.len(), batch * seq, "[batch, seq]")?;
@@ -378,7 +376,7 @@ fn cross_entropy_shifted(logits: &[f32], labels: &[i64], batch: usize, seq: usiz
                 continue;
             }
             let row = &logits[(b * seq + i) * v..][..v];
-            sum += log_sum_exp(row) - row[label as usize] as f64;
+            sum += nll(row, label as usize);
             n += 1;
         }
     }

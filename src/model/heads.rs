@@ -12,7 +12,7 @@ use super::{Model, Session};
 use crate::checkpoint::TensorF32;
 use crate::config::{SummaryConfig, SummaryType};
 use crate::error::{Error, Result};
-use crate::score::log_sum_exp;
+use crate::score::nll;
 
 const WEIGHT: &str = "multiple_choice_head.summary.weight";
 const BIAS: &str = "multiple_choice_head.summary.bias";
@@ -197,7 +197,7 @@ fn cross_entropy(logits: &[f32], width: usize, labels: &[i64]) -> Result<f32> {
         if !(0..width as i64).contains(&label) {
             return Err(Error::input(format!("mc_labels: {label} is out of range 0..{width} (or -100)")));
         }
-        sum += log_sum_exp(row) - row[label as usize] as f64;
+        sum += nll(row, label as usize);
         n += 1;
     }
     Ok((sum / n as f64) as f32)
