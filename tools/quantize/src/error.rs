@@ -1,6 +1,6 @@
 //! The tool's one error type: a message for the user and which exit code it earns.
 //!
-//! Two kinds are enough: the command line asked for something that cannot work (exit code 2, as
+//! Two kinds (and Ctrl-C) are enough: the command line asked for something that cannot work (exit code 2, as
 //! clap's own usage errors), or the work failed on the files at hand (exit code 1). Both carry a
 //! finished one-line message naming the file or tensor at fault.
 
@@ -13,6 +13,9 @@ pub enum Error {
     Usage(String),
     /// Reading, checking or writing failed; exit code 1.
     Runtime(String),
+    /// Ctrl-C: stopped before finishing, nothing written; exit code 130 (128 + SIGINT), as a
+    /// shell expects of an interrupted program.
+    Interrupted,
 }
 
 impl Error {
@@ -33,6 +36,7 @@ impl Error {
         match self {
             Error::Usage(_) => 2,
             Error::Runtime(_) => 1,
+            Error::Interrupted => 130,
         }
     }
 }
@@ -41,6 +45,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(msg) | Error::Runtime(msg) => f.write_str(msg),
+            Error::Interrupted => f.write_str("interrupted (Ctrl-C): nothing was written"),
         }
     }
 }

@@ -9,6 +9,7 @@
 
 mod convert;
 mod error;
+mod interrupt;
 mod plan;
 mod source;
 mod tf;
@@ -49,6 +50,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    interrupt::install();
     if let Err(e) = run(&args) {
         let _ = writeln!(std::io::stderr(), "error: {e}");
         std::process::exit(e.exit_code());
@@ -94,6 +96,7 @@ fn run(args: &Args) -> Result<()> {
     let m = plan.items.len();
     let width = m.to_string().len();
     for (i, item) in plan.items.iter().enumerate() {
+        interrupt::check()?;
         let t = Instant::now();
         let data = src.checkpoint.tensor_f32(&item.source, &item.source_shape)?;
         let encoded = convert::encode(item, data.data());
@@ -114,6 +117,7 @@ fn run(args: &Args) -> Result<()> {
             item.note.as_deref().map(|n| format!("  {n}")).unwrap_or_default(),
         ));
     }
+    interrupt::check()?;
     out.commit(args.force)?;
 
     let (input, output) = (src.checkpoint.file_bytes(), (header.len() + plan.data_bytes()) as u64);

@@ -71,6 +71,7 @@ impl Output {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::io("cannot create", &tmp, e))?;
+        crate::interrupt::set_temp_file(Some(tmp.clone()));
         let mut out = Output {
             tmp,
             dest: dest.to_path_buf(),
@@ -129,6 +130,7 @@ impl Output {
             }
         }
         self.committed = true;
+        crate::interrupt::set_temp_file(None);
         Ok(())
     }
 }
@@ -139,6 +141,7 @@ impl Drop for Output {
         if !self.committed {
             self.file.take();
             let _ = std::fs::remove_file(&self.tmp);
+            crate::interrupt::set_temp_file(None);
         }
     }
 }

@@ -528,3 +528,62 @@ fn a_failed_write_is_an_error_and_leaves_nothing() {
     assert!(last.starts_with("error: writing ") && last.contains(".m.safetensors.tmp-"), "{stderr}");
     assert!(listing(tmp.path()).is_empty(), "{:?}", listing(tmp.path()));
 }
+
+/// Ctrl-C stops the conversion before its next tensor: exit code 130, a message, and neither OUT
+/// nor the temporary file left. The model has 300 layers (3,600 tensors), so its progress lines
+/// overflow the stderr pipe, which this test stops reading after the first: quantize is surely
+/// mid-conversion (blocked on stderr) when the signal arrives.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_and_leaves_nothing() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = data("tiny-gpt2-hub");
+    let input = tmp.path().join("deep");
+    std::fs::create_dir(&input).unwrap();
+    for f in ["vocab.json", "merges.txt"] {
+        std::fs::copy(hub.join(f), input.join(f)).unwrap();
+    }
+    let layers = 300;
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hub.join("config.json")).unwrap()).unwrap();
+    config["n_layer"] = layers.into();
+    std::fs::write(input.join("config.json"), config.to_string()).unwrap();
+    let mut tensors = read_tensors(&std::fs::read(hub.join("model.safetensors")).unwrap());
+    let layer0: Vec<(String, Raw)> =
+        tensors.iter().filter_map(|(n, t)| n.strip_prefix("h.0.").map(|rest| (rest.to_string(), t.clone()))).collect();
+    for l in 1..layers {
+        for (rest, t) in &layer0 {
+            tensors.insert(format!("h.{l}.{rest}"), t.clone());
+        }
+    }
+    write_tensors(&input.join("model.safetensors"), &tensors);
+
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let mut child = Command::new(BIN)
+        .arg(&input)
+        .arg(out_dir.join("m.safetensors"))
+        .args(["--type", "q8_0", "--threads", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with('[') {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "quantize ended before its first tensor");
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130), "{rest}");
+    let last = rest.lines().last().unwrap_or_default();
+    assert_eq!(last, "error: interrupted (Ctrl-C): nothing was written", "{rest}");
+    assert!(!rest.contains("panicked"), "{rest}");
+    assert!(listing(&out_dir).is_empty(), "{:?}", listing(&out_dir));
+}
