@@ -161,14 +161,21 @@ impl Totals {
 /// Scores `ids` with windows of `ctx` tokens moving by `stride` and calls `each` for every scored
 /// token, in order. Each window starts a fresh session; its context-only tokens (but the one
 /// before the first scored token) are fed without computing their logits, and its last token is
-/// not fed at all (only its label is needed).
+/// not fed at all (only its label is needed). `batch` caps the tokens per forward pass (default:
+/// a window's context at once, then 128 scored positions a pass): `Some(1)` runs the decode
+/// kernels, as generation does after its prompt.
 pub fn score(
     model: &Model,
     ids: &[u32],
     ctx: usize,
     stride: usize,
+    batch: Option<usize>,
     mut each: impl FnMut(&Scored) -> Result<()>,
 ) -> Result<Totals> {
+    let (context_batch, batch) = match batch {
+        Some(b) => (b.max(1), b.clamp(1, LOGITS_ROWS)),
+        None => (ctx, LOGITS_ROWS),
+    };
     let (ctx, stride) = resolve_settings(Some(ctx), Some(stride), model.config.n_positions)?;
     if ids.len() < 2 {
         return Err(Error::input(format!(
@@ -186,12 +193,12 @@ pub fn score(
         totals.windows += 1;
         // Position p's logits predict token p + 1: run begin..end-1, logits from first_scored-1.
         let from = w.first_scored - 1;
-        if from > w.begin {
-            session.feed(&ids[w.begin..from])?;
-            totals.tokens_fed += from - w.begin;
+        for chunk in ids[w.begin..from].chunks(context_batch) {
+            session.feed(chunk)?;
+            totals.tokens_fed += chunk.len();
         }
         let mut pos = from;
-        for chunk in ids[from..w.end - 1].chunks(LOGITS_ROWS) {
+        for chunk in ids[from..w.end - 1].chunks(batch) {
             session.feed_all_logits(chunk, &mut logits)?;
             totals.tokens_fed += chunk.len();
             for row in logits.chunks_exact(v) {

@@ -293,6 +293,7 @@ fn more_broken_inputs_name_the_problem() {
     expect(&["generate", "-m", m, "hi", "--num-beams", "2", "--do-sample"], 2, &["beam"]);
     let empty = tempfile::NamedTempFile::new().unwrap();
     expect(&["score", "-m", m, empty.path().to_str().unwrap()], 1, &["empty"]);
+    expect(&["score", "-m", m, empty.path().to_str().unwrap(), "--batch", "0"], 2, &["--batch"]);
 }
 
 /// A full disk: stdout or an output file on /dev/full is an error naming it, exit code 1.

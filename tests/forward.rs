@@ -8,7 +8,6 @@ mod common;
 use std::path::PathBuf;
 
 use quill::model::{ForwardInput, ForwardOutput, HeadMask, Model, MultipleChoiceHead};
-use quill_kernels::Level;
 use serde_json::Value;
 
 const TOL: f32 = 2e-4;
@@ -183,7 +182,7 @@ fn forward_matches_transformers_on_every_case() {
     let g = goldens();
     let cases = g["cases"].as_array().unwrap();
     assert!(cases.len() >= 30);
-    for level in Level::available() {
+    for level in common::float_levels() {
         for case in cases {
             let mut model = load(case["model"].as_str().unwrap());
             model.set_kernels(quill_kernels::select(Some(level.name())).unwrap());

@@ -5,7 +5,6 @@ mod common;
 use common::{check_prompt_logits, data_dir, golden, max_abs_diff, read_f32, u32s};
 use quill::generate::{greedy, GenerateOptions};
 use quill::Model;
-use quill_kernels::Level;
 
 const TOL: f32 = 2e-4;
 const FIXTURES: &[&str] = &["tiny-gpt2-hub", "tiny-gpt2-saved"];
@@ -14,7 +13,7 @@ const FIXTURES: &[&str] = &["tiny-gpt2-hub", "tiny-gpt2-saved"];
 fn models() -> Vec<(String, Model, serde_json::Value)> {
     let mut out = Vec::new();
     for name in FIXTURES {
-        for level in Level::available() {
+        for level in common::float_levels() {
             let mut model = Model::load_dir(&data_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             model.set_kernels(quill_kernels::select(Some(level.name())).unwrap());
             out.push((format!("{name} [{}]", level.name()), model, golden(&format!("{name}.json"))));

@@ -11,14 +11,13 @@ use common::{
 use quill::config::AttentionKind;
 use quill::generate::{greedy, GenerateOptions};
 use quill::Model;
-use quill_kernels::Level;
 
 const TOL: f32 = 2e-4;
 const NAME: &str = "tiny-gpt-neo";
 
 /// The fixture once per kernel level this CPU supports.
 fn models() -> Vec<(String, Model)> {
-    Level::available()
+    common::float_levels()
         .into_iter()
         .map(|level| {
             let mut model = Model::load_dir(&data_dir().join(NAME)).unwrap_or_else(|e| panic!("{NAME}: {e}"));

@@ -195,12 +195,20 @@ fn broken_quill_files_are_clear_errors() {
 }
 
 /// Mean KL divergence from the f32 model, top-1 agreement, and the largest f32 logit gap between
-/// the two models' choices where they disagree, over every position of `ids`.
-fn quality(base: &Model, model: &Model, ids: &[u32]) -> (f64, f64, f32) {
+/// the two models' choices where they disagree, over every position of `ids`: fed at once (the
+/// prompt kernels) or, with `decode`, one token at a time (the decode kernels).
+fn quality(base: &Model, model: &Model, ids: &[u32], decode: bool) -> (f64, f64, f32) {
     let v = base.config.vocab_size;
     let (mut a, mut b) = (Vec::new(), Vec::new());
     base.session(None).unwrap().feed_all_logits(ids, &mut a).unwrap();
-    model.session(None).unwrap().feed_all_logits(ids, &mut b).unwrap();
+    if decode {
+        let mut session = model.session(None).unwrap();
+        for &id in ids {
+            b.extend_from_slice(session.feed(&[id]).unwrap());
+        }
+    } else {
+        model.session(None).unwrap().feed_all_logits(ids, &mut b).unwrap();
+    }
     let (mut kl, mut agree, mut gap) = (0.0, 0, 0.0f32);
     for (x, y) in a.chunks_exact(v).zip(b.chunks_exact(v)) {
         kl += quill::score::kl_divergence(&log_softmax(x), &log_softmax(y));
@@ -215,8 +223,13 @@ fn quality(base: &Model, model: &Model, ids: &[u32]) -> (f64, f64, f32) {
 /// The quantization issue's quality bounds, on the committed GPT-2 fixture: f16 top-1 agreement
 /// ≥ 99.9% and mean KL ≤ 1e-5; q8_0 mean KL ≤ 2e-3. The fixture's random weights leave near
 /// ties among 50257 logits, so q8_0 flips 1–2 of its 64 choices (the 99% top-1 target is
-/// measured on the 124M shape, docs/QUALITY.md); a flip is only allowed at a near tie: the f32
+/// measured on the demo model, docs/QUALITY.md); a flip is only allowed at a near tie: the f32
 /// logits of the two choices within 0.15 (the logits here have a std of a few units).
+///
+/// Decoding (one token at a time) on a level that quantizes the activations of q8_0 matmuls
+/// (avx512vnni) adds their rounding: on this fixture, whose rows of 32 are a single block each,
+/// the mean KL is 2.2e-3 (the trained demo model: 2.7e-5) and a flip's gap 0.23, so that case
+/// is held to 2.5e-3 and 0.3.
 #[test]
 fn f16_and_q8_0_stay_within_the_quality_bounds() {
     let base = Model::load(&common::hub()).unwrap();
@@ -225,16 +238,22 @@ fn f16_and_q8_0_stay_within_the_quality_bounds() {
     let ids = tokenizer.encode(&text);
     let ids = &ids[..base.config.n_positions.min(ids.len())];
     let mut failed = Vec::new();
+    let int_decode = quill_kernels::kernels().unwrap().level().quantizes_q8_activations();
     for (kind, max_kl, min_top1) in [("f16", 1e-5, 0.999), ("q8_0", 2e-3, 0.95), ("q8_0-head-f16", 2e-3, 0.95)] {
         let (_t, file) = make(kind);
-        let (kl, top1, gap) = quality(&base, &Model::load(&file).unwrap(), ids);
-        println!(
-            "{kind}: mean KL {kl:.3e}, top-1 agreement {:.2}% over {} positions, largest gap at a flip {gap:.4}",
-            top1 * 100.0,
-            ids.len()
-        );
-        if kl > max_kl || top1 < min_top1 || gap > 0.15 {
-            failed.push(format!("{kind}: mean KL {kl:e}, top-1 {top1}, gap {gap}"));
+        let model = Model::load(&file).unwrap();
+        for decode in [false, true] {
+            let (max_kl, max_gap) = if decode && int_decode && kind != "f16" { (2.5e-3, 0.3) } else { (max_kl, 0.15) };
+            let (kl, top1, gap) = quality(&base, &model, ids, decode);
+            let path = if decode { "decode" } else { "prompt" };
+            println!(
+                "{kind} {path}: mean KL {kl:.3e}, top-1 agreement {:.2}% over {} positions, largest gap at a flip {gap:.4}",
+                top1 * 100.0,
+                ids.len()
+            );
+            if kl > max_kl || top1 < min_top1 || gap > max_gap {
+                failed.push(format!("{kind} {path}: mean KL {kl:e}, top-1 {top1}, gap {gap}"));
+            }
         }
     }
     assert!(failed.is_empty(), "{failed:?}");

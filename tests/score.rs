@@ -38,7 +38,7 @@ fn loss_matches_transformers_strided_recipe() {
         let tokenizer = Tokenizer::from_model_dir(&data_dir().join(name)).unwrap();
         let ids = tokenizer.encode(&text);
         assert_eq!(ids, u32s(&g["ids"]), "{name}: token ids differ from transformers'");
-        for level in Level::available() {
+        for level in common::float_levels() {
             let model = model(name, Some(level));
             for run in g["runs"].as_array().unwrap() {
                 let opt = |k: &str| run[k].as_u64().map(|v| v as usize);
@@ -60,7 +60,7 @@ fn loss_matches_transformers_strided_recipe() {
                 assert_eq!(windows, want, "{tag}: windows");
 
                 let mut seen = Vec::new();
-                let totals = score::score(&model, &ids, ctx, stride, |s| {
+                let totals = score::score(&model, &ids, ctx, stride, None, |s| {
                     seen.push(s.pos);
                     assert_eq!(s.target, ids[s.pos]);
                     Ok(())
@@ -105,7 +105,7 @@ fn without_overlap_the_loss_is_the_plain_mean_over_the_windows() {
         let model = model(name, None);
         let ids = Tokenizer::from_model_dir(&data_dir().join(name)).unwrap().encode(&text);
         for ctx in [16, 32, 41] {
-            let totals = score::score(&model, &ids, ctx, ctx, |_| Ok(())).unwrap();
+            let totals = score::score(&model, &ids, ctx, ctx, None, |_| Ok(())).unwrap();
             let nlls: Vec<f64> = ids.chunks(ctx).flat_map(|w| window_nlls(&model, w)).collect();
             let mean = nlls.iter().sum::<f64>() / nlls.len() as f64;
             assert_eq!(totals.tokens_scored, nlls.len(), "{name} ctx {ctx}");
@@ -123,7 +123,7 @@ fn with_overlap_each_token_gets_the_nll_of_its_window() {
     let (ctx, stride) = (24, 10);
     let windows = score::windows(ids.len(), ctx, stride);
     let mut got = Vec::new();
-    score::score(&model, &ids, ctx, stride, |s| {
+    score::score(&model, &ids, ctx, stride, None, |s| {
         got.push((s.pos, s.nll));
         Ok(())
     })
@@ -172,4 +172,33 @@ fn log_probability_file_round_trips_and_rejects_damage() {
     std::fs::write(&path, b"hello").unwrap();
     let err = LogProbReader::open(&path).err().unwrap().to_string();
     assert!(err.contains("not a quill log-probability file"), "{err}");
+}
+
+/// Any batch size scores the same tokens with the same NLLs (to float tolerance: one token per
+/// pass runs the decode kernels, more the prompt kernels).
+#[test]
+fn every_batch_size_scores_the_same() {
+    let model = model("tiny-gpt2-hub", None);
+    let ids: Vec<u32> =
+        Tokenizer::from_model_dir(&data_dir().join("tiny-gpt2-hub")).unwrap().encode(&text())[..120].to_vec();
+    let (ctx, stride) = (40, 15);
+    let run = |batch| {
+        let mut got = Vec::new();
+        let totals = score::score(&model, &ids, ctx, stride, batch, |s| {
+            got.push((s.pos, s.nll));
+            Ok(())
+        })
+        .unwrap();
+        (got, totals.tokens_fed)
+    };
+    let (want, fed) = run(None);
+    for batch in [Some(1), Some(3), Some(1000)] {
+        let (got, got_fed) = run(batch);
+        assert_eq!(got_fed, fed, "batch {batch:?}: tokens fed");
+        assert_eq!(got.len(), want.len(), "batch {batch:?}");
+        for ((p, a), (q, b)) in got.iter().zip(&want) {
+            assert_eq!(p, q);
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "batch {batch:?}, token {p}: {a} vs {b}");
+        }
+    }
 }

@@ -15,18 +15,22 @@ pub enum Level {
     Avx2,
     /// x86_64 AVX-512 F + BW (with AVX2 + FMA + F16C).
     Avx512,
+    /// [`Level::Avx512`] plus VNNI: decoding with q8_0 weights quantizes the activations per
+    /// block of 32 and multiplies bytes (`vpdpbusd`) instead of widening the weights to f32.
+    Avx512Vnni,
     /// aarch64 Advanced SIMD.
     Neon,
 }
 
 impl Level {
-    pub const ALL: [Level; 4] = [Level::Scalar, Level::Avx2, Level::Avx512, Level::Neon];
+    pub const ALL: [Level; 5] = [Level::Scalar, Level::Avx2, Level::Avx512, Level::Avx512Vnni, Level::Neon];
 
     pub fn name(self) -> &'static str {
         match self {
             Level::Scalar => "scalar",
             Level::Avx2 => "avx2",
             Level::Avx512 => "avx512",
+            Level::Avx512Vnni => "avx512vnni",
             Level::Neon => "neon",
         }
     }
@@ -55,11 +59,19 @@ impl Level {
                     && std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512bw")
             }
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512Vnni => Level::Avx512.supported() && std::arch::is_x86_feature_detected!("avx512vnni"),
             #[cfg(target_arch = "aarch64")]
             Level::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[allow(unreachable_patterns)]
             _ => false,
         }
+    }
+
+    /// Whether a single row times q8_0 weights quantizes the row to int8 per block (integer
+    /// dots) rather than widening the weights to f32 (exact).
+    pub fn quantizes_q8_activations(self) -> bool {
+        self == Level::Avx512Vnni
     }
 
     /// Every level this CPU supports, lowest first.
@@ -133,7 +145,7 @@ pub fn select(requested: Option<&str>) -> Result<&'static Kernels, LevelError> {
         None => *available.last().expect("scalar is always available"),
         Some(name) => {
             let level = Level::parse(name).ok_or_else(|| {
-                LevelError(format!("unknown kernel level '{name}' (expected scalar, avx2, avx512 or neon)"))
+                LevelError(format!("unknown kernel level '{name}' (expected scalar, avx2, avx512, avx512vnni or neon)"))
             })?;
             if !available.contains(&level) {
                 return Err(LevelError(format!(
@@ -145,7 +157,7 @@ pub fn select(requested: Option<&str>) -> Result<&'static Kernels, LevelError> {
             level
         }
     };
-    static TABLES: [OnceLock<Kernels>; 4] = [const { OnceLock::new() }; 4];
+    static TABLES: [OnceLock<Kernels>; Level::ALL.len()] = [const { OnceLock::new() }; Level::ALL.len()];
     let slot = Level::ALL.iter().position(|&l| l == level).expect("every level is in ALL");
     Ok(TABLES[slot].get_or_init(|| Kernels::for_supported_level(level)))
 }
@@ -228,6 +240,8 @@ impl Kernels {
             Level::Avx2 => isa::avx2::FNS,
             #[cfg(target_arch = "x86_64")]
             Level::Avx512 => isa::avx512::FNS,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512Vnni => isa::avx512vnni::FNS,
             #[cfg(target_arch = "aarch64")]
             Level::Neon => isa::neon::FNS,
             _ => isa::scalar::FNS,

@@ -1,17 +1,18 @@
 //! Kernel tables per ISA: the generic `ops` instantiated inside `#[target_feature]` functions.
 //! A table is only handed out by `dispatch::select` after the CPU was seen to have its features.
 
-/// Instantiates every op for one vector type; `$mr × $nv` is the GEMM micro-kernel's register
-/// block (rows × vectors), sized to the ISA's register file.
+/// Instantiates every op for one vector type; `$q8` is how a single row meets q8_0 weights;
+/// `$mr × $nv` is the GEMM micro-kernel's register block (rows × vectors), sized to the ISA's
+/// register file.
 macro_rules! isa_table {
-    ($name:ident, $features:literal, $simd:ty, $mr:literal, $nv:literal) => {
+    ($name:ident, $features:literal, $simd:ty, $q8:ty, $mr:literal, $nv:literal) => {
         pub(crate) mod $name {
             use crate::dispatch::Fns;
             use crate::{ops, Activation, AttentionHead, Weight};
 
             #[target_feature(enable = $features)]
             unsafe fn matmul_cols(x: &[f32], w: Weight, bias: Option<&[f32]>, out: *mut f32, n0: usize, n1: usize) {
-                ops::matmul::matmul_cols::<$simd, $mr, $nv>(x, w, bias, out, n0, n1)
+                ops::matmul::matmul_cols::<$simd, $q8, $mr, $nv>(x, w, bias, out, n0, n1)
             }
 
             #[target_feature(enable = $features)]
@@ -45,11 +46,21 @@ macro_rules! isa_table {
 }
 
 #[cfg(target_arch = "x86_64")]
-isa_table!(avx2, "avx2,fma,f16c", crate::simd::x86::Avx2, 6, 2);
+isa_table!(avx2, "avx2,fma,f16c", crate::simd::x86::Avx2, ops::matmul::WidenWeights, 6, 2);
 #[cfg(target_arch = "x86_64")]
-isa_table!(avx512, "avx512f,avx512bw,avx2,fma,f16c", crate::simd::x86::Avx512, 8, 2);
+isa_table!(avx512, "avx512f,avx512bw,avx2,fma,f16c", crate::simd::x86::Avx512, ops::matmul::WidenWeights, 8, 2);
+// The same kernels, but a q8_0 GEMV on integer dots (activations quantized per block).
+#[cfg(target_arch = "x86_64")]
+isa_table!(
+    avx512vnni,
+    "avx512f,avx512bw,avx512vnni,avx2,fma,f16c",
+    crate::simd::x86::Avx512,
+    ops::q8_vnni::VnniDots,
+    8,
+    2
+);
 #[cfg(target_arch = "aarch64")]
-isa_table!(neon, "neon", crate::simd::neon::Neon, 6, 4);
+isa_table!(neon, "neon", crate::simd::neon::Neon, ops::matmul::WidenWeights, 6, 4);
 
 /// The scalar reference, behind the same table shape.
 pub(crate) mod scalar {

@@ -37,6 +37,10 @@ pub(crate) struct ScoreArgs {
     /// and top-1 agreement.
     #[arg(long, value_name = "FILE")]
     kl_base: Option<PathBuf>,
+    /// Tokens per forward pass (default: whole windows). 1 feeds one token at a time, as
+    /// generation does after its prompt: it measures the decode kernels (e.g. q8_0 integer dots).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    batch: Option<u32>,
 }
 
 pub(crate) fn run(args: &ScoreArgs) -> Result<()> {
@@ -91,7 +95,7 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<()> {
     let mut progress = Progress::new(positions.len());
 
     let start = Instant::now();
-    let totals = score::score(&model, &ids, ctx, stride, |s| {
+    let totals = score::score(&model, &ids, ctx, stride, args.batch.map(|b| b as usize), |s| {
         if save.is_some() || base.is_some() {
             score::log_softmax(s.logits, &mut logprobs);
             if let Some(w) = save.as_mut() {

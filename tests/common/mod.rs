@@ -8,6 +8,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The kernel levels this CPU supports, for tests of f32 and f16 models: `avx512vnni` runs
+/// exactly `avx512`'s kernels on those (it differs only where one row meets q8_0 weights), so it
+/// is left out rather than run twice.
+pub fn float_levels() -> Vec<quill_kernels::Level> {
+    quill_kernels::Level::available().into_iter().filter(|l| !l.quantizes_q8_activations()).collect()
+}
+
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }

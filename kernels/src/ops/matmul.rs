@@ -32,7 +32,7 @@ thread_local! {
 /// The CPU supports `S`; `out` is valid for writes of `M × N` floats; no other thread writes
 /// columns `n0..n1` of it meanwhile.
 #[inline(always)]
-pub(crate) unsafe fn matmul_cols<S: Simd, const MR: usize, const NV: usize>(
+pub(crate) unsafe fn matmul_cols<S: Simd, D: Q8Decode, const MR: usize, const NV: usize>(
     x: &[f32],
     w: Weight,
     bias: Option<&[f32]>,
@@ -43,7 +43,7 @@ pub(crate) unsafe fn matmul_cols<S: Simd, const MR: usize, const NV: usize>(
     match w.data {
         WeightData::F32(d) => matmul_typed::<S, f32, MR, NV>(x, d, w, bias, out, n0, n1),
         WeightData::F16(d) => matmul_typed::<S, half::f16, MR, NV>(x, d, w, bias, out, n0, n1),
-        WeightData::Q8_0 { q, scales } => matmul_q8::<S, MR, NV>(x, q, scales, w, bias, out, n0, n1),
+        WeightData::Q8_0 { q, scales } => matmul_q8::<S, D, MR, NV>(x, q, scales, w, bias, out, n0, n1),
     }
 }
 
@@ -59,11 +59,31 @@ unsafe fn init_out(m: usize, n: usize, bias: Option<&[f32]>, out: *mut f32, n0: 
     }
 }
 
-/// q8_0 weights `(N, K)`: the q8_0 GEMV for a single row (decode); for more rows the out-in
-/// GEMM, with weight rows dequantized to f32 as they are packed.
+/// How a single row (decode) meets q8_0 weights: the level's choice, measured in
+/// docs/PERFORMANCE.md ("q8_0 decode: widen or integer dots").
+pub(crate) trait Q8Decode {
+    /// `out[j] += x · W[j, :]` for `j` in `n0..n1`.
+    ///
+    /// # Safety
+    /// As [`matmul_cols`], and the CPU has what the implementation needs.
+    unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize);
+}
+
+/// Weights widened to f32, activations kept f32: exact with respect to the stored weights.
+pub(crate) struct WidenWeights;
+
+impl Q8Decode for WidenWeights {
+    #[inline(always)]
+    unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
+        gemv_q8::<S>(x, w, out, n0, n1)
+    }
+}
+
+/// q8_0 weights `(N, K)`: the level's q8_0 GEMV for a single row (decode); for more rows the
+/// out-in GEMM, with weight rows dequantized to f32 as they are packed.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn matmul_q8<S: Simd, const MR: usize, const NV: usize>(
+unsafe fn matmul_q8<S: Simd, D: Q8Decode, const MR: usize, const NV: usize>(
     x: &[f32],
     q: &[i8],
     scales: &[f16],
@@ -79,7 +99,7 @@ unsafe fn matmul_q8<S: Simd, const MR: usize, const NV: usize>(
     let rows = Q8Rows { q: q.as_ptr(), scales: scales.as_ptr(), k };
     if m < GEMM_MIN_ROWS {
         for i in 0..m {
-            gemv_q8::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
+            D::gemv::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
         }
     } else {
         gemm_out_in::<S, Q8Rows, MR, NV>(x, m, rows, w, out, n0, n1);
@@ -427,10 +447,10 @@ impl<E: Elem> OutInRows for PlainRows<E> {
 
 /// q8_0 rows of `k` int8 values and `k / 32` f16 scales.
 #[derive(Clone, Copy)]
-struct Q8Rows {
-    q: *const i8,
-    scales: *const f16,
-    k: usize,
+pub(crate) struct Q8Rows {
+    pub(crate) q: *const i8,
+    pub(crate) scales: *const f16,
+    pub(crate) k: usize,
 }
 
 impl OutInRows for Q8Rows {
