@@ -60,7 +60,11 @@ impl Level {
                     && std::arch::is_x86_feature_detected!("avx512bw")
             }
             #[cfg(target_arch = "x86_64")]
-            Level::Avx512Vnni => Level::Avx512.supported() && std::arch::is_x86_feature_detected!("avx512vnni"),
+            Level::Avx512Vnni => {
+                Level::Avx512.supported()
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
             #[cfg(target_arch = "aarch64")]
             Level::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[allow(unreachable_patterns)]
@@ -100,7 +104,7 @@ pub fn cpu_features() -> Vec<&'static str> {
         macro_rules! probe {
             ($($f:tt),*) => { $( if std::arch::is_x86_feature_detected!($f) { found.push($f); } )* };
         }
-        probe!("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vnni");
+        probe!("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512vnni");
     }
     #[cfg(target_arch = "aarch64")]
     {

@@ -53,7 +53,7 @@ isa_table!(avx512, "avx512f,avx512bw,avx2,fma,f16c", crate::simd::x86::Avx512, o
 #[cfg(target_arch = "x86_64")]
 isa_table!(
     avx512vnni,
-    "avx512f,avx512bw,avx512vnni,avx2,fma,f16c",
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
     crate::simd::x86::Avx512,
     ops::q8_vnni::VnniDots,
     8,

@@ -400,7 +400,7 @@ fn q8_0_matmul_matches_the_dequantized_weights() {
 }
 
 /// One row times q8_0 weights by the integer-dot definition: x quantized per block of 32 (scale
-/// max|x| / 127, values rounded to the nearest step), each block's integer dot product times
+/// max|x| / 127, values rounded to the nearest step, ties to even), each block's integer dot product times
 /// both scales, summed in f64. Rows past the first are ignored (the kernels use it for M = 1).
 fn q8_int_dots_reference(x: &[f32], q: &[i8], d: &[f16], k: usize, bias: &[f32]) -> Vec<f32> {
     let n = bias.len();
@@ -410,7 +410,7 @@ fn q8_int_dots_reference(x: &[f32], q: &[i8], d: &[f16], k: usize, bias: &[f32])
         let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         xd[b] = amax / 127.0;
         for (i, &v) in block.iter().enumerate() {
-            xq[b * Q8_BLOCK + i] = if amax > 0.0 { (v * (127.0 / amax)).round() as i32 } else { 0 };
+            xq[b * Q8_BLOCK + i] = if amax > 0.0 { (v * (127.0 / amax)).round_ties_even() as i32 } else { 0 };
         }
     }
     (0..n)
@@ -450,6 +450,27 @@ fn q8_0_integer_dots_stay_within_the_activation_rounding() {
             })
             .sum();
         assert!((got as f64 - exact).abs() <= bound * 1.001 + 1e-6, "row {j}: {got} vs {exact} (bound {bound})");
+    }
+}
+
+/// A NaN or infinity in the row makes the outputs NaN on every level, integer dots included
+/// (the model then reports the layer it came from).
+#[test]
+fn q8_0_matmul_propagates_non_finite_activations() {
+    let mut rng = Rng(0x99);
+    let (k, n) = (96, 5);
+    let w = rng.vec(n * k);
+    let (mut q, mut d) = (vec![0i8; n * k], vec![f16::ZERO; n * k / Q8_BLOCK]);
+    quantize_q8_0(&w, &mut q, &mut d);
+    let weight = Weight { data: WeightData::Q8_0 { q: &q, scales: &d }, k, n, layout: Layout::OutIn };
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut x = rng.vec(k);
+        x[40] = bad;
+        for kernels in levels() {
+            let mut got = vec![0.0f32; n];
+            kernels.matmul(&x, weight, None, &mut got);
+            assert!(got.iter().all(|v| !v.is_finite()), "{:?} with {bad} in x: {got:?}", kernels.level());
+        }
     }
 }
 

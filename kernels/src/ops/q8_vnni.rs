@@ -50,24 +50,40 @@ pub(crate) struct QuantizedRow {
 }
 
 impl QuantizedRow {
-    /// `x` (a whole number of blocks) in q8 blocks.
-    pub(crate) fn quantize(&mut self, x: &[f32]) {
+    /// `x` (a whole number of blocks) in q8 blocks: scale max |x| / 127, each |x| / scale rounded
+    /// to the nearest integer (ties to even).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, BW and VL.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn quantize(&mut self, x: &[f32]) {
         let blocks = x.len() / Q8_BLOCK;
         self.abs.resize(x.len(), 0);
         self.negative.clear();
         self.negative.resize(x.len().div_ceil(64), 0);
         self.d.resize(blocks, 0.0);
-        for (b, block) in x.chunks_exact(Q8_BLOCK).enumerate() {
-            let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            self.d[b] = amax / 127.0;
-            let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
-            for (i, &v) in block.iter().enumerate() {
-                let at = b * Q8_BLOCK + i;
-                self.abs[at] = (v.abs() * inv).round().min(127.0) as u8;
-                if v < 0.0 {
-                    self.negative[at / 64] |= 1 << (at % 64);
-                }
+        let sign = _mm512_set1_epi32(i32::MIN);
+        for b in 0..blocks {
+            let at = b * Q8_BLOCK;
+            let (lo, hi) = (_mm512_loadu_ps(x.as_ptr().add(at)), _mm512_loadu_ps(x.as_ptr().add(at + 16)));
+            let (alo, ahi) = (_mm512_abs_ps(lo), _mm512_abs_ps(hi));
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(alo, ahi));
+            // A NaN or infinity would vanish in the bytes (max drops NaN, 0 · inf is NaN): the
+            // block's scale becomes NaN instead, so the output is NaN as with f32 activations.
+            let finite = _mm512_reduce_add_ps(_mm512_add_ps(alo, ahi)).is_finite();
+            self.d[b] = if finite { amax / 127.0 } else { f32::NAN };
+            let inv = _mm512_set1_ps(if finite && amax > 0.0 { 127.0 / amax } else { 0.0 });
+            for (half, a) in [alo, ahi].into_iter().enumerate() {
+                let q =
+                    _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(a, inv));
+                // 0..=127 (|x| · 127 / max |x| ≤ 127), narrowed to bytes.
+                let bytes = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(q));
+                _mm_storeu_si128(self.abs.as_mut_ptr().add(at + 16 * half) as *mut __m128i, bytes);
             }
+            // The sign bits of the 32 values.
+            let neg_lo = _mm512_test_epi32_mask(_mm512_castps_si512(lo), sign) as u64;
+            let neg_hi = _mm512_test_epi32_mask(_mm512_castps_si512(hi), sign) as u64;
+            self.negative[at / 64] |= (neg_lo | neg_hi << 16) << (at % 64);
         }
     }
 }
@@ -75,9 +91,9 @@ impl QuantizedRow {
 /// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W q8_0 `(N, K)` (`q`, `scales`), x quantized.
 ///
 /// # Safety
-/// The CPU has AVX-512 F, BW and VNNI; `q` holds N × K bytes and `scales` N × K / 32 values;
+/// The CPU has AVX-512 F, BW, VL and VNNI; `q` holds N × K bytes and `scales` N × K / 32 values;
 /// `out` is valid for writes at `n0..n1`; `x` was quantized from K values.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) unsafe fn gemv_q8_vnni(
     x: &QuantizedRow,
     q: *const i8,
