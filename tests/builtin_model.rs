@@ -22,7 +22,8 @@ fn commands_without_a_model_run_the_built_in_one_or_say_what_to_do() {
     }
 }
 
-/// The shipped model's held-out perplexity (docs/QUALITY.md): `quill score` on Revelation.
+/// The shipped model's held-out perplexity (docs/QUALITY.md): `quill score` on Revelation;
+/// 84.7367 on a level that quantizes q8_0 activations (avx512vnni), 84.7340 on the others.
 #[test]
 fn the_built_in_model_scores_its_recorded_perplexity() {
     assert!(quill::builtin::available(), "this build lacks models/kjv-demo.safetensors");
@@ -32,5 +33,8 @@ fn the_built_in_model_scores_its_recorded_perplexity() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let ppl = v["perplexity"].as_f64().unwrap();
     assert_eq!(v["tokens_scored"], 15030);
-    assert!((ppl / 84.7340 - 1.0).abs() < 1e-5, "perplexity {ppl}");
+    // `quill` runs with the best level (the test helper clears QUILL_KERNELS).
+    let best = *quill_kernels::Level::available().last().unwrap();
+    let want = if best.quantizes_q8_activations() { 84.7367 } else { 84.7340 };
+    assert!((ppl / want - 1.0).abs() < 1e-5, "perplexity {ppl}, want {want}");
 }

@@ -367,7 +367,9 @@ fn quantize_q8_0_rounds_to_the_nearest_step_of_the_block_scale() {
 #[test]
 fn q8_0_matmul_matches_the_dequantized_weights() {
     let mut rng = Rng(0x51);
-    for (m, k, n) in [(1, 32, 1), (1, 64, 7), (1, 800, 67), (2, 96, 33), (5, 8256, 9), (130, 320, 70), (1, 768, 2304)] {
+    for (m, k, n) in
+        [(1, 32, 1), (1, 64, 7), (1, 800, 67), (2, 96, 33), (5, 8256, 9), (130, 320, 70), (17, 64, 16), (1, 768, 2304)]
+    {
         let x = rng.vec(m * k);
         let w = rng.vec(n * k);
         let bias = rng.vec(n);
@@ -388,8 +390,8 @@ fn q8_0_matmul_matches_the_dequantized_weights() {
         assert_close(&format!("scalar q8_0 {m}x{k}x{n}"), &reference, &exact, tol);
         let int_dots = q8_int_dots_reference(&x, &q, &d, k, &bias);
         for kernels in levels() {
-            // A single row on the avx512vnni level is quantized to int8 blocks: its own oracle.
-            let want = if m == 1 && kernels.level().quantizes_q8_activations() { &int_dots } else { &exact };
+            // The avx512vnni level quantizes the rows to int8 blocks: its own oracle.
+            let want = if kernels.level().quantizes_q8_activations() { &int_dots } else { &exact };
             with_thread_counts(|threads| {
                 let mut got = vec![f32::NAN; m * n];
                 kernels.matmul(&x, weight, Some(&bias), &mut got);
@@ -399,22 +401,23 @@ fn q8_0_matmul_matches_the_dequantized_weights() {
     }
 }
 
-/// One row times q8_0 weights by the integer-dot definition: x quantized per block of 32 (scale
-/// max|x| / 127, values rounded to the nearest step, ties to even), each block's integer dot product times
-/// both scales, summed in f64. Rows past the first are ignored (the kernels use it for M = 1).
+/// Rows of x times q8_0 weights by the integer-dot definition: each row quantized per block of
+/// 32 (scale max|x| / 127, values rounded to the nearest step, ties to even), each block's
+/// integer dot product times both scales, summed in f64, plus the bias.
 fn q8_int_dots_reference(x: &[f32], q: &[i8], d: &[f16], k: usize, bias: &[f32]) -> Vec<f32> {
     let n = bias.len();
     let blocks = k / Q8_BLOCK;
-    let (mut xq, mut xd) = (vec![0i32; k], vec![0.0f32; blocks]);
-    for (b, block) in x[..k].chunks_exact(Q8_BLOCK).enumerate() {
-        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        xd[b] = amax / 127.0;
-        for (i, &v) in block.iter().enumerate() {
-            xq[b * Q8_BLOCK + i] = if amax > 0.0 { (v * (127.0 / amax)).round_ties_even() as i32 } else { 0 };
+    let mut out = Vec::with_capacity(x.len() / k * n);
+    for row in x.chunks_exact(k) {
+        let (mut xq, mut xd) = (vec![0i32; k], vec![0.0f32; blocks]);
+        for (b, block) in row.chunks_exact(Q8_BLOCK).enumerate() {
+            let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            xd[b] = amax / 127.0;
+            for (i, &v) in block.iter().enumerate() {
+                xq[b * Q8_BLOCK + i] = if amax > 0.0 { (v * (127.0 / amax)).round_ties_even() as i32 } else { 0 };
+            }
         }
-    }
-    (0..n)
-        .map(|j| {
+        out.extend((0..n).map(|j| {
             let s: f64 = (0..blocks)
                 .map(|b| {
                     let dot: i32 =
@@ -423,8 +426,9 @@ fn q8_int_dots_reference(x: &[f32], q: &[i8], d: &[f16], k: usize, bias: &[f32])
                 })
                 .sum();
             (s + bias[j] as f64) as f32
-        })
-        .collect()
+        }));
+    }
+    out
 }
 
 /// The integer dots stay within what quantizing the activations can cost: per element half a
@@ -439,7 +443,7 @@ fn q8_0_integer_dots_stay_within_the_activation_rounding() {
     let (mut q, mut d) = (vec![0i8; n * k], vec![f16::ZERO; n * k / Q8_BLOCK]);
     quantize_q8_0(&w, &mut q, &mut d);
     let data = WeightData::Q8_0 { q: &q, scales: &d };
-    let got = q8_int_dots_reference(&x, &q, &d, k, &vec![0.0; n]);
+    let got = q8_int_dots_reference(&x, &q, &d, k, &[0.0; 64]);
     for (j, &got) in got.iter().enumerate() {
         let exact: f64 = (0..k).map(|i| x[i] as f64 * data.get(j * k + i) as f64).sum();
         let bound: f64 = (0..k)

@@ -32,7 +32,7 @@ thread_local! {
 /// The CPU supports `S`; `out` is valid for writes of `M × N` floats; no other thread writes
 /// columns `n0..n1` of it meanwhile.
 #[inline(always)]
-pub(crate) unsafe fn matmul_cols<S: Simd, D: Q8Decode, const MR: usize, const NV: usize>(
+pub(crate) unsafe fn matmul_cols<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
     x: &[f32],
     w: Weight,
     bias: Option<&[f32]>,
@@ -59,31 +59,58 @@ unsafe fn init_out(m: usize, n: usize, bias: Option<&[f32]>, out: *mut f32, n0: 
     }
 }
 
-/// How a single row (decode) meets q8_0 weights: the level's choice, measured in
-/// docs/PERFORMANCE.md ("q8_0 decode: widen or integer dots").
-pub(crate) trait Q8Decode {
-    /// `out[j] += x · W[j, :]` for `j` in `n0..n1`.
+/// How activations meet q8_0 weights: the level's choice, measured in docs/PERFORMANCE.md
+/// ("q8_0 decode: widen or integer dots").
+pub(crate) trait Q8Matmul {
+    /// `out[j] += x · W[j, :]` for `j` in `n0..n1`: one row (decode).
     ///
     /// # Safety
     /// As [`matmul_cols`], and the CPU has what the implementation needs.
     unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize);
+
+    /// Columns `n0..n1` of `out[M, N] += x · Wᵀ`: several rows (a prompt).
+    ///
+    /// # Safety
+    /// As [`matmul_cols`], and the CPU has what the implementation needs.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm<S: Simd, const MR: usize, const NV: usize>(
+        x: &[f32],
+        m: usize,
+        rows: Q8Rows,
+        shape: Weight,
+        out: *mut f32,
+        n0: usize,
+        n1: usize,
+    );
 }
 
 /// Weights widened to f32, activations kept f32: exact with respect to the stored weights.
 pub(crate) struct WidenWeights;
 
-impl Q8Decode for WidenWeights {
+impl Q8Matmul for WidenWeights {
     #[inline(always)]
     unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
         gemv_q8::<S>(x, w, out, n0, n1)
     }
+
+    #[inline(always)]
+    unsafe fn gemm<S: Simd, const MR: usize, const NV: usize>(
+        x: &[f32],
+        m: usize,
+        rows: Q8Rows,
+        shape: Weight,
+        out: *mut f32,
+        n0: usize,
+        n1: usize,
+    ) {
+        gemm_out_in::<S, Q8Rows, MR, NV>(x, m, rows, shape, out, n0, n1)
+    }
 }
 
-/// q8_0 weights `(N, K)`: the level's q8_0 GEMV for a single row (decode); for more rows the
-/// out-in GEMM, with weight rows dequantized to f32 as they are packed.
+/// q8_0 weights `(N, K)`: the level's q8_0 GEMV for a single row (decode), its GEMM for more.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn matmul_q8<S: Simd, D: Q8Decode, const MR: usize, const NV: usize>(
+unsafe fn matmul_q8<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
     x: &[f32],
     q: &[i8],
     scales: &[f16],
@@ -102,7 +129,7 @@ unsafe fn matmul_q8<S: Simd, D: Q8Decode, const MR: usize, const NV: usize>(
             D::gemv::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
         }
     } else {
-        gemm_out_in::<S, Q8Rows, MR, NV>(x, m, rows, w, out, n0, n1);
+        D::gemm::<S, MR, NV>(x, m, rows, w, out, n0, n1);
     }
 }
 

@@ -1,21 +1,24 @@
-//! The q8_0 GEMV with integer dot products on AVX-512 VNNI: the activations are quantized per
-//! block of 32 like the weights (f32 scale), and `vpdpbusd` multiplies 64 byte pairs (two blocks)
-//! per instruction, where widening the weights to f32 takes twelve instructions for as many.
+//! q8_0 matmuls with integer dot products on AVX-512 VNNI: the activations are quantized per
+//! block of 32 like the weights (f32 scale), and `vpdpbusd` multiplies 64 byte pairs per
+//! instruction, where widening the weights to f32 takes twelve instructions for as many.
 //!
-//! `vpdpbusd` multiplies unsigned by signed bytes: x's magnitudes are the unsigned operand and
-//! x's signs move onto the weights (negated where x < 0; q8_0 weights lie in -127..=127, so
-//! negation never overflows). Each 32-bit lane then holds the sum of four products; lanes 0–7
-//! belong to the pair's first block, 8–15 to its second, and are scaled by those blocks'
-//! `d_w · d_x` before they join the f32 accumulator.
+//! `vpdpbusd` multiplies unsigned by signed bytes. The GEMV (one row) makes x's magnitudes the
+//! unsigned operand and moves x's signs onto the weights (negated where x < 0; q8_0 weights lie
+//! in -127..=127, so negation never overflows); each 32-bit lane then holds the sum of four
+//! products, lanes 0–7 of a pair's first block and 8–15 of its second, scaled by those blocks'
+//! `d_w · d_x` before they join the f32 accumulator. The GEMM (several rows) keeps sixteen rows
+//! of x in the lanes, offset by 128 to make them unsigned, and broadcasts four weight bytes per
+//! step straight from the mapped file; the offset adds `128 · Σ w` per block, subtracted at the
+//! block's end.
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use half::f16;
 
-use super::matmul::{Q8Decode, Q8Rows};
+use super::matmul::{Q8Matmul, Q8Rows};
 use crate::simd::Simd;
-use crate::Q8_BLOCK;
+use crate::{Weight, Q8_BLOCK};
 
 /// Activations quantized per block, integer dots with `vpdpbusd` (the `avx512vnni` level).
 pub(crate) struct VnniDots;
@@ -23,9 +26,11 @@ pub(crate) struct VnniDots;
 thread_local! {
     /// The calling thread's quantized row, reused between calls.
     static ROW: RefCell<QuantizedRow> = RefCell::new(QuantizedRow::default());
+    /// The calling thread's quantized rows for the GEMM, reused between calls.
+    static PANELS: RefCell<QuantizedPanels> = RefCell::new(QuantizedPanels::default());
 }
 
-impl Q8Decode for VnniDots {
+impl Q8Matmul for VnniDots {
     /// Each thread quantizes the row itself: K values, against the `(n1 - n0) × K` weights it
     /// then reads.
     #[inline(always)]
@@ -36,6 +41,47 @@ impl Q8Decode for VnniDots {
             gemv_q8_vnni(&row, w.q, w.scales, w.k, out, n0, n1)
         })
     }
+
+    /// Each thread quantizes the M rows itself (M × K values, against M × K × (n1 - n0) products).
+    #[inline(always)]
+    unsafe fn gemm<S: Simd, const MR: usize, const NV: usize>(
+        x: &[f32],
+        m: usize,
+        rows: Q8Rows,
+        shape: Weight,
+        out: *mut f32,
+        n0: usize,
+        n1: usize,
+    ) {
+        PANELS.with(|panels| {
+            let mut panels = panels.borrow_mut();
+            panels.quantize(x, m, rows.k);
+            gemm_q8_vnni(&panels, m, rows, shape.n, out, n0, n1)
+        })
+    }
+}
+
+/// One block of 32 values quantized: the rounded values `x / d` (signed, as two vectors of 16
+/// i32) and the scale `d = max |x| / 127`. A block holding NaN or infinity gets a NaN scale, so
+/// the outputs it touches are NaN as they would be with f32 activations (max drops NaN and
+/// 0 · inf is NaN: the bytes alone would hide it).
+///
+/// # Safety
+/// The CPU has AVX-512 F; `x` is valid for reading 32 floats.
+#[inline(always)]
+unsafe fn quantize_block(x: *const f32) -> (__m512i, __m512i, f32) {
+    let (lo, hi) = (_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(16)));
+    let (alo, ahi) = (_mm512_abs_ps(lo), _mm512_abs_ps(hi));
+    let amax = _mm512_reduce_max_ps(_mm512_max_ps(alo, ahi));
+    let finite = _mm512_reduce_add_ps(_mm512_add_ps(alo, ahi)).is_finite();
+    let d = if finite { amax / 127.0 } else { f32::NAN };
+    let inv = _mm512_set1_ps(if finite && amax > 0.0 { 127.0 / amax } else { 0.0 });
+    let round = |v: __m512| {
+        _mm512_cvtps_epi32(_mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+            v, inv,
+        )))
+    };
+    (round(lo), round(hi), d)
 }
 
 /// One row of activations in q8 blocks: magnitudes, signs, scales.
@@ -50,8 +96,7 @@ pub(crate) struct QuantizedRow {
 }
 
 impl QuantizedRow {
-    /// `x` (a whole number of blocks) in q8 blocks: scale max |x| / 127, each |x| / scale rounded
-    /// to the nearest integer (ties to even).
+    /// `x` (a whole number of blocks) in q8 blocks (see [`quantize_block`]).
     ///
     /// # Safety
     /// The CPU has AVX-512 F, BW and VL.
@@ -62,28 +107,123 @@ impl QuantizedRow {
         self.negative.clear();
         self.negative.resize(x.len().div_ceil(64), 0);
         self.d.resize(blocks, 0.0);
-        let sign = _mm512_set1_epi32(i32::MIN);
         for b in 0..blocks {
             let at = b * Q8_BLOCK;
-            let (lo, hi) = (_mm512_loadu_ps(x.as_ptr().add(at)), _mm512_loadu_ps(x.as_ptr().add(at + 16)));
-            let (alo, ahi) = (_mm512_abs_ps(lo), _mm512_abs_ps(hi));
-            let amax = _mm512_reduce_max_ps(_mm512_max_ps(alo, ahi));
-            // A NaN or infinity would vanish in the bytes (max drops NaN, 0 · inf is NaN): the
-            // block's scale becomes NaN instead, so the output is NaN as with f32 activations.
-            let finite = _mm512_reduce_add_ps(_mm512_add_ps(alo, ahi)).is_finite();
-            self.d[b] = if finite { amax / 127.0 } else { f32::NAN };
-            let inv = _mm512_set1_ps(if finite && amax > 0.0 { 127.0 / amax } else { 0.0 });
-            for (half, a) in [alo, ahi].into_iter().enumerate() {
-                let q =
-                    _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(a, inv));
-                // 0..=127 (|x| · 127 / max |x| ≤ 127), narrowed to bytes.
-                let bytes = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(q));
+            let (lo, hi, d) = quantize_block(x.as_ptr().add(at));
+            self.d[b] = d;
+            let mut signs = 0u64;
+            for (half, q) in [lo, hi].into_iter().enumerate() {
+                let bytes = _mm512_cvtepi32_epi8(_mm512_abs_epi32(q));
                 _mm_storeu_si128(self.abs.as_mut_ptr().add(at + 16 * half) as *mut __m128i, bytes);
+                signs |= (_mm512_cmplt_epi32_mask(q, _mm512_setzero_si512()) as u64) << (16 * half);
             }
-            // The sign bits of the 32 values.
-            let neg_lo = _mm512_test_epi32_mask(_mm512_castps_si512(lo), sign) as u64;
-            let neg_hi = _mm512_test_epi32_mask(_mm512_castps_si512(hi), sign) as u64;
-            self.negative[at / 64] |= (neg_lo | neg_hi << 16) << (at % 64);
+            self.negative[at / 64] |= signs << (at % 64);
+        }
+    }
+}
+
+/// Rows of x quantized for the GEMM, in panels of [`PANEL`] rows: panel p holds rows
+/// `16p..16p+16` as `[K / 4][16][4]` bytes (`q + 128`, so unsigned; rows past M are 128, i.e.
+/// zero) and their scales as `[blocks][16]` (0 past M).
+#[derive(Default)]
+pub(crate) struct QuantizedPanels {
+    bytes: Vec<u8>,
+    d: Vec<f32>,
+}
+
+/// Rows of x per GEMM panel: one per lane of an AVX-512 vector.
+const PANEL: usize = 16;
+
+impl QuantizedPanels {
+    /// # Safety
+    /// The CPU has AVX-512 F, BW and VL; `x` holds `m × k` values, `k` a multiple of 32.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn quantize(&mut self, x: &[f32], m: usize, k: usize) {
+        let (blocks, panels) = (k / Q8_BLOCK, m.div_ceil(PANEL));
+        self.bytes.clear();
+        self.bytes.resize(panels * k * PANEL, 0x80);
+        self.d.clear();
+        self.d.resize(panels * blocks * PANEL, 0.0);
+        let mut block_bytes = [0u8; Q8_BLOCK];
+        for t in 0..m {
+            let (p, lane) = (t / PANEL, t % PANEL);
+            let panel = self.bytes.as_mut_ptr().add(p * k * PANEL);
+            for b in 0..blocks {
+                let (lo, hi, d) = quantize_block(x.as_ptr().add(t * k + b * Q8_BLOCK));
+                self.d[(p * blocks + b) * PANEL + lane] = d;
+                let offset = _mm_set1_epi8(-128);
+                for (half, q) in [lo, hi].into_iter().enumerate() {
+                    let bytes = _mm_xor_si128(_mm512_cvtepi32_epi8(q), offset);
+                    _mm_storeu_si128(block_bytes.as_mut_ptr().add(16 * half) as *mut __m128i, bytes);
+                }
+                // Four consecutive k of this row per 64-byte step of the panel.
+                for (quad, four) in block_bytes.chunks_exact(4).enumerate() {
+                    let step = (b * Q8_BLOCK / 4 + quad) * 4 * PANEL;
+                    std::ptr::copy_nonoverlapping(four.as_ptr(), panel.add(step + 4 * lane), 4);
+                }
+            }
+        }
+    }
+}
+
+/// Weight rows per GEMM tile: each broadcast of x's panel feeds this many `vpdpbusd`.
+const GEMM_ROWS: usize = 8;
+
+/// Columns `n0..n1` of `out[M, N] += x · Wᵀ`, W q8_0 `(N, K)`, x quantized in panels.
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW, VL and VNNI; W holds N × K bytes and N × K / 32 scales; `out` is
+/// valid for M × N floats, columns `n0..n1` of it written by no other thread meanwhile; `x`
+/// holds `m` rows quantized from K values each.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemm_q8_vnni(x: &QuantizedPanels, m: usize, w: Q8Rows, n: usize, out: *mut f32, n0: usize, n1: usize) {
+    let k = w.k;
+    let blocks = k / Q8_BLOCK;
+    // Per tile row and block: its scale and the offset's contribution, 128 · Σ w.
+    let mut wd = vec![0.0f32; GEMM_ROWS * blocks];
+    let mut wc = vec![0.0f32; GEMM_ROWS * blocks];
+    let mut tile = [[0.0f32; PANEL]; GEMM_ROWS];
+    for j0 in (n0..n1).step_by(GEMM_ROWS) {
+        let jr = GEMM_ROWS.min(n1 - j0);
+        // A short last tile repeats its first row (results not stored): one code path.
+        let row_of = |r: usize| j0 + if r < jr { r } else { 0 };
+        for r in 0..GEMM_ROWS {
+            let j = row_of(r);
+            for b in 0..blocks {
+                wd[r * blocks + b] = (*w.scales.add(j * blocks + b)).to_f32();
+                let q = std::slice::from_raw_parts(w.q.add(j * k + b * Q8_BLOCK), Q8_BLOCK);
+                wc[r * blocks + b] = 128.0 * q.iter().map(|&v| v as i32).sum::<i32>() as f32;
+            }
+        }
+        let rows: [*const i8; GEMM_ROWS] = std::array::from_fn(|r| w.q.add(row_of(r) * k));
+        for p in 0..m.div_ceil(PANEL) {
+            let panel = x.bytes.as_ptr().add(p * k * PANEL);
+            let mut acc = [_mm512_setzero_ps(); GEMM_ROWS];
+            for b in 0..blocks {
+                let mut dots = [_mm512_setzero_si512(); GEMM_ROWS];
+                for quad in 0..Q8_BLOCK / 4 {
+                    let kk = b * Q8_BLOCK + 4 * quad;
+                    let xv = _mm512_loadu_si512(panel.add(kk * PANEL) as *const _);
+                    for (dot, row) in dots.iter_mut().zip(rows) {
+                        let wv = _mm512_set1_epi32((row.add(kk) as *const i32).read_unaligned());
+                        *dot = _mm512_dpbusd_epi32(*dot, xv, wv);
+                    }
+                }
+                let xd = _mm512_loadu_ps(x.d.as_ptr().add((p * blocks + b) * PANEL));
+                for (r, (a, dot)) in acc.iter_mut().zip(dots).enumerate() {
+                    let exact = _mm512_sub_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(wc[r * blocks + b]));
+                    *a = _mm512_fmadd_ps(exact, _mm512_mul_ps(xd, _mm512_set1_ps(wd[r * blocks + b])), *a);
+                }
+            }
+            for (t, a) in tile.iter_mut().zip(acc) {
+                _mm512_storeu_ps(t.as_mut_ptr(), a);
+            }
+            for lane in 0..PANEL.min(m - p * PANEL) {
+                let o = out.add((p * PANEL + lane) * n + j0);
+                for (r, t) in tile.iter().enumerate().take(jr) {
+                    *o.add(r) += t[lane];
+                }
+            }
         }
     }
 }
