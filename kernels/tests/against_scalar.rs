@@ -155,6 +155,10 @@ fn attention_matches_scalar() {
         (4, 64, 30, 7, None),
         (2, 12, 20, 6, Some(8)),
         (3, 17, 0, 13, Some(4)),
+        // Head sizes of 1, 2, 4 and 8 vectors keep the rows in registers (odd counts of visible
+        // positions leave one for the tail).
+        (1, 32, 5, 4, None),
+        (2, 128, 40, 3, Some(20)),
     ] {
         let t = first_pos + m;
         let cap = t + 3;

@@ -16,8 +16,95 @@ pub(crate) unsafe fn attention_head<S: Simd>(h: &AttentionHead, scores: &mut [f3
     }
 }
 
+/// Head sizes of 1, 2, 4 or 8 vectors (GPT-2's and GPT-Neo's 64 and 128 on every ISA but
+/// NEON's 128) keep the query and the output row in registers; others take the general loop.
 #[inline(always)]
 unsafe fn attend<S: Simd, E: Elem>(
+    h: &AttentionHead,
+    keys: &[E],
+    values: &[E],
+    scores: &mut [f32],
+    out: *mut f32,
+    stride: usize,
+) {
+    if h.d.is_multiple_of(S::LANES) {
+        match h.d / S::LANES {
+            1 => return attend_in_registers::<S, E, 1>(h, keys, values, scores, out, stride),
+            2 => return attend_in_registers::<S, E, 2>(h, keys, values, scores, out, stride),
+            4 => return attend_in_registers::<S, E, 4>(h, keys, values, scores, out, stride),
+            8 => return attend_in_registers::<S, E, 8>(h, keys, values, scores, out, stride),
+            _ => {}
+        }
+    }
+    attend_any::<S, E>(h, keys, values, scores, out, stride)
+}
+
+/// [`attend_any`] for D = V vectors. Scores: the query stays in registers and each key row
+/// is prefetched a few rows ahead. Output: two sets of V accumulators (even and odd
+/// positions) stay in registers across all positions, where [`axpy`] would load and store the
+/// output row once per position (a store-to-load chain per key).
+#[inline(always)]
+unsafe fn attend_in_registers<S: Simd, E: Elem, const V: usize>(
+    h: &AttentionHead,
+    keys: &[E],
+    values: &[E],
+    scores: &mut [f32],
+    out: *mut f32,
+    stride: usize,
+) {
+    const AHEAD: usize = 4;
+    let d = h.d;
+    let (pk, pv) = (keys.as_ptr(), values.as_ptr());
+    for i in 0..h.n_queries {
+        let pq = h.q[i * h.q_stride..][..d].as_ptr();
+        let q: [S; V] = std::array::from_fn(|v| S::load(pq.add(v * S::LANES)));
+        let (row, start, pos) = h.scores_row(scores, i);
+        let visible = &mut row[start..=pos];
+        for (s, j) in visible.iter_mut().zip(start..=pos) {
+            let next = pk.wrapping_add(h.row(j + AHEAD));
+            for line in 0..(d * std::mem::size_of::<E>()).div_ceil(64) {
+                S::prefetch(next.cast::<u8>().wrapping_add(64 * line));
+            }
+            let k = pk.add(h.row(j));
+            let mut acc = S::zero();
+            for (v, qv) in q.iter().enumerate() {
+                acc = E::load::<S>(k.add(v * S::LANES)).mul_add(*qv, acc);
+            }
+            *s = acc.hsum() * h.scale;
+        }
+        h.add_key_bias(visible, start);
+        softmax::<S>(visible);
+        h.finish_probs(row, start, pos);
+        let visible = &row[start..=pos];
+        let (mut even, mut odd) = ([S::zero(); V], [S::zero(); V]);
+        let mut pairs = visible.chunks_exact(2);
+        let mut j = start;
+        for pair in &mut pairs {
+            let (v0, v1) = (pv.add(h.row(j)), pv.add(h.row(j + 1)));
+            let (p0, p1) = (S::splat(pair[0]), S::splat(pair[1]));
+            for v in 0..V {
+                even[v] = E::load::<S>(v0.add(v * S::LANES)).mul_add(p0, even[v]);
+                odd[v] = E::load::<S>(v1.add(v * S::LANES)).mul_add(p1, odd[v]);
+            }
+            j += 2;
+        }
+        if let [p] = pairs.remainder() {
+            let (v0, p0) = (pv.add(h.row(j)), S::splat(*p));
+            for (v, e) in even.iter_mut().enumerate() {
+                *e = E::load::<S>(v0.add(v * S::LANES)).mul_add(p0, *e);
+            }
+        }
+        let o = out.add(i * stride);
+        for v in 0..V {
+            even[v].add(odd[v]).store(o.add(v * S::LANES));
+        }
+    }
+}
+
+/// Any head size: a dot product per visible position, softmax, then the probabilities times
+/// the values.
+#[inline(always)]
+unsafe fn attend_any<S: Simd, E: Elem>(
     h: &AttentionHead,
     keys: &[E],
     values: &[E],
