@@ -58,9 +58,7 @@ unsafe fn attend_in_registers<S: Simd, E: Elem, const V: usize>(
     for i in 0..h.n_queries {
         let pq = h.q[i * h.q_stride..][..d].as_ptr();
         let q: [S; V] = std::array::from_fn(|v| S::load(pq.add(v * S::LANES)));
-        let (row, start, pos) = h.scores_row(scores, i);
-        let visible = &mut row[start..=pos];
-        for (s, j) in visible.iter_mut().zip(start..=pos) {
+        let (visible, start) = probabilities::<S>(h, scores, i, |j| {
             let next = pk.wrapping_add(h.row(j + AHEAD));
             for line in 0..(d * std::mem::size_of::<E>()).div_ceil(64) {
                 S::prefetch(next.cast::<u8>().wrapping_add(64 * line));
@@ -70,12 +68,8 @@ unsafe fn attend_in_registers<S: Simd, E: Elem, const V: usize>(
             for (v, qv) in q.iter().enumerate() {
                 acc = E::load::<S>(k.add(v * S::LANES)).mul_add(*qv, acc);
             }
-            *s = acc.hsum() * h.scale;
-        }
-        h.add_key_bias(visible, start);
-        softmax::<S>(visible);
-        h.finish_probs(row, start, pos);
-        let visible = &row[start..=pos];
+            acc.hsum()
+        });
         let (mut even, mut odd) = ([S::zero(); V], [S::zero(); V]);
         let mut pairs = visible.chunks_exact(2);
         let mut j = start;
@@ -101,6 +95,26 @@ unsafe fn attend_in_registers<S: Simd, E: Elem, const V: usize>(
     }
 }
 
+/// Query `i`'s probabilities over the positions it sees, and the first of them: `dot(j)` (query ·
+/// key j) scaled, the key bias added, softmax, then the head's scale (and a copy kept if asked).
+#[inline(always)]
+unsafe fn probabilities<'s, S: Simd>(
+    h: &AttentionHead,
+    scores: &'s mut [f32],
+    i: usize,
+    mut dot: impl FnMut(usize) -> f32,
+) -> (&'s [f32], usize) {
+    let (row, start, pos) = h.scores_row(scores, i);
+    let visible = &mut row[start..=pos];
+    for (s, j) in visible.iter_mut().zip(start..=pos) {
+        *s = dot(j) * h.scale;
+    }
+    h.add_key_bias(visible, start);
+    softmax::<S>(visible);
+    h.finish_probs(row, start, pos);
+    (&row[start..=pos], start)
+}
+
 /// Any head size: a dot product per visible position, softmax, then the probabilities times
 /// the values.
 #[inline(always)]
@@ -115,19 +129,11 @@ unsafe fn attend_any<S: Simd, E: Elem>(
     let d = h.d;
     for i in 0..h.n_queries {
         let q = &h.q[i * h.q_stride..][..d];
-        let (row, start, pos) = h.scores_row(scores, i);
-        let visible = &mut row[start..=pos];
-        for (s, j) in visible.iter_mut().zip(start..=pos) {
-            *s = dot::<S, E>(q, &keys[h.row(j)..][..d]) * h.scale;
-        }
-        h.add_key_bias(visible, start);
-        softmax::<S>(visible);
-        h.finish_probs(row, start, pos);
-        let visible = &row[start..=pos];
+        let (visible, start) = probabilities::<S>(h, scores, i, |j| dot::<S, E>(q, &keys[h.row(j)..][..d]));
         // SAFETY: row i of the output, D floats, as the caller vouched.
         let o = std::slice::from_raw_parts_mut(out.add(i * stride), d);
         o.fill(0.0);
-        for (&p, j) in visible.iter().zip(start..=pos) {
+        for (&p, j) in visible.iter().zip(start..) {
             axpy::<S, E>(p, &values[h.row(j)..][..d], o);
         }
     }
