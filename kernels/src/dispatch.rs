@@ -20,10 +20,14 @@ pub enum Level {
     Avx512Vnni,
     /// aarch64 Advanced SIMD.
     Neon,
+    /// [`Level::Neon`] plus the dotprod extension: q8_0 matmuls quantize the activations per
+    /// block of 32 and multiply bytes (`sdot`), as [`Level::Avx512Vnni`] does.
+    NeonDot,
 }
 
 impl Level {
-    pub const ALL: [Level; 5] = [Level::Scalar, Level::Avx2, Level::Avx512, Level::Avx512Vnni, Level::Neon];
+    pub const ALL: [Level; 6] =
+        [Level::Scalar, Level::Avx2, Level::Avx512, Level::Avx512Vnni, Level::Neon, Level::NeonDot];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -32,6 +36,7 @@ impl Level {
             Level::Avx512 => "avx512",
             Level::Avx512Vnni => "avx512vnni",
             Level::Neon => "neon",
+            Level::NeonDot => "neondot",
         }
     }
 
@@ -67,6 +72,8 @@ impl Level {
             }
             #[cfg(target_arch = "aarch64")]
             Level::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(target_arch = "aarch64")]
+            Level::NeonDot => Level::Neon.supported() && std::arch::is_aarch64_feature_detected!("dotprod"),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -75,7 +82,7 @@ impl Level {
     /// Whether a single row times q8_0 weights quantizes the row to int8 per block (integer
     /// dots) rather than widening the weights to f32 (exact).
     pub fn quantizes_q8_activations(self) -> bool {
-        self == Level::Avx512Vnni
+        matches!(self, Level::Avx512Vnni | Level::NeonDot)
     }
 
     /// Every level this CPU supports, lowest first.
@@ -149,7 +156,9 @@ pub fn select(requested: Option<&str>) -> Result<&'static Kernels, LevelError> {
         None => *available.last().expect("scalar is always available"),
         Some(name) => {
             let level = Level::parse(name).ok_or_else(|| {
-                LevelError(format!("unknown kernel level '{name}' (expected scalar, avx2, avx512, avx512vnni or neon)"))
+                LevelError(format!(
+                    "unknown kernel level '{name}' (expected scalar, avx2, avx512, avx512vnni, neon or neondot)"
+                ))
             })?;
             if !available.contains(&level) {
                 return Err(LevelError(format!(
@@ -248,6 +257,8 @@ impl Kernels {
             Level::Avx512Vnni => isa::avx512vnni::FNS,
             #[cfg(target_arch = "aarch64")]
             Level::Neon => isa::neon::FNS,
+            #[cfg(target_arch = "aarch64")]
+            Level::NeonDot => isa::neondot::FNS,
             _ => isa::scalar::FNS,
         };
         Kernels { level, fns }

@@ -61,6 +61,9 @@ isa_table!(
 );
 #[cfg(target_arch = "aarch64")]
 isa_table!(neon, "neon", crate::simd::neon::Neon, ops::matmul::WidenWeights, 6, 4);
+// The same kernels, but q8_0 matmuls on integer dots (`sdot`, activations quantized per block).
+#[cfg(target_arch = "aarch64")]
+isa_table!(neondot, "neon,dotprod", crate::simd::neon::Neon, ops::q8_sdot::SdotDots, 6, 4);
 
 /// The scalar reference, behind the same table shape.
 pub(crate) mod scalar {

@@ -493,13 +493,17 @@ fn q8_0_matmul_propagates_non_finite_activations() {
     let (mut q, mut d) = (vec![0i8; n * k], vec![f16::ZERO; n * k / Q8_BLOCK]);
     quantize_q8_0(&w, &mut q, &mut d);
     let weight = Weight { data: WeightData::Q8_0 { q: &q, scales: &d }, k, n, layout: Layout::OutIn };
-    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-        let mut x = rng.vec(k);
-        x[40] = bad;
+    // One row (the GEMV) and three (the GEMM), the bad value in the last row: only its outputs.
+    for (m, bad) in [1, 3].into_iter().flat_map(|m| [(m, f32::NAN), (m, f32::INFINITY), (m, f32::NEG_INFINITY)]) {
+        let mut x = rng.vec(m * k);
+        x[(m - 1) * k + 40] = bad;
         for kernels in levels() {
-            let mut got = vec![0.0f32; n];
+            let mut got = vec![0.0f32; m * n];
             kernels.matmul(&x, weight, None, &mut got);
-            assert!(got.iter().all(|v| !v.is_finite()), "{:?} with {bad} in x: {got:?}", kernels.level());
+            let (good, last) = got.split_at((m - 1) * n);
+            let level = kernels.level();
+            assert!(last.iter().all(|v| !v.is_finite()), "{level:?} M={m} with {bad} in the last row: {got:?}");
+            assert!(good.iter().all(|v| v.is_finite()), "{level:?} M={m}: rows without {bad}: {got:?}");
         }
     }
 }

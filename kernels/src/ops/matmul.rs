@@ -250,7 +250,7 @@ unsafe fn gemv_q8<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: u
 
 /// `src[..dst.len()]` f16 values widened into `dst`.
 #[inline(always)]
-unsafe fn widen_f16<S: Simd>(src: *const f16, dst: &mut [f32]) {
+pub(crate) unsafe fn widen_f16<S: Simd>(src: *const f16, dst: &mut [f32]) {
     let full = dst.len() / S::LANES * S::LANES;
     for i in (0..full).step_by(S::LANES) {
         S::load_f16(src.add(i) as *const u16).store(dst.as_mut_ptr().add(i));

@@ -1,0 +1,197 @@
+//! q8_0 matmuls with integer dot products on aarch64 (the `neondot` level: NEON + dotprod). The
+//! activations are quantized per block of 32 exactly as on the `avx512vnni` level (f32 scale
+//! `max |x| / 127`, values rounded to the nearest step, ties to even; a non-finite block gets a
+//! NaN scale), and `sdot` multiplies 16 byte pairs into four i32 lanes per instruction, where
+//! widening the weights to f32 takes about four instructions for four products.
+//!
+//! `sdot` multiplies signed by signed bytes, so the x86 level's sign and offset tricks are not
+//! needed and one tile kernel serves both shapes: four weight rows against one row of x (decode)
+//! or against four rows (a prompt). A block's four lanes are partial sums of the same block, so
+//! they take the block's scale `d_w · d_x` together and are only summed at the end of the row.
+//!
+//! Rust's `vdotq_s32` is not stable yet: `sdot` is written as inline assembly inside functions
+//! compiled with the `dotprod` feature, which `dispatch` only hands out where the CPU has it.
+
+use std::arch::aarch64::*;
+use std::arch::asm;
+use std::cell::RefCell;
+
+use super::matmul::{widen_f16, Q8Matmul, Q8Rows};
+use crate::simd::neon::Neon;
+use crate::simd::Simd;
+use crate::{Weight, Q8_BLOCK};
+
+/// Activations quantized per block, integer dots with `sdot` (the `neondot` level).
+pub(crate) struct SdotDots;
+
+thread_local! {
+    /// The calling thread's quantized rows and widened weight scales, reused between calls.
+    static SCRATCH: RefCell<QuantizedRows> = RefCell::new(QuantizedRows::default());
+}
+
+impl Q8Matmul for SdotDots {
+    /// Each thread quantizes the row itself: K values, against the `(n1 - n0) × K` weights it
+    /// then reads.
+    #[inline(always)]
+    unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            s.quantize(x, w.k);
+            // One row: the output stride is never used.
+            tile_dots::<1>(&mut s, 1, w, 0, out, n0, n1)
+        })
+    }
+
+    /// Each thread quantizes the M rows itself (M × K values, against M × K × (n1 - n0) products).
+    #[inline(always)]
+    unsafe fn gemm<S: Simd, const MR: usize, const NV: usize>(
+        x: &[f32],
+        m: usize,
+        rows: Q8Rows,
+        shape: Weight,
+        out: *mut f32,
+        n0: usize,
+        n1: usize,
+    ) {
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            s.quantize(x, rows.k);
+            tile_dots::<GEMM_X_ROWS>(&mut s, m, rows, shape.n, out, n0, n1)
+        })
+    }
+}
+
+/// Rows of x quantized per block, and the current weight tile's scales widened to f32.
+#[derive(Default)]
+struct QuantizedRows {
+    /// `round(x / d)` per element, M × K bytes.
+    q: Vec<i8>,
+    /// One scale per row and block, M × K / 32.
+    d: Vec<f32>,
+    /// The scales of the weight rows of one tile, `W_ROWS × K / 32`.
+    wd: Vec<f32>,
+}
+
+impl QuantizedRows {
+    /// Rows of `k` values (a whole number of blocks) quantized.
+    ///
+    /// # Safety
+    /// `x.len()` is a multiple of `k`, and `k` of 32.
+    #[target_feature(enable = "neon")]
+    unsafe fn quantize(&mut self, x: &[f32], k: usize) {
+        self.q.resize(x.len(), 0);
+        self.d.resize(x.len() / Q8_BLOCK, 0.0);
+        self.wd.resize(W_ROWS * k / Q8_BLOCK, 0.0);
+        for (b, d) in self.d.iter_mut().enumerate() {
+            *d = quantize_block(x.as_ptr().add(b * Q8_BLOCK), self.q.as_mut_ptr().add(b * Q8_BLOCK));
+        }
+    }
+}
+
+/// Quantizes 32 values at `x` into 32 bytes at `q` and returns the scale (see the module doc).
+///
+/// # Safety
+/// `x` is valid for reading 32 floats, `q` for writing 32 bytes.
+#[inline(always)]
+unsafe fn quantize_block(x: *const f32, q: *mut i8) -> f32 {
+    let v: [float32x4_t; 8] = std::array::from_fn(|i| vld1q_f32(x.add(4 * i)));
+    // FMAX propagates NaN, so a NaN or an infinity anywhere leaves `amax` non-finite.
+    let amax = vmaxvq_f32(v.iter().fold(vdupq_n_f32(0.0), |m, &a| vmaxq_f32(m, vabsq_f32(a))));
+    let finite = amax.is_finite();
+    let d = if finite { amax / 127.0 } else { f32::NAN };
+    let inv = vdupq_n_f32(if finite && amax > 0.0 { 127.0 / amax } else { 0.0 });
+    // FCVTNS rounds to nearest, ties to even; |x / d| ≤ 127, so narrowing never saturates.
+    let n: [int16x4_t; 8] = std::array::from_fn(|i| vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[i], inv))));
+    for half in 0..2 {
+        let lo = vqmovn_s16(vcombine_s16(n[4 * half], n[4 * half + 1]));
+        let hi = vqmovn_s16(vcombine_s16(n[4 * half + 2], n[4 * half + 3]));
+        vst1q_s8(q.add(16 * half), vcombine_s8(lo, hi));
+    }
+    d
+}
+
+/// `acc + Σ` of the products of `a` and `b` taken four bytes per lane.
+///
+/// # Safety
+/// The CPU has the dotprod extension.
+#[inline(always)]
+unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: a register-to-register instruction (no memory, no flags); the caller has dotprod.
+    asm!(
+        "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+        acc = inout(vreg) acc,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// Weight rows per tile: each load of an x block feeds this many pairs of `sdot`.
+const W_ROWS: usize = 4;
+
+/// Rows of x per tile in the GEMM: with four weight rows, 16 accumulators + 8 weight vectors
+/// stay within the 32 registers.
+const GEMM_X_ROWS: usize = 4;
+
+/// Columns `n0..n1` of `out[M, N] += x · Wᵀ`, W q8_0 `(N, K)`, x quantized (all M rows), in tiles
+/// of [`W_ROWS`] weight rows × `XR` rows of x. A short tile repeats its first row (results not
+/// stored): one code path.
+///
+/// # Safety
+/// The CPU has NEON and dotprod; W holds N × K bytes and N × K / 32 scales; `out` is valid for
+/// M rows of stride `n` (any stride if M = 1), columns `n0..n1` written by no other thread
+/// meanwhile; `x` holds `m` rows quantized from K values each.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn tile_dots<const XR: usize>(
+    x: &mut QuantizedRows,
+    m: usize,
+    w: Q8Rows,
+    n: usize,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    let (k, blocks) = (w.k, w.k / Q8_BLOCK);
+    for j0 in (n0..n1).step_by(W_ROWS) {
+        let jr = W_ROWS.min(n1 - j0);
+        let row_of = |r: usize| j0 + if r < jr { r } else { 0 };
+        for r in 0..W_ROWS {
+            widen_f16::<Neon>(w.scales.add(row_of(r) * blocks), &mut x.wd[r * blocks..(r + 1) * blocks]);
+        }
+        let wq: [*const i8; W_ROWS] = std::array::from_fn(|r| w.q.add(row_of(r) * k));
+        let wd: [*const f32; W_ROWS] = std::array::from_fn(|r| x.wd.as_ptr().add(r * blocks));
+        for i0 in (0..m).step_by(XR) {
+            let ir = XR.min(m - i0);
+            let xrow = |i: usize| i0 + if i < ir { i } else { 0 };
+            let xq: [*const i8; XR] = std::array::from_fn(|i| x.q.as_ptr().add(xrow(i) * k));
+            let xd: [*const f32; XR] = std::array::from_fn(|i| x.d.as_ptr().add(xrow(i) * blocks));
+            let mut acc = [[vdupq_n_f32(0.0); W_ROWS]; XR];
+            for b in 0..blocks {
+                let at = b * Q8_BLOCK;
+                let wv: [[int8x16_t; 2]; W_ROWS] = std::array::from_fn(|r| {
+                    if XR == 1 && b % 2 == 0 {
+                        // Decode streams the weights: the same line four rows on keeps enough
+                        // of them in flight.
+                        Neon::prefetch(wq[r].wrapping_add(at + W_ROWS * k));
+                    }
+                    [vld1q_s8(wq[r].add(at)), vld1q_s8(wq[r].add(at + 16))]
+                });
+                for i in 0..XR {
+                    let (x0, x1) = (vld1q_s8(xq[i].add(at)), vld1q_s8(xq[i].add(at + 16)));
+                    let dx = *xd[i].add(b);
+                    for r in 0..W_ROWS {
+                        let dot = sdot(sdot(vdupq_n_s32(0), wv[r][0], x0), wv[r][1], x1);
+                        acc[i][r] = vfmaq_n_f32(acc[i][r], vcvtq_f32_s32(dot), dx * *wd[r].add(b));
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate().take(ir) {
+                let o = out.add((i0 + i) * n + j0);
+                for (r, a) in row.iter().enumerate().take(jr) {
+                    *o.add(r) += vaddvq_f32(*a);
+                }
+            }
+        }
+    }
+}
