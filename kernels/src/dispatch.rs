@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use rayon::prelude::*;
+use crate::team::parallel_for;
 
 use crate::{isa, Activation, AttentionHead, AttentionLayer, Layout, Weight, WeightData, Q8_BLOCK};
 
@@ -297,7 +297,7 @@ impl Kernels {
         }
         // Column ranges in multiples of 64, so every chunk starts on whole vectors and panels.
         let chunk = n.div_ceil(threads).next_multiple_of(64);
-        (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
+        parallel_for(n.div_ceil(chunk), &|c| {
             let (n0, n1) = (c * chunk, ((c + 1) * chunk).min(n));
             // SAFETY: each task writes only columns n0..n1 of every row, disjoint from the others;
             // `out` outlives the parallel loop; the table's ISA is present.
@@ -316,7 +316,7 @@ impl Kernels {
         let mut partials = PARTIALS.with(|p| p.take());
         partials.resize((parts - 1) * n, 0.0);
         let (dst, spare) = (SharedOut(out.as_mut_ptr()), SharedOut(partials.as_mut_ptr()));
-        (0..parts).into_par_iter().for_each(|c| {
+        parallel_for(parts, &|c| {
             let (k0, k1) = (c * rows, ((c + 1) * rows).min(k));
             let block = Weight { data: w.data.slice(k0 * n..k1 * n), k: k1 - k0, n, layout: Layout::InOut };
             // SAFETY: part 0 writes `out` (with the bias), part c > 0 writes its own N floats of
@@ -406,7 +406,12 @@ impl Kernels {
         if rayon::current_num_threads() <= 1 || m * t * h * d < PARALLEL_MIN_MACS {
             (0..h).for_each(|head| run(head, &mut scores[head * per_head..][..per_head]));
         } else {
-            scores[..h * per_head].par_chunks_mut(per_head).enumerate().for_each(|(head, s)| run(head, s));
+            let scratch = SharedOut(scores.as_mut_ptr());
+            parallel_for(h, &|head| {
+                // SAFETY: head `head` alone uses floats head·per_head .. (head+1)·per_head of the
+                // scratch, which holds H × per_head (checked above) and outlives the loop.
+                run(head, unsafe { std::slice::from_raw_parts_mut(scratch.ptr().add(head * per_head), per_head) })
+            });
         }
     }
 }

@@ -9,7 +9,8 @@
 //! variants. The SIMD variants are written once in `ops`, generic over a small vector trait
 //! (`simd`), and instantiated per ISA in `isa`. One [`Kernels`] table is chosen per process
 //! ([`kernels`]) by runtime CPU detection or `QUILL_KERNELS`; callers only go through its safe
-//! methods, which check every length and split large ops across the rayon thread pool.
+//! methods, which check every length and split large ops across the threads of the current
+//! rayon pool (run on a spinning team of that size, kernels/src/team.rs).
 
 mod dispatch;
 mod elem;
@@ -17,6 +18,7 @@ mod isa;
 mod ops;
 pub mod scalar;
 mod simd;
+mod team;
 
 pub use dispatch::{cpu_features, init, kernels, physical_cores, select, Kernels, Level, LevelError};
 pub use half::f16;
