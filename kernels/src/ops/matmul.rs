@@ -204,6 +204,11 @@ unsafe fn gemv_out_in<S: Simd, E: Elem>(x: &[f32], w: *const E, k: usize, out: *
     }
 }
 
+/// How many rows ahead the q8_0 GEMVs prefetch: eight rows of q8_0 are about as many bytes
+/// (6 KB at K = 768) as the four rows ahead that the f16 GEMV prefetches, and four rows ahead
+/// left the q8_0 GEMV waiting on memory (docs/PERFORMANCE.md, session 4).
+pub(crate) const Q8_PREFETCH_ROWS: usize = 8;
+
 /// Scales widened per call of [`gemv_q8`]: enough for K up to 32 · 256 = 8192 per pass.
 const Q8_SCALE_RUN: usize = 256;
 
@@ -229,8 +234,8 @@ unsafe fn gemv_q8<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: u
                 let i0 = (b0 + b) * Q8_BLOCK;
                 for (r, a) in acc.iter_mut().enumerate().take(nr) {
                     let row = w.q.add((j + r) * k + i0);
-                    // The same block of the next four rows: keeps enough lines in flight.
-                    S::prefetch(row.wrapping_add(4 * k));
+                    // The same block eight rows on: keeps enough lines in flight.
+                    S::prefetch(row.wrapping_add(Q8_PREFETCH_ROWS * k));
                     let mut t = S::zero();
                     let mut i = 0;
                     while i < Q8_BLOCK {
