@@ -18,6 +18,11 @@ use crate::{Layout, Weight, WeightData, Q8_BLOCK};
 /// Depth of one packed panel: `KC × NR` floats stay in L1 while `M / MR` micro-kernels use them.
 const KC: usize = 256;
 
+/// How many rows ahead the `(out, in)` GEMVs prefetch. Four rows (3 KB of q8_0 at K = 768)
+/// left the q8_0 GEMVs waiting on memory; eight gained 7–16% there and up to 10% for f16 on one
+/// thread, nothing lost for f32 (docs/PERFORMANCE.md, session 4).
+pub(crate) const PREFETCH_ROWS: usize = 8;
+
 /// From this many rows on, the GEMM path is used.
 const GEMM_MIN_ROWS: usize = 2;
 
@@ -180,8 +185,8 @@ unsafe fn gemv_out_in<S: Simd, E: Elem>(x: &[f32], w: *const E, k: usize, out: *
         while i < full {
             let xv = S::load(px.add(i));
             for (a, r) in acc.iter_mut().zip(rows) {
-                // The same column of the next four rows: keeps enough lines in flight.
-                S::prefetch(r.wrapping_add(4 * k + i));
+                // The same column eight rows on: keeps enough lines in flight.
+                S::prefetch(r.wrapping_add(PREFETCH_ROWS * k + i));
                 *a = E::load::<S>(r.add(i)).mul_add(xv, *a);
             }
             i += S::LANES;
@@ -203,11 +208,6 @@ unsafe fn gemv_out_in<S: Simd, E: Elem>(x: &[f32], w: *const E, k: usize, out: *
         j += 1;
     }
 }
-
-/// How many rows ahead the q8_0 GEMVs prefetch: eight rows of q8_0 are about as many bytes
-/// (6 KB at K = 768) as the four rows ahead that the f16 GEMV prefetches, and four rows ahead
-/// left the q8_0 GEMV waiting on memory (docs/PERFORMANCE.md, session 4).
-pub(crate) const Q8_PREFETCH_ROWS: usize = 8;
 
 /// Scales widened per call of [`gemv_q8`]: enough for K up to 32 · 256 = 8192 per pass.
 const Q8_SCALE_RUN: usize = 256;
@@ -235,7 +235,7 @@ unsafe fn gemv_q8<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: u
                 for (r, a) in acc.iter_mut().enumerate().take(nr) {
                     let row = w.q.add((j + r) * k + i0);
                     // The same block eight rows on: keeps enough lines in flight.
-                    S::prefetch(row.wrapping_add(Q8_PREFETCH_ROWS * k));
+                    S::prefetch(row.wrapping_add(PREFETCH_ROWS * k));
                     let mut t = S::zero();
                     let mut i = 0;
                     while i < Q8_BLOCK {

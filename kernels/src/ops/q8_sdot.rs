@@ -16,7 +16,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 use std::cell::RefCell;
 
-use super::matmul::{widen_f16, Q8Matmul, Q8Rows, Q8_PREFETCH_ROWS};
+use super::matmul::{widen_f16, Q8Matmul, Q8Rows, PREFETCH_ROWS};
 use crate::simd::neon::Neon;
 use crate::simd::Simd;
 use crate::{Weight, Q8_BLOCK};
@@ -173,7 +173,7 @@ unsafe fn tile_dots<const XR: usize>(
                     if XR == 1 && b % 2 == 0 {
                         // Decode streams the weights: the same line eight rows on keeps
                         // enough of them in flight.
-                        Neon::prefetch(wq[r].wrapping_add(at + Q8_PREFETCH_ROWS * k));
+                        Neon::prefetch(wq[r].wrapping_add(at + PREFETCH_ROWS * k));
                     }
                     [vld1q_s8(wq[r].add(at)), vld1q_s8(wq[r].add(at + 16))]
                 });

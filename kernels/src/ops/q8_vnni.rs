@@ -16,7 +16,7 @@ use std::cell::RefCell;
 
 use half::f16;
 
-use super::matmul::{Q8Matmul, Q8Rows, Q8_PREFETCH_ROWS};
+use super::matmul::{Q8Matmul, Q8Rows, PREFETCH_ROWS};
 use crate::simd::Simd;
 use crate::{Weight, Q8_BLOCK};
 
@@ -270,7 +270,7 @@ pub(crate) unsafe fn gemv_q8_vnni(
                 for r in 0..nr {
                     let row = q.add((j + r) * k + i0);
                     // The same pair of blocks eight rows on: keeps enough lines in flight.
-                    _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(Q8_PREFETCH_ROWS * k));
+                    _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(PREFETCH_ROWS * k));
                     let w = _mm512_maskz_loadu_epi8(bmask, row);
                     let w = _mm512_mask_sub_epi8(w, neg, _mm512_setzero_si512(), w);
                     let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), xa, w);
