@@ -7,8 +7,8 @@
 //! generation counter for a short while after each region ([`SPIN`]), so a region reaches them
 //! in well under a microsecond while regions follow each other, and they sleep on a condition
 //! variable once the process goes quiet. A team has as many threads as the rayon pool it was
-//! asked for by (the caller is one of them), so spinning never needs more threads than the
-//! cores the user gave.
+//! asked for by (the caller is one of them), and there is none for a pool larger than the
+//! CPUs the process may use: spinning never needs more threads than cores.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,11 +50,15 @@ pub(crate) struct Team {
 
 impl Team {
     /// The team of `size` threads (`size - 1` workers, started on first use and kept for the
-    /// life of the process), or `None` for one thread.
+    /// life of the process), or `None` for one thread, and for more threads than the CPUs the
+    /// process may run on: spinning threads that outnumber the cores take turns on them and
+    /// stall every region, so such a pool keeps rayon.
     pub(crate) fn of_size(size: usize) -> Option<&'static Team> {
         /// One team per thread count, for the pools tests and `quill bench --threads 1,2` build.
         static TEAMS: [OnceLock<Team>; 64] = [const { OnceLock::new() }; 64];
-        (2..=TEAMS.len()).contains(&size).then(|| TEAMS[size - 1].get_or_init(|| Team::start(size)))
+        static CPUS: OnceLock<usize> = OnceLock::new();
+        let cpus = *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        (2..=TEAMS.len().min(cpus)).contains(&size).then(|| TEAMS[size - 1].get_or_init(|| Team::start(size)))
     }
 
     fn start(size: usize) -> Team {
@@ -189,7 +193,7 @@ mod tests {
     use super::*;
 
     /// Every part runs exactly once, for fewer, as many and more parts than threads, from a
-    /// pool of each size.
+    /// pool of each size (a pool larger than the CPUs runs on rayon).
     #[test]
     fn every_part_runs_once() {
         for threads in [1, 2, 3] {
@@ -210,8 +214,8 @@ mod tests {
     /// next region, and the parts really run on other threads.
     #[test]
     fn sleeping_workers_wake_for_the_next_region() {
-        // A size no other test uses, so no other region holds this team.
-        let team = Team::of_size(5).unwrap();
+        // A team of its own (not the shared one of this size), so no other test holds it.
+        let team = Team::start(5);
         for _ in 0..3 {
             std::thread::sleep(SPIN * 4);
             let ids = Mutex::new(Vec::new());
@@ -225,7 +229,7 @@ mod tests {
     /// While one thread's region holds the team, another caller is told to use rayon.
     #[test]
     fn a_busy_team_refuses_a_second_caller() {
-        let team = Team::of_size(6).unwrap();
+        let team = Team::start(3);
         let (inner, outer) = (AtomicUsize::new(0), AtomicUsize::new(0));
         assert!(team.run(&|part| {
             if part == 0 {
@@ -241,5 +245,13 @@ mod tests {
             }
         }));
         assert_eq!((inner.load(Ordering::Relaxed), outer.load(Ordering::Relaxed)), (0, 1));
+    }
+
+    /// More threads than CPUs get no team (they would spin against each other).
+    #[test]
+    fn no_team_for_more_threads_than_cpus() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert!(Team::of_size(cpus + 1).is_none());
+        assert!(Team::of_size(1).is_none());
     }
 }
