@@ -78,10 +78,6 @@ impl Team {
         Team { size, shared, busy: Mutex::new(()) }
     }
 
-    pub(crate) fn size(&self) -> usize {
-        self.size
-    }
-
     /// Runs `f(part)` for every part in `0..size`, part 0 on the calling thread, and returns once
     /// all have finished. Returns `false` without running anything when another thread's region
     /// holds the team (the caller then uses rayon).
@@ -98,21 +94,31 @@ impl Team {
         // SAFETY: no worker reads `job` now: the previous region ended with `running` at 0.
         unsafe { *shared.job.get() = Some(job) };
         shared.running.store(self.size - 1, Ordering::Relaxed);
+        // From here on, leaving this function (return or unwind) waits for the workers.
+        let _wait = WaitForWorkers(shared);
         shared.generation.fetch_add(1, Ordering::Release);
         if *shared.sleeping.lock().unwrap_or_else(|e| e.into_inner()) > 0 {
             shared.wake.notify_all();
         }
-        struct WaitForWorkers(&'static Shared);
-        impl Drop for WaitForWorkers {
-            fn drop(&mut self) {
-                while self.0.running.load(Ordering::Acquire) != 0 {
-                    std::hint::spin_loop();
-                }
-            }
-        }
-        let _wait = WaitForWorkers(shared);
         f(0);
         true
+    }
+}
+
+/// Waits, when dropped, until every worker has finished the current region.
+struct WaitForWorkers(&'static Shared);
+
+impl Drop for WaitForWorkers {
+    fn drop(&mut self) {
+        let mut spins = 0u32;
+        while self.0.running.load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+            spins = spins.saturating_add(1);
+            // A worker that lost its core (another process on it) needs the core back.
+            if spins > 1 << 16 {
+                std::thread::yield_now();
+            }
+        }
     }
 }
 
@@ -121,13 +127,13 @@ fn work(shared: &'static Shared, part: usize) {
     let mut seen = 0;
     loop {
         seen = wait_for_next(shared, seen);
+        // A panic here would leave the caller waiting forever: abort instead (the kernels check
+        // every length before a region starts, so it would be a bug, never bad input).
+        let guard = AbortOnUnwind;
         // SAFETY: the Acquire load of `generation` in `wait_for_next` saw the caller's Release
         // store, which followed its write of `job`; the caller keeps `f` alive until `running`
         // reaches 0, which happens only after this call.
         let job = unsafe { (*shared.job.get()).expect("a region's job is set before it starts") };
-        // A panicking part would leave the caller waiting forever: abort instead (the kernels
-        // check every length before a region starts, so this is a bug, never bad input).
-        let guard = AbortOnUnwind;
         // SAFETY: see above; `job` points to the caller's live closure.
         unsafe { (*job)(part) };
         std::mem::forget(guard);
@@ -176,24 +182,42 @@ fn wait_for_next(shared: &Shared, seen: usize) -> usize {
 pub(crate) fn parallel_for(parts: usize, f: &(dyn Fn(usize) + Sync)) {
     use rayon::prelude::*;
     let threads = rayon::current_num_threads();
-    if let Some(team) = Team::of_size(threads) {
-        let ran = team.run(&|t| {
-            // Part t, t + size, t + 2·size, …: parts usually equal the team's size.
-            (t..parts).step_by(team.size()).for_each(f)
-        });
-        if ran {
-            return;
-        }
+    if Team::of_size(threads).is_some_and(|team| team.run_parts(parts, f)) {
+        return;
     }
     (0..parts).into_par_iter().for_each(f);
+}
+
+impl Team {
+    /// [`Team::run`] of `f(part)` for `part` in `0..parts`: thread t takes parts t, t + size,
+    /// t + 2·size, … (the kernels usually make as many parts as threads).
+    fn run_parts(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
+        self.run(&|t| (t..parts).step_by(self.size).for_each(f))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every part runs exactly once, for fewer, as many and more parts than threads, from a
-    /// pool of each size (a pool larger than the CPUs runs on rayon).
+    /// Every part runs exactly once on a team of each size, for fewer, as many and more parts
+    /// than threads.
+    #[test]
+    fn a_team_runs_every_part_once() {
+        for size in [2, 3] {
+            let team = Team::start(size);
+            for parts in [0, 1, 2, 3, 7, 64] {
+                let counts: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+                assert!(team.run_parts(parts, &|p| {
+                    counts[p].fetch_add(1, Ordering::Relaxed);
+                }));
+                assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1), "team of {size}, {parts} parts");
+            }
+        }
+    }
+
+    /// `parallel_for` runs every part exactly once from pools of each size, on the shared team
+    /// or (busy team, more threads than CPUs) on rayon.
     #[test]
     fn every_part_runs_once() {
         for threads in [1, 2, 3] {
@@ -217,7 +241,10 @@ mod tests {
         // A team of its own (not the shared one of this size), so no other test holds it.
         let team = Team::start(5);
         for _ in 0..3 {
-            std::thread::sleep(SPIN * 4);
+            // Until every worker sleeps (not merely waits unscheduled in its spin).
+            while *team.shared.sleeping.lock().unwrap() < 4 {
+                std::thread::sleep(SPIN);
+            }
             let ids = Mutex::new(Vec::new());
             assert!(team.run(&|_| ids.lock().unwrap().push(std::thread::current().id())));
             let ids = ids.into_inner().unwrap();
@@ -226,25 +253,28 @@ mod tests {
         }
     }
 
-    /// While one thread's region holds the team, another caller is told to use rayon.
+    /// While a region holds the team, a second caller (another thread, or a part of the region
+    /// itself) is told to use rayon.
     #[test]
     fn a_busy_team_refuses_a_second_caller() {
         let team = Team::start(3);
-        let (inner, outer) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let (inner, refused) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let try_inner = || {
+            if !team.run(&|_| {
+                inner.fetch_add(1, Ordering::Relaxed);
+            }) {
+                refused.fetch_add(1, Ordering::Relaxed);
+            }
+        };
         assert!(team.run(&|part| {
             if part == 0 {
+                try_inner();
                 std::thread::scope(|s| {
-                    s.spawn(|| {
-                        if !team.run(&|_| {
-                            inner.fetch_add(1, Ordering::Relaxed);
-                        }) {
-                            outer.fetch_add(1, Ordering::Relaxed);
-                        }
-                    });
+                    s.spawn(try_inner);
                 });
             }
         }));
-        assert_eq!((inner.load(Ordering::Relaxed), outer.load(Ordering::Relaxed)), (0, 1));
+        assert_eq!((inner.load(Ordering::Relaxed), refused.load(Ordering::Relaxed)), (0, 2));
     }
 
     /// More threads than CPUs get no team (they would spin against each other).

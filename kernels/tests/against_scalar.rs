@@ -439,8 +439,10 @@ fn q8_int_dots_reference(x: &[f32], q: &[i8], d: &[f16], k: usize, bias: &[f32])
         for (b, block) in row.chunks_exact(Q8_BLOCK).enumerate() {
             let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             xd[b] = amax / 127.0;
+            // Zeros for an all-zero block and for one so small that 127 / amax overflows.
+            let inv = 127.0 / amax;
             for (i, &v) in block.iter().enumerate() {
-                xq[b * Q8_BLOCK + i] = if amax > 0.0 { (v * (127.0 / amax)).round_ties_even() as i32 } else { 0 };
+                xq[b * Q8_BLOCK + i] = if inv.is_finite() { (v * inv).round_ties_even() as i32 } else { 0 };
             }
         }
         out.extend((0..n).map(|j| {
@@ -480,6 +482,52 @@ fn q8_0_integer_dots_stay_within_the_activation_rounding() {
             })
             .sum();
         assert!((got as f64 - exact).abs() <= bound * 1.001 + 1e-6, "row {j}: {got} vs {exact} (bound {bound})");
+    }
+}
+
+/// Extreme but finite blocks. One so small that 127 / max |x| overflows quantizes to zeros on
+/// the integer levels, and every level matches its oracle. One whose |x| sum overflows f32 (each
+/// value ~1e37) must stay finite on the integer levels (it once got a NaN scale there); the
+/// widening levels multiply x by the int8 weight before the scale and overflow from |x| ≈ 2.7e36
+/// on, as any f32 arithmetic on such activations would, so they are not asked. GEMV and GEMM.
+#[test]
+fn q8_0_matmul_handles_huge_and_tiny_blocks() {
+    let mut rng = Rng(0x5A);
+    let (k, n) = (96, 5);
+    let w = rng.vec(n * k);
+    let (mut q, mut d) = (vec![0i8; n * k], vec![f16::ZERO; n * k / Q8_BLOCK]);
+    quantize_q8_0(&w, &mut q, &mut d);
+    let data = WeightData::Q8_0 { q: &q, scales: &d };
+    let weight = Weight { data, k, n, layout: Layout::OutIn };
+    for (m, huge) in [(1, false), (3, false), (1, true), (3, true)] {
+        let mut x = rng.vec(m * k);
+        for row in x.chunks_exact_mut(k) {
+            row[Q8_BLOCK..2 * Q8_BLOCK].iter_mut().for_each(|v| *v *= 1e-38);
+            if huge {
+                for (i, v) in row[..Q8_BLOCK].iter_mut().enumerate() {
+                    *v = if i % 2 == 0 { 1.6e37 } else { -1.6e37 } * (1.0 - i as f32 / 64.0);
+                }
+            }
+        }
+        let mut exact = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k).map(|kk| x[i * k + kk] as f64 * data.get(j * k + kk) as f64).sum();
+                exact[i * n + j] = s as f32;
+            }
+        }
+        let int_dots = q8_int_dots_reference(&x, &q, &d, k, &[0.0; 5]);
+        assert!(int_dots.iter().chain(&exact).all(|v| v.is_finite()), "oracles: {int_dots:?} {exact:?}");
+        for kernels in levels() {
+            let int_level = kernels.level().quantizes_q8_activations();
+            if huge && !int_level {
+                continue;
+            }
+            let mut got = vec![f32::NAN; m * n];
+            kernels.matmul(&x, weight, None, &mut got);
+            let want = if int_level { &int_dots } else { &exact };
+            assert_close(&format!("{:?} M={m} huge={huge}", kernels.level()), &got, want, 1e-4);
+        }
     }
 }
 

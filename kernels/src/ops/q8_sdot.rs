@@ -99,8 +99,10 @@ unsafe fn quantize_block(x: *const f32, q: *mut i8) -> f32 {
     let amax = vmaxvq_f32(v.iter().fold(vdupq_n_f32(0.0), |m, &a| vmaxq_f32(m, vabsq_f32(a))));
     let finite = amax.is_finite();
     let d = if finite { amax / 127.0 } else { f32::NAN };
-    let inv = vdupq_n_f32(if finite && amax > 0.0 { 127.0 / amax } else { 0.0 });
-    // FCVTNS rounds to nearest, ties to even; |x / d| ≤ 127, so narrowing never saturates.
+    // Zero for an all-zero block, and for one so small that 127 / amax overflows (< ~4e-37).
+    let inv = 127.0 / amax;
+    let inv = vdupq_n_f32(if finite && inv.is_finite() { inv } else { 0.0 });
+    // FCVTNS rounds to nearest, ties to even; |x| · inv ≤ 127, so narrowing never saturates.
     let n: [int16x4_t; 8] = std::array::from_fn(|i| vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[i], inv))));
     for half in 0..2 {
         let lo = vqmovn_s16(vcombine_s16(n[4 * half], n[4 * half + 1]));
@@ -114,7 +116,8 @@ unsafe fn quantize_block(x: *const f32, q: *mut i8) -> f32 {
 ///
 /// # Safety
 /// The CPU has the dotprod extension.
-#[inline(always)]
+#[target_feature(enable = "neon,dotprod")]
+#[inline]
 unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     // SAFETY: a register-to-register instruction (no memory, no flags); the caller has dotprod.
     asm!(

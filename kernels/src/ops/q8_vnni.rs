@@ -64,7 +64,8 @@ impl Q8Matmul for VnniDots {
 /// One block of 32 values quantized: the rounded values `x / d` (signed, as two vectors of 16
 /// i32) and the scale `d = max |x| / 127`. A block holding NaN or infinity gets a NaN scale, so
 /// the outputs it touches are NaN as they would be with f32 activations (max drops NaN and
-/// 0 · inf is NaN: the bytes alone would hide it).
+/// 0 · inf is NaN: the bytes alone would hide it). A block so small that `127 / max |x|`
+/// overflows (max |x| below ~4e-37) quantizes to zeros.
 ///
 /// # Safety
 /// The CPU has AVX-512 F; `x` is valid for reading 32 floats.
@@ -73,9 +74,14 @@ unsafe fn quantize_block(x: *const f32) -> (__m512i, __m512i, f32) {
     let (lo, hi) = (_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(16)));
     let (alo, ahi) = (_mm512_abs_ps(lo), _mm512_abs_ps(hi));
     let amax = _mm512_reduce_max_ps(_mm512_max_ps(alo, ahi));
-    let finite = _mm512_reduce_add_ps(_mm512_add_ps(alo, ahi)).is_finite();
+    // Per element (a sum of |x| could overflow for a finite block): NaN is unordered, so
+    // "not less than infinity" catches NaN and ±infinity.
+    let inf = _mm512_set1_ps(f32::INFINITY);
+    let bad = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(alo, inf) | _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(ahi, inf);
+    let finite = bad == 0;
     let d = if finite { amax / 127.0 } else { f32::NAN };
-    let inv = _mm512_set1_ps(if finite && amax > 0.0 { 127.0 / amax } else { 0.0 });
+    let inv = 127.0 / amax;
+    let inv = _mm512_set1_ps(if finite && inv.is_finite() { inv } else { 0.0 });
     let round = |v: __m512| {
         _mm512_cvtps_epi32(_mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
             v, inv,
