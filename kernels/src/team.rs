@@ -103,6 +103,12 @@ impl Team {
         f(0);
         true
     }
+
+    /// [`Team::run`] of `f(part)` for `part` in `0..parts`: thread t takes parts t, t + size,
+    /// t + 2·size, … (the kernels usually make as many parts as threads).
+    fn run_parts(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
+        self.run(&|t| (t..parts).step_by(self.size).for_each(f))
+    }
 }
 
 /// Waits, when dropped, until every worker has finished the current region.
@@ -186,14 +192,6 @@ pub(crate) fn parallel_for(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         return;
     }
     (0..parts).into_par_iter().for_each(f);
-}
-
-impl Team {
-    /// [`Team::run`] of `f(part)` for `part` in `0..parts`: thread t takes parts t, t + size,
-    /// t + 2·size, … (the kernels usually make as many parts as threads).
-    fn run_parts(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
-        self.run(&|t| (t..parts).step_by(self.size).for_each(f))
-    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ impl Q8Matmul for SdotDots {
     unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            s.quantize(x, w.k);
+            s.quantize(x);
             // One row: the output stride is never used.
             tile_dots::<1>(&mut s, 1, w, 0, out, n0, n1)
         })
@@ -55,7 +55,7 @@ impl Q8Matmul for SdotDots {
     ) {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            s.quantize(x, rows.k);
+            s.quantize(x);
             tile_dots::<GEMM_X_ROWS>(&mut s, m, rows, shape.n, out, n0, n1)
         })
     }
@@ -73,15 +73,14 @@ struct QuantizedRows {
 }
 
 impl QuantizedRows {
-    /// Rows of `k` values (a whole number of blocks) quantized.
+    /// Rows of values (a whole number of blocks) quantized.
     ///
     /// # Safety
-    /// `x.len()` is a multiple of `k`, and `k` of 32.
+    /// `x.len()` is a multiple of 32.
     #[target_feature(enable = "neon")]
-    unsafe fn quantize(&mut self, x: &[f32], k: usize) {
+    unsafe fn quantize(&mut self, x: &[f32]) {
         self.q.resize(x.len(), 0);
         self.d.resize(x.len() / Q8_BLOCK, 0.0);
-        self.wd.resize(W_ROWS * k / Q8_BLOCK, 0.0);
         for (b, d) in self.d.iter_mut().enumerate() {
             *d = quantize_block(x.as_ptr().add(b * Q8_BLOCK), self.q.as_mut_ptr().add(b * Q8_BLOCK));
         }
@@ -156,6 +155,7 @@ unsafe fn tile_dots<const XR: usize>(
     n1: usize,
 ) {
     let (k, blocks) = (w.k, w.k / Q8_BLOCK);
+    x.wd.resize(W_ROWS * blocks, 0.0);
     for j0 in (n0..n1).step_by(W_ROWS) {
         let jr = W_ROWS.min(n1 - j0);
         let row_of = |r: usize| j0 + if r < jr { r } else { 0 };
