@@ -13,6 +13,9 @@ pub enum Level {
     Scalar,
     /// x86_64 AVX2 + FMA + F16C.
     Avx2,
+    /// [`Level::Avx2`], but decoding with q8_0 weights quantizes the activation row per block of
+    /// 32 and multiplies bytes (`vpmaddubsw`) instead of widening the weights to f32.
+    Avx2Dot,
     /// x86_64 AVX-512 F + BW (with AVX2 + FMA + F16C).
     Avx512,
     /// [`Level::Avx512`] plus VNNI: decoding with q8_0 weights quantizes the activations per
@@ -26,13 +29,14 @@ pub enum Level {
 }
 
 impl Level {
-    pub const ALL: [Level; 6] =
-        [Level::Scalar, Level::Avx2, Level::Avx512, Level::Avx512Vnni, Level::Neon, Level::NeonDot];
+    pub const ALL: [Level; 7] =
+        [Level::Scalar, Level::Avx2, Level::Avx2Dot, Level::Avx512, Level::Avx512Vnni, Level::Neon, Level::NeonDot];
 
     pub fn name(self) -> &'static str {
         match self {
             Level::Scalar => "scalar",
             Level::Avx2 => "avx2",
+            Level::Avx2Dot => "avx2dot",
             Level::Avx512 => "avx512",
             Level::Avx512Vnni => "avx512vnni",
             Level::Neon => "neon",
@@ -59,6 +63,8 @@ impl Level {
                     && std::arch::is_x86_feature_detected!("f16c")
             }
             #[cfg(target_arch = "x86_64")]
+            Level::Avx2Dot => Level::Avx2.supported(),
+            #[cfg(target_arch = "x86_64")]
             Level::Avx512 => {
                 Level::Avx2.supported()
                     && std::arch::is_x86_feature_detected!("avx512f")
@@ -79,10 +85,15 @@ impl Level {
         }
     }
 
-    /// Whether a single row times q8_0 weights quantizes the row to int8 per block (integer
-    /// dots) rather than widening the weights to f32 (exact).
-    pub fn quantizes_q8_activations(self) -> bool {
-        matches!(self, Level::Avx512Vnni | Level::NeonDot)
+    /// Whether a matmul of `rows` rows of activations with q8_0 weights quantizes them to int8
+    /// per block (integer dots) rather than widening the weights to f32 (exact). `avx2dot` does
+    /// so only for a single row (decoding): its prompts run the exact f32 GEMM.
+    pub fn quantizes_q8_activations(self, rows: usize) -> bool {
+        match self {
+            Level::Avx512Vnni | Level::NeonDot => true,
+            Level::Avx2Dot => rows == 1,
+            _ => false,
+        }
     }
 
     /// Every level this CPU supports, lowest first.
@@ -157,7 +168,7 @@ pub fn select(requested: Option<&str>) -> Result<&'static Kernels, LevelError> {
         Some(name) => {
             let level = Level::parse(name).ok_or_else(|| {
                 LevelError(format!(
-                    "unknown kernel level '{name}' (expected scalar, avx2, avx512, avx512vnni, neon or neondot)"
+                    "unknown kernel level '{name}' (expected scalar, avx2, avx2dot, avx512, avx512vnni, neon or neondot)"
                 ))
             })?;
             if !available.contains(&level) {
@@ -251,6 +262,8 @@ impl Kernels {
         let fns = match level {
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => isa::avx2::FNS,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2Dot => isa::avx2dot::FNS,
             #[cfg(target_arch = "x86_64")]
             Level::Avx512 => isa::avx512::FNS,
             #[cfg(target_arch = "x86_64")]

@@ -47,6 +47,9 @@ macro_rules! isa_table {
 
 #[cfg(target_arch = "x86_64")]
 isa_table!(avx2, "avx2,fma,f16c", crate::simd::x86::Avx2, ops::matmul::WidenWeights, 6, 2);
+// The same kernels, but a q8_0 GEMV on integer dots (the row quantized per block).
+#[cfg(target_arch = "x86_64")]
+isa_table!(avx2dot, "avx2,fma,f16c", crate::simd::x86::Avx2, ops::q8_avx2::MaddubsDots, 6, 2);
 #[cfg(target_arch = "x86_64")]
 isa_table!(avx512, "avx512f,avx512bw,avx2,fma,f16c", crate::simd::x86::Avx512, ops::matmul::WidenWeights, 8, 2);
 // The same kernels, but a q8_0 GEMV on integer dots (activations quantized per block).

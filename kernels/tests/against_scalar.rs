@@ -416,8 +416,9 @@ fn q8_0_matmul_matches_the_dequantized_weights() {
         assert_close(&format!("scalar q8_0 {m}x{k}x{n}"), &reference, &exact, tol);
         let int_dots = q8_int_dots_reference(&x, &q, &d, k, &bias);
         for kernels in levels() {
-            // The avx512vnni level quantizes the rows to int8 blocks: its own oracle.
-            let want = if kernels.level().quantizes_q8_activations() { &int_dots } else { &exact };
+            // Levels that quantize the rows to int8 blocks (avx512vnni and neondot always,
+            // avx2dot for one row) have their own oracle.
+            let want = if kernels.level().quantizes_q8_activations(m) { &int_dots } else { &exact };
             with_thread_counts(|threads| {
                 let mut got = vec![f32::NAN; m * n];
                 kernels.matmul(&x, weight, Some(&bias), &mut got);
@@ -519,7 +520,7 @@ fn q8_0_matmul_handles_huge_and_tiny_blocks() {
         let int_dots = q8_int_dots_reference(&x, &q, &d, k, &[0.0; 5]);
         assert!(int_dots.iter().chain(&exact).all(|v| v.is_finite()), "oracles: {int_dots:?} {exact:?}");
         for kernels in levels() {
-            let int_level = kernels.level().quantizes_q8_activations();
+            let int_level = kernels.level().quantizes_q8_activations(m);
             if huge && !int_level {
                 continue;
             }

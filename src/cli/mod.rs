@@ -36,8 +36,8 @@ struct Cli {
     /// then reads half the bytes per token).
     #[arg(long, global = true, value_name = "TYPE", value_parser = ["f32", "f16"])]
     kv: Option<String>,
-    /// Force a kernel level: scalar, avx2, avx512, avx512vnni, neon or neondot (default: the best this CPU supports;
-    /// also QUILL_KERNELS).
+    /// Force a kernel level: scalar, avx2, avx2dot, avx512, avx512vnni, neon or neondot (default: the best this CPU
+    /// supports; also QUILL_KERNELS).
     #[arg(long, global = true, value_name = "LEVEL")]
     kernels: Option<String>,
 }

@@ -8,11 +8,11 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// The kernel levels this CPU supports, for tests of f32 and f16 models: `avx512vnni` runs
-/// exactly `avx512`'s kernels on those (it differs only where one row meets q8_0 weights), so it
-/// is left out rather than run twice.
+/// The kernel levels this CPU supports, for tests of f32 and f16 models: `avx512vnni` and
+/// `avx2dot` run exactly `avx512`'s and `avx2`'s kernels on those (they differ only where
+/// activations meet q8_0 weights), so they are left out rather than run twice.
 pub fn float_levels() -> Vec<quill_kernels::Level> {
-    quill_kernels::Level::available().into_iter().filter(|l| !l.quantizes_q8_activations()).collect()
+    quill_kernels::Level::available().into_iter().filter(|l| !l.quantizes_q8_activations(1)).collect()
 }
 
 pub fn data_dir() -> PathBuf {

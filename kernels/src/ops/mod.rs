@@ -4,6 +4,8 @@
 
 pub(crate) mod attention;
 pub(crate) mod matmul;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod q8_avx2;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod q8_sdot;
 #[cfg(target_arch = "x86_64")]

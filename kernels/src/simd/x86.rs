@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 use super::Simd;
 
 #[derive(Clone, Copy)]
-pub(crate) struct Avx2(__m256);
+pub(crate) struct Avx2(pub(crate) __m256);
 
 impl Simd for Avx2 {
     const LANES: usize = 8;
