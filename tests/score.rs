@@ -134,9 +134,12 @@ fn with_overlap_each_token_gets_the_nll_of_its_window() {
         want.extend((w.first_scored..w.end).map(|p| (p, nlls[p - w.begin - 1])));
     }
     assert_eq!(got.len(), want.len());
+    // Not bit for bit: the scorer computes logits for the scored rows only, and a matmul of
+    // fewer rows may take the few-row GEMV tiles instead of the GEMM (another order of f32
+    // additions, ~1e-8 relative). A wrong window would be off by far more.
     for ((p, a), (q, b)) in got.iter().zip(&want) {
         assert_eq!(p, q);
-        assert!((a - b).abs() <= 1e-9 * b.abs(), "token {p}: {a} vs {b}");
+        assert!((a - b).abs() <= 1e-6 * b.abs(), "token {p}: {a} vs {b}");
     }
 }
 

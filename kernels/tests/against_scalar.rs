@@ -59,6 +59,12 @@ fn matmul_matches_scalar() {
         (2, 31, 70),
         (3, 100, 17),
         (7, 257, 65),
+        // Either side of the switch from few-row GEMV tiles to the GEMM (12 rows with AVX2,
+        // 24 with AVX-512), with partial tiles of rows of x and of weight rows.
+        (11, 40, 9),
+        (12, 33, 6),
+        (23, 65, 37),
+        (24, 33, 5),
         (64, 96, 200),
         (70, 300, 97),
     ];

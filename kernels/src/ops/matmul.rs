@@ -26,6 +26,13 @@ pub(crate) const PREFETCH_ROWS: usize = 8;
 /// From this many rows on, the GEMM path is used.
 const GEMM_MIN_ROWS: usize = 2;
 
+/// An `(out, in)` f32/f16 matmul of fewer rows than this many tiles of [`gemv_out_in`] (four
+/// rows of x each with 32 registers, two with 16) streams the weights once per tile instead of
+/// running the GEMM, whose panels of NR = 32 (AVX-512) or 16 (AVX2) rows of x are mostly
+/// padding for a short prompt: 2-token f16 prompts ran 4× faster, and the measured crossover is
+/// at about 24 rows on AVX-512 and 12 on AVX2 (docs/PERFORMANCE.md, session 7).
+const FEW_ROWS_TILES: usize = 6;
+
 thread_local! {
     /// Per-thread packing buffers, grown once to the largest size seen and then reused.
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -151,61 +158,73 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
     let (k, n) = (w.k, w.n);
     let m = x.len() / k;
     init_out(m, n, bias, out, n0, n1);
-    if m < GEMM_MIN_ROWS {
-        for i in 0..m {
-            let x_row = &x[i * k..][..k];
-            let out_row = out.add(i * n);
-            match w.layout {
-                Layout::OutIn => gemv_out_in::<S, E>(x_row, data.as_ptr(), k, out_row, n0, n1),
-                Layout::InOut => gemv_in_out::<S, E>(x_row, data.as_ptr(), n, out_row, n0, n1),
+    match w.layout {
+        Layout::InOut if m < GEMM_MIN_ROWS => {
+            for i in 0..m {
+                gemv_in_out::<S, E>(&x[i * k..][..k], data.as_ptr(), n, out.add(i * n), n0, n1)
             }
         }
-    } else {
-        match w.layout {
-            Layout::InOut => gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1),
-            Layout::OutIn => {
-                let rows = PlainRows { w: data.as_ptr(), k };
-                gemm_out_in::<S, PlainRows<E>, MR, NV>(x, m, rows, w, out, n0, n1)
-            }
+        Layout::InOut => gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1),
+        Layout::OutIn if m < GEMM_MIN_ROWS => gemv_out_in::<S, E, 1>(x, data.as_ptr(), k, n, out, n0, n1),
+        // Four rows of x per tile where 32 registers hold the 16 accumulators, else two.
+        Layout::OutIn if S::REGISTERS >= 32 && m < FEW_ROWS_TILES * 4 => {
+            gemv_out_in::<S, E, 4>(x, data.as_ptr(), k, n, out, n0, n1)
+        }
+        Layout::OutIn if S::REGISTERS < 32 && m < FEW_ROWS_TILES * 2 => {
+            gemv_out_in::<S, E, 2>(x, data.as_ptr(), k, n, out, n0, n1)
+        }
+        Layout::OutIn => {
+            let rows = PlainRows { w: data.as_ptr(), k };
+            gemm_out_in::<S, PlainRows<E>, MR, NV>(x, m, rows, w, out, n0, n1)
         }
     }
 }
 
-/// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W stored `(N, K)`: four rows at a time.
+/// `out[i, j] += x[i, :] · W[j, :]` for every row `i` of x and `j` in `n0..n1`, W stored `(N, K)`:
+/// tiles of four weight rows × `XR` rows of x, so the weights stream once per `XR` rows of x.
+/// `XR = 1` is decoding's GEMV; a few rows more (a short prompt) use a larger `XR` rather than
+/// the GEMM, whose panels of `NR` rows of x would mostly hold padding. A short last tile repeats
+/// its first row (results not stored): one code path.
 #[inline(always)]
-unsafe fn gemv_out_in<S: Simd, E: Elem>(x: &[f32], w: *const E, k: usize, out: *mut f32, n0: usize, n1: usize) {
+unsafe fn gemv_out_in<S: Simd, E: Elem, const XR: usize>(
+    x: &[f32],
+    w: *const E,
+    k: usize,
+    n: usize,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    let m = x.len() / k;
     let full = k / S::LANES * S::LANES;
-    let px = x.as_ptr();
-    let tail = |row: *const E| -> f32 { (full..k).map(|i| x[i] * (*row.add(i)).to_f32()).sum() };
-    let mut j = n0;
-    while j + 4 <= n1 {
-        let rows = [w.add(j * k), w.add((j + 1) * k), w.add((j + 2) * k), w.add((j + 3) * k)];
-        let mut acc = [S::zero(); 4];
-        let mut i = 0;
-        while i < full {
-            let xv = S::load(px.add(i));
-            for (a, r) in acc.iter_mut().zip(rows) {
-                // The same column eight rows on: keeps enough lines in flight.
-                S::prefetch(r.wrapping_add(PREFETCH_ROWS * k + i));
-                *a = E::load::<S>(r.add(i)).mul_add(xv, *a);
+    let tail = |xr: *const f32, row: *const E| -> f32 { (full..k).map(|i| *xr.add(i) * (*row.add(i)).to_f32()).sum() };
+    for i0 in (0..m).step_by(XR) {
+        let ir = XR.min(m - i0);
+        let xs: [*const f32; XR] = std::array::from_fn(|i| x.as_ptr().add((i0 + if i < ir { i } else { 0 }) * k));
+        for j in (n0..n1).step_by(4) {
+            let jr = 4.min(n1 - j);
+            let rows: [*const E; 4] = std::array::from_fn(|r| w.add((j + if r < jr { r } else { 0 }) * k));
+            let mut acc = [[S::zero(); 4]; XR];
+            let mut i = 0;
+            while i < full {
+                // Indexed, not iterated: loops LLVM unrolls, with the accumulators in registers.
+                #[allow(clippy::needless_range_loop)]
+                for r in 0..4 {
+                    // The same column eight rows on: keeps enough lines in flight.
+                    S::prefetch(rows[r].wrapping_add(PREFETCH_ROWS * k + i));
+                    let wv = E::load::<S>(rows[r].add(i));
+                    for xi in 0..XR {
+                        acc[xi][r] = wv.mul_add(S::load(xs[xi].add(i)), acc[xi][r]);
+                    }
+                }
+                i += S::LANES;
             }
-            i += S::LANES;
+            for xi in 0..ir {
+                for r in 0..jr {
+                    *out.add((i0 + xi) * n + j + r) += acc[xi][r].hsum() + tail(xs[xi], rows[r]);
+                }
+            }
         }
-        for (r, (a, row)) in acc.iter().zip(rows).enumerate() {
-            *out.add(j + r) += a.hsum() + tail(row);
-        }
-        j += 4;
-    }
-    while j < n1 {
-        let row = w.add(j * k);
-        let mut acc = S::zero();
-        let mut i = 0;
-        while i < full {
-            acc = E::load::<S>(row.add(i)).mul_add(S::load(px.add(i)), acc);
-            i += S::LANES;
-        }
-        *out.add(j) += acc.hsum() + tail(row);
-        j += 1;
     }
 }
 

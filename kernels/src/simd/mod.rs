@@ -11,6 +11,8 @@ pub(crate) mod x86;
 /// the ISA's features, and pointer arguments must be valid for `LANES` elements.
 pub(crate) trait Simd: Copy {
     const LANES: usize;
+    /// Vector registers of the ISA (kernels size their register tiles by it).
+    const REGISTERS: usize;
     unsafe fn zero() -> Self;
     unsafe fn splat(v: f32) -> Self;
     unsafe fn load(p: *const f32) -> Self;

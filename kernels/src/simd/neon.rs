@@ -10,6 +10,7 @@ pub(crate) struct Neon(float32x4_t);
 
 impl Simd for Neon {
     const LANES: usize = 4;
+    const REGISTERS: usize = 32;
     #[inline(always)]
     unsafe fn zero() -> Self {
         Neon(vdupq_n_f32(0.0))

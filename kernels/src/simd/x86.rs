@@ -9,6 +9,7 @@ pub(crate) struct Avx2(pub(crate) __m256);
 
 impl Simd for Avx2 {
     const LANES: usize = 8;
+    const REGISTERS: usize = 16;
     #[inline(always)]
     unsafe fn zero() -> Self {
         Avx2(_mm256_setzero_ps())
@@ -95,6 +96,7 @@ pub(crate) struct Avx512(__m512);
 
 impl Simd for Avx512 {
     const LANES: usize = 16;
+    const REGISTERS: usize = 32;
     #[inline(always)]
     unsafe fn zero() -> Self {
         Avx512(_mm512_setzero_ps())
