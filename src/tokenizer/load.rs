@@ -1,9 +1,12 @@
 //! Parsing of tokenizer files: vocab.json, merges.txt, tokenizer.json and the transformers
 //! config files of a model folder. Every error names the file and the field or line.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::Value;
+
+use super::fast_hash::Seeded;
 
 use crate::error::{Error, Result};
 
@@ -63,19 +66,90 @@ pub(crate) fn parse_json_bytes(bytes: &[u8], origin: &Path) -> Result<Value> {
     serde_json::from_slice(bytes).map_err(|e| Error::bad_file(origin, format!("not valid JSON: {e}")))
 }
 
-/// A JSON object of token → id (vocab.json, or tokenizer.json's `model.vocab`).
+fn not_a_vocab(origin: &Path, field: &str) -> Error {
+    Error::bad_file(origin, format!("{field}: expected a JSON object mapping token strings to integer ids"))
+}
+
+/// A JSON object of token → id (tokenizer.json's `model.vocab`, added_tokens.json).
 pub(crate) fn parse_vocab(value: &Value, origin: &Path, field: &str) -> Result<Vec<(String, u32)>> {
     let Some(map) = value.as_object() else {
-        return Err(Error::bad_file(
-            origin,
-            format!("{field}: expected a JSON object mapping token strings to integer ids"),
-        ));
+        return Err(not_a_vocab(origin, field));
     };
-    if map.is_empty() {
+    check_vocab(map.iter(), map.len(), origin, field)
+}
+
+/// vocab.json's bytes straight into token → id pairs, without a serde_json `Value`: that builds
+/// an ordered map of every token first, a fifth of loading GPT-2's tokenizer. A token listed
+/// twice keeps its last id, as Python's `json` (and that map) would.
+pub(crate) fn parse_vocab_bytes(bytes: &[u8], origin: &Path, field: &str) -> Result<Vec<(String, u32)>> {
+    struct Pairs;
+    impl<'de> serde::de::Visitor<'de> for Pairs {
+        type Value = Option<Vec<(String, Value)>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+            let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
+            while let Some(pair) = map.next_entry::<String, Value>()? {
+                pairs.push(pair);
+            }
+            Ok(Some(pairs))
+        }
+        // Anything but an object is refused after parsing, with the same error as `parse_vocab`.
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::bad_file(origin, "file is empty (expected JSON)"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = serde::Deserializer::deserialize_any(&mut de, Pairs)
+        .and_then(|pairs| de.end().map(|()| pairs))
+        .map_err(|e| Error::bad_file(origin, format!("not valid JSON: {e}")))?;
+    let mut pairs = parsed.ok_or_else(|| not_a_vocab(origin, field))?;
+    let mut last: HashMap<&str, usize, Seeded> = HashMap::with_capacity_and_hasher(pairs.len(), Seeded::default());
+    let duplicated = pairs.iter().enumerate().fold(false, |d, (i, (t, _))| last.insert(t, i).is_some() || d);
+    if duplicated {
+        let keep: Vec<bool> = pairs.iter().enumerate().map(|(i, (t, _))| last[t.as_str()] == i).collect();
+        drop(last);
+        let mut flags = keep.into_iter();
+        pairs.retain(|_| flags.next().unwrap_or(false));
+    }
+    check_vocab(pairs.iter().map(|(t, v)| (t, v)), pairs.len(), origin, field)
+}
+
+/// Token → id pairs checked: ids integers in `0..MAX_VOCAB`, tokens not empty, at least one.
+fn check_vocab<'a>(
+    pairs: impl Iterator<Item = (&'a String, &'a Value)>,
+    len: usize,
+    origin: &Path,
+    field: &str,
+) -> Result<Vec<(String, u32)>> {
+    if len == 0 {
         return Err(Error::bad_file(origin, format!("{field}: the vocabulary is empty")));
     }
-    let mut vocab = Vec::with_capacity(map.len());
-    for (token, v) in map {
+    let mut vocab = Vec::with_capacity(len);
+    for (token, v) in pairs {
         let id = v.as_u64().filter(|&id| id < MAX_VOCAB).ok_or_else(|| {
             Error::bad_file(
                 origin,
@@ -133,9 +207,8 @@ pub(crate) fn parts_from_vocab_merges(
     merges: &[u8],
     merges_origin: &Path,
 ) -> Result<Parts> {
-    let value = parse_json_bytes(vocab, vocab_origin)?;
     Ok(Parts {
-        vocab: parse_vocab(&value, vocab_origin, &file_label(vocab_origin))?,
+        vocab: parse_vocab_bytes(vocab, vocab_origin, &file_label(vocab_origin))?,
         merges: parse_merges_txt(merges, merges_origin)?,
         added: Vec::new(),
         add_prefix_space: None,
@@ -309,7 +382,10 @@ mod tests {
         let p = Path::new("/m/vocab.json");
         let bad = |s: &str| {
             let v = parse_json_bytes(s.as_bytes(), p).and_then(|v| parse_vocab(&v, p, "vocab.json"));
-            v.unwrap_err().to_string()
+            let direct = parse_vocab_bytes(s.as_bytes(), p, "vocab.json").unwrap_err().to_string();
+            let via_value = v.unwrap_err().to_string();
+            assert_eq!(direct, via_value, "{s}");
+            direct
         };
         assert!(bad("").contains("empty"));
         assert!(bad("[1,2]").contains("expected a JSON object"));
@@ -319,5 +395,23 @@ mod tests {
         assert!(bad("{\"a\": 99999999999}").contains("not an integer"));
         assert!(bad("{}").contains("empty"));
         assert!(bad("{\"a\": 1").contains("not valid JSON"));
+        assert!(bad("{\"a\": 1} x").contains("not valid JSON"));
+        assert!(bad("\"a\"").contains("expected a JSON object"));
+    }
+
+    /// vocab.json parsed directly gives what the `Value` route gives, a repeated token's last
+    /// id included.
+    #[test]
+    fn vocab_bytes_match_the_value_route() {
+        let p = Path::new("/m/vocab.json");
+        for s in ["{\"b\": 2, \"a\": 1, \"\\u0120c\": 0}", "{\"a\": 1, \"b\": 2, \"a\": 0, \"c\": 3, \"b\": 4}"] {
+            let mut direct = parse_vocab_bytes(s.as_bytes(), p, "vocab.json").unwrap();
+            let mut via_value = parse_vocab(&parse_json_bytes(s.as_bytes(), p).unwrap(), p, "vocab.json").unwrap();
+            direct.sort();
+            via_value.sort();
+            assert_eq!(direct, via_value, "{s}");
+        }
+        let direct = parse_vocab_bytes(b"{\"a\": 1, \"b\": 2, \"a\": 0}", p, "vocab.json").unwrap();
+        assert_eq!(direct, [("b".to_string(), 2), ("a".to_string(), 0)]);
     }
 }
