@@ -26,12 +26,15 @@ pub(crate) const PREFETCH_ROWS: usize = 8;
 /// From this many rows on, the GEMM path is used.
 const GEMM_MIN_ROWS: usize = 2;
 
-/// An `(out, in)` f32/f16 matmul of fewer rows than this many tiles of [`gemv_out_in`] (four
-/// rows of x each with 32 registers, two with 16) streams the weights once per tile instead of
-/// running the GEMM, whose panels of NR = 32 (AVX-512) or 16 (AVX2) rows of x are mostly
-/// padding for a short prompt: 2-token f16 prompts ran 4× faster, and the measured crossover is
-/// at about 24 rows on AVX-512 and 12 on AVX2 (docs/PERFORMANCE.md, session 7).
-const FEW_ROWS_TILES: usize = 6;
+/// Whether an `(out, in)` f32/f16 matmul of `m` rows streams the weights once per tile of
+/// [`gemv_out_in`] instead of running the GEMM, whose panels of NR rows of x (NR = 32 with
+/// AVX-512, 16 with AVX2 and NEON) are mostly padding for a short prompt: below 3/4 of NR.
+/// 2-token f16 prompts ran 4× faster; the measured crossover was about 24 rows on AVX-512 and
+/// 12 on AVX2 (docs/PERFORMANCE.md, session 7; NEON is not measured).
+#[inline(always)]
+fn few_rows<S: Simd, const NV: usize>(m: usize) -> bool {
+    4 * m < 3 * NV * S::LANES
+}
 
 thread_local! {
     /// Per-thread packing buffers, grown once to the largest size seen and then reused.
@@ -167,12 +170,10 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
         Layout::InOut => gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1),
         Layout::OutIn if m < GEMM_MIN_ROWS => gemv_out_in::<S, E, 1>(x, data.as_ptr(), k, n, out, n0, n1),
         // Four rows of x per tile where 32 registers hold the 16 accumulators, else two.
-        Layout::OutIn if S::REGISTERS >= 32 && m < FEW_ROWS_TILES * 4 => {
+        Layout::OutIn if few_rows::<S, NV>(m) && S::REGISTERS >= 32 => {
             gemv_out_in::<S, E, 4>(x, data.as_ptr(), k, n, out, n0, n1)
         }
-        Layout::OutIn if S::REGISTERS < 32 && m < FEW_ROWS_TILES * 2 => {
-            gemv_out_in::<S, E, 2>(x, data.as_ptr(), k, n, out, n0, n1)
-        }
+        Layout::OutIn if few_rows::<S, NV>(m) => gemv_out_in::<S, E, 2>(x, data.as_ptr(), k, n, out, n0, n1),
         Layout::OutIn => {
             let rows = PlainRows { w: data.as_ptr(), k };
             gemm_out_in::<S, PlainRows<E>, MR, NV>(x, m, rows, w, out, n0, n1)
