@@ -1,8 +1,9 @@
 //! A q8_0 GEMV with integer dot products on AVX2 (the `avx2dot` level): the row of activations
 //! is quantized per block of 32 exactly as on the `avx512vnni` level (f32 scale `max |x| / 127`,
 //! values rounded to the nearest step, ties to even; a non-finite block gets a NaN scale), and
-//! a block's 32 products take four vector instructions where widening the weights to f32 takes
-//! twelve (four sign extensions, four conversions, four FMAs).
+//! a block's 32 products take five vector instructions (sign, two multiply-adds, a convert, an
+//! FMA with the scales) where widening the weights to f32 takes twelve (four sign extensions,
+//! four conversions, four FMAs).
 //!
 //! `vpmaddubsw` multiplies unsigned by signed bytes and adds neighbouring pairs into i16: x's
 //! magnitudes are the unsigned operand and x's signs move onto the weights (`vpsignb`; q8_0
