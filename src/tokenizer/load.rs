@@ -1,7 +1,7 @@
 //! Parsing of tokenizer files: vocab.json, merges.txt, tokenizer.json and the transformers
 //! config files of a model folder. Every error names the file and the field or line.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::Path;
 
 use serde_json::Value;
@@ -84,57 +84,32 @@ pub(crate) fn parse_vocab(value: &Value, origin: &Path, field: &str) -> Result<V
 pub(crate) fn parse_vocab_bytes(bytes: &[u8], origin: &Path, field: &str) -> Result<Vec<(String, u32)>> {
     struct Pairs;
     impl<'de> serde::de::Visitor<'de> for Pairs {
-        type Value = Option<Vec<(String, Value)>>;
+        type Value = Vec<(String, Value)>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("any JSON value")
+            f.write_str("a JSON object")
         }
         fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
             let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
             while let Some(pair) = map.next_entry::<String, Value>()? {
                 pairs.push(pair);
             }
-            Ok(Some(pairs))
-        }
-        // Anything but an object is refused after parsing, with the same error as `parse_vocab`.
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
-            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
-            Ok(None)
+            Ok(pairs)
         }
     }
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(Error::bad_file(origin, "file is empty (expected JSON)"));
+    // Anything but an object (or nothing) takes the `Value` route, for the same errors.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return parse_vocab(&parse_json_bytes(bytes, origin)?, origin, field);
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = serde::Deserializer::deserialize_any(&mut de, Pairs)
+    let mut pairs = serde::Deserializer::deserialize_map(&mut de, Pairs)
         .and_then(|pairs| de.end().map(|()| pairs))
         .map_err(|e| Error::bad_file(origin, format!("not valid JSON: {e}")))?;
-    let mut pairs = parsed.ok_or_else(|| not_a_vocab(origin, field))?;
-    let mut last: HashMap<&str, usize, Seeded> = HashMap::with_capacity_and_hasher(pairs.len(), Seeded::default());
-    let duplicated = pairs.iter().enumerate().fold(false, |d, (i, (t, _))| last.insert(t, i).is_some() || d);
-    if duplicated {
-        let keep: Vec<bool> = pairs.iter().enumerate().map(|(i, (t, _))| last[t.as_str()] == i).collect();
-        drop(last);
-        let mut flags = keep.into_iter();
-        pairs.retain(|_| flags.next().unwrap_or(false));
-    }
+    // Walking back, a token's first sighting is its last entry: the one kept.
+    let mut seen = HashSet::with_capacity_and_hasher(pairs.len(), Seeded::default());
+    let last: Vec<bool> = pairs.iter().rev().map(|(t, _)| seen.insert(t.as_str())).collect();
+    drop(seen);
+    let mut keep = last.into_iter().rev();
+    pairs.retain(|_| keep.next().unwrap_or(false));
     check_vocab(pairs.iter().map(|(t, v)| (t, v)), pairs.len(), origin, field)
 }
 
