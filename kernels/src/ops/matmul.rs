@@ -83,31 +83,12 @@ pub(crate) trait Q8Matmul {
     /// As [`matmul_cols`], and the CPU has what the implementation needs.
     unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize);
 
-    /// Columns `n0..n1` of `out[M, N] += x · Wᵀ`: several rows (a prompt).
+    /// Columns `n0..n1` of `out[M, N] += x · Wᵀ`: several rows (a prompt). By default exact:
+    /// the weights widened into the f32 GEMM.
     ///
     /// # Safety
     /// As [`matmul_cols`], and the CPU has what the implementation needs.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm<S: Simd, const MR: usize, const NV: usize>(
-        x: &[f32],
-        m: usize,
-        rows: Q8Rows,
-        shape: Weight,
-        out: *mut f32,
-        n0: usize,
-        n1: usize,
-    );
-}
-
-/// Weights widened to f32, activations kept f32: exact with respect to the stored weights.
-pub(crate) struct WidenWeights;
-
-impl Q8Matmul for WidenWeights {
-    #[inline(always)]
-    unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
-        gemv_q8::<S>(x, w, out, n0, n1)
-    }
-
     #[inline(always)]
     unsafe fn gemm<S: Simd, const MR: usize, const NV: usize>(
         x: &[f32],
@@ -119,6 +100,16 @@ impl Q8Matmul for WidenWeights {
         n1: usize,
     ) {
         gemm_out_in::<S, Q8Rows, MR, NV>(x, m, rows, shape, out, n0, n1)
+    }
+}
+
+/// Weights widened to f32, activations kept f32: exact with respect to the stored weights.
+pub(crate) struct WidenWeights;
+
+impl Q8Matmul for WidenWeights {
+    #[inline(always)]
+    unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
+        gemv_q8::<S>(x, w, out, n0, n1)
     }
 }
 

@@ -18,10 +18,10 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-use super::matmul::{widen_f16, Q8Matmul, Q8Rows, WidenWeights, PREFETCH_ROWS};
+use super::matmul::{widen_f16, Q8Matmul, Q8Rows, PREFETCH_ROWS};
 use crate::simd::x86::Avx2;
 use crate::simd::Simd;
-use crate::{Weight, Q8_BLOCK};
+use crate::Q8_BLOCK;
 
 /// Activations quantized per block for one row, integer dots with `vpmaddubsw`.
 pub(crate) struct MaddubsDots;
@@ -43,19 +43,7 @@ impl Q8Matmul for MaddubsDots {
         })
     }
 
-    /// Exact: the weights widened into the f32 GEMM (see the module doc).
-    #[inline(always)]
-    unsafe fn gemm<S: Simd, const MR: usize, const NV: usize>(
-        x: &[f32],
-        m: usize,
-        rows: Q8Rows,
-        shape: Weight,
-        out: *mut f32,
-        n0: usize,
-        n1: usize,
-    ) {
-        WidenWeights::gemm::<S, MR, NV>(x, m, rows, shape, out, n0, n1)
-    }
+    // Prompts: the trait's exact GEMM (see the module doc).
 }
 
 /// One row of activations in q8 blocks, and scratch for the weight tile's scales.
