@@ -32,7 +32,7 @@ macro_rules! isa_table {
 
             #[target_feature(enable = $features)]
             unsafe fn attention_head(h: &AttentionHead, scores: &mut [f32], out: *mut f32, out_stride: usize) {
-                ops::attention::attention_head::<$simd>(h, scores, out, out_stride)
+                ops::attention::attention_head::<$simd, $mr, $nv>(h, scores, out, out_stride)
             }
 
             #[target_feature(enable = $features)]

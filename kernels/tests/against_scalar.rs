@@ -174,6 +174,12 @@ fn attention_matches_scalar() {
         // positions leave one for the tail).
         (1, 32, 5, 4, None),
         (2, 128, 40, 3, Some(20)),
+        // Prompts of a block of queries or more go in micro-kernel tiles: several blocks and a
+        // partial one, head sizes that are not a whole panel, a window, a long context.
+        (2, 64, 100, 37, None),
+        (2, 40, 3, 20, None),
+        (1, 64, 50, 33, Some(16)),
+        (2, 128, 0, 24, None),
     ] {
         let t = first_pos + m;
         let cap = t + 3;
@@ -297,9 +303,10 @@ fn a_ring_of_slots_gives_the_same_attention_as_a_full_cache() {
 #[test]
 fn attention_extras_match_a_direct_computation() {
     let mut rng = Rng(23);
-    let (h, d, first_pos, m) = (3, 8, 4, 5);
-    let t = first_pos + m;
-    for window in [None, Some(3)] {
+    let (h, d, first_pos) = (3, 8, 4);
+    // 5 queries go one by one on every level; 19 in micro-kernel tiles.
+    for (m, window) in [(5, None), (5, Some(3)), (19, None), (19, Some(3))] {
+        let t = first_pos + m;
         let q = rng.vec(m * h * d);
         let keys = rng.vec(h * t * d);
         let values = rng.vec(h * t * d);
@@ -359,7 +366,7 @@ fn attention_extras_match_a_direct_computation() {
                 let mut got_o = vec![0.0; m * h * d];
                 let mut got_p = vec![f32::NAN; h * m * t];
                 kernels.attention(&layer, &mut got_p, &mut got_o, h * d);
-                let name = format!("{:?} {threads} {window:?}", kernels.level());
+                let name = format!("{:?} {threads} m {m} {window:?}", kernels.level());
                 assert_close(&format!("{name} probs"), &got_p, &want_p, 1e-6);
                 assert_close(&format!("{name} out"), &got_o, &want_o, 1e-5);
             });

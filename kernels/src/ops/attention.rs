@@ -1,5 +1,6 @@
 //! Attention of one head's new queries over its cached keys and values (f32 or f16).
 
+use super::attention_tiles::{attend_tiles, worth_tiles};
 use super::vector::{axpy, dot, softmax};
 use crate::elem::Elem;
 use crate::simd::Simd;
@@ -8,18 +9,24 @@ use crate::{AttentionHead, WeightData};
 /// # Safety
 /// As every `ops` kernel; `out` must be valid for rows `i * out_stride .. + D`.
 #[inline(always)]
-pub(crate) unsafe fn attention_head<S: Simd>(h: &AttentionHead, scores: &mut [f32], out: *mut f32, out_stride: usize) {
+pub(crate) unsafe fn attention_head<S: Simd, const MR: usize, const NV: usize>(
+    h: &AttentionHead,
+    scores: &mut [f32],
+    out: *mut f32,
+    out_stride: usize,
+) {
     match (h.keys, h.values) {
-        (WeightData::F32(k), WeightData::F32(v)) => attend::<S, f32>(h, k, v, scores, out, out_stride),
-        (WeightData::F16(k), WeightData::F16(v)) => attend::<S, half::f16>(h, k, v, scores, out, out_stride),
+        (WeightData::F32(k), WeightData::F32(v)) => attend::<S, f32, MR, NV>(h, k, v, scores, out, out_stride),
+        (WeightData::F16(k), WeightData::F16(v)) => attend::<S, half::f16, MR, NV>(h, k, v, scores, out, out_stride),
         _ => unreachable!("keys and values of one type, f32 or f16 (checked by Kernels::attention)"),
     }
 }
 
-/// Head sizes of 1, 2, 4 or 8 vectors (GPT-2's and GPT-Neo's 64 and 128 on every ISA but
+/// A block of queries or more (a prompt) goes in tiles of the GEMM's `MR × NV` micro-kernel.
+/// Fewer: head sizes of 1, 2, 4 or 8 vectors (GPT-2's and GPT-Neo's 64 and 128 on every ISA but
 /// NEON's 128) keep the query and the output row in registers; others take the general loop.
 #[inline(always)]
-unsafe fn attend<S: Simd, E: Elem>(
+unsafe fn attend<S: Simd, E: Elem, const MR: usize, const NV: usize>(
     h: &AttentionHead,
     keys: &[E],
     values: &[E],
@@ -27,6 +34,9 @@ unsafe fn attend<S: Simd, E: Elem>(
     out: *mut f32,
     stride: usize,
 ) {
+    if worth_tiles::<MR>(h.n_queries) {
+        return attend_tiles::<S, E, MR, NV>(h, keys, values, scores, out, stride);
+    }
     if h.d.is_multiple_of(S::LANES) {
         match h.d / S::LANES {
             1 => return attend_in_registers::<S, E, 1>(h, keys, values, scores, out, stride),

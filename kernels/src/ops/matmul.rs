@@ -573,7 +573,7 @@ unsafe fn pack_block<S: Simd, E: Elem, const NV: usize>(
 
 /// `tile[MR][NR] = a[MR rows, kc] · panel[kc][NR]`: MR·NV accumulators live in registers.
 #[inline(always)]
-unsafe fn micro_kernel<S: Simd, const MR: usize, const NV: usize>(
+pub(crate) unsafe fn micro_kernel<S: Simd, const MR: usize, const NV: usize>(
     kc: usize,
     a: *const f32,
     lda: usize,

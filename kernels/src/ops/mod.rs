@@ -3,6 +3,7 @@
 //! present, and callers (the `Kernels` methods) have checked all lengths.
 
 pub(crate) mod attention;
+pub(crate) mod attention_tiles;
 pub(crate) mod matmul;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod q8_avx2;
