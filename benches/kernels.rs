@@ -37,16 +37,18 @@ fn matmul(c: &mut Criterion) {
 
     let mut group = c.benchmark_group(format!("gemm128[{}]", k.level().name()));
     group.sample_size(10);
-    for (name, kk, n, layout) in &shapes[..4] {
-        let (kk, n) = (*kk, *n);
+    // HF checkpoints store the blocks' weights (in, out); Quill files store them (out, in).
+    let out_in = shapes[..4].iter().map(|&(name, kk, n, _)| (name, kk, n, Layout::OutIn));
+    for (name, kk, n, layout) in shapes[..4].iter().copied().chain(out_in) {
+        let name = format!("{name}.{}", if layout == Layout::OutIn { "out_in" } else { "in_out" });
         let w32 = data(kk * n);
         let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
         let x = data(128 * kk);
         let mut out = vec![0.0; 128 * n];
         for (dtype, wd) in [("f32", WeightData::F32(&w32)), ("f16", WeightData::F16(&w16))] {
-            let w = Weight { data: wd, k: kk, n, layout: *layout };
+            let w = Weight { data: wd, k: kk, n, layout };
             group.throughput(Throughput::Elements((2 * 128 * kk * n) as u64));
-            group.bench_function(BenchmarkId::new(dtype, name), |b| b.iter(|| k.matmul(&x, w, None, &mut out)));
+            group.bench_function(BenchmarkId::new(dtype, &name), |b| b.iter(|| k.matmul(&x, w, None, &mut out)));
         }
     }
     group.finish();

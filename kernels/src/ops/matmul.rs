@@ -421,10 +421,13 @@ unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
                 }
             }
         }
-        for j0 in (n0..n1).step_by(MR) {
-            let mr = MR.min(n1 - j0);
-            for k0 in (0..k).step_by(KC) {
-                let kc = KC.min(k - k0);
+        // K steps outermost: one step's slice of xᵀ (M × KC floats, 128 KB at M = 128) stays
+        // in L2 for every weight row; with rows outermost all of xᵀ (1.5 MB at K = 3072) was
+        // read again per MR rows, and two threads doing so fell behind (docs/PERFORMANCE.md).
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            for j0 in (n0..n1).step_by(MR) {
+                let mr = MR.min(n1 - j0);
                 // MR weight rows as f32: in place when they are, else widened (and zero-padded).
                 let (a, lda) = match w.in_place(j0, k0) {
                     Some(p) if mr == MR => (p, k),
