@@ -77,7 +77,7 @@ fn attention(c: &mut Criterion) {
     let k = kernels().unwrap();
     let mut group = c.benchmark_group(format!("attention[{}]", k.level().name()));
     let (h, d) = (12, 64);
-    for (m, first_pos) in [(1, 127), (1, 1023), (128, 0), (128, 896)] {
+    for (m, first_pos) in [(1, 127), (1, 1023), (2, 1022), (5, 1019), (6, 1018), (8, 1016), (128, 0), (128, 896)] {
         let t = first_pos + m;
         let q = data(m * 3 * h * d);
         let keys = data(h * t * d);
