@@ -52,10 +52,11 @@ pub(crate) unsafe fn attend_tiles<S: Simd, E: Elem, const MR: usize, const NV: u
     let d_panels = d.div_ceil(nr);
     let row_len = hi + nr;
     let sizes = [key_panels * d * nr, d_panels * span * nr, MR * row_len, MR * d, MR * nr];
+    let need: usize = sizes.iter().sum();
     // Taken out of the thread-local and put back after, so that no closure holds the vector code.
     let mut scratch = SCRATCH.with(|cell| cell.take());
-    if scratch.len() < sizes.iter().sum() {
-        scratch.resize(sizes.iter().sum(), 0.0);
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
     }
     {
         let (kt, rest) = scratch.split_at_mut(sizes[0]);
@@ -64,6 +65,7 @@ pub(crate) unsafe fn attend_tiles<S: Simd, E: Elem, const MR: usize, const NV: u
         let (q_pad, tile) = rest.split_at_mut(sizes[3]);
         pack_keys::<E>(h, keys, lo, hi, nr, kt);
         pack_values::<S, E>(h, values, lo, hi, nr, vp);
+        let scale = S::splat(h.scale);
         for i0 in (0..m).step_by(MR) {
             let mr = MR.min(m - i0);
             // Positions blo..bhi are in view of some query of the block.
@@ -78,7 +80,6 @@ pub(crate) unsafe fn attend_tiles<S: Simd, E: Elem, const MR: usize, const NV: u
                 }
                 (q_pad.as_ptr(), d)
             };
-            let scale = S::splat(h.scale);
             for p in (blo - lo) / nr..(bhi - lo).div_ceil(nr) {
                 micro_kernel::<S, MR, NV>(d, a, lda, kt.as_ptr().add(p * d * nr), tile.as_mut_ptr());
                 let col = lo + p * nr;
