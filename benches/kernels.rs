@@ -5,10 +5,20 @@
 //! cargo bench --bench kernels [-- FILTER]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use quill_kernels::{f16, kernels, AttentionExtras, AttentionLayer, Layout, Weight, WeightData};
+use quill_kernels::{
+    f16, kernels, quantize_q8_0, AttentionExtras, AttentionLayer, Layout, Weight, WeightData, Q8_BLOCK,
+};
 
 fn data(n: usize) -> Vec<f32> {
     (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect()
+}
+
+/// `w` in q8_0 blocks, and its size in bytes (int8 values and f16 scales).
+fn q8_0(w: &[f32]) -> (Vec<i8>, Vec<f16>, usize) {
+    let (mut q, mut scales) = (vec![0; w.len()], vec![f16::ZERO; w.len() / Q8_BLOCK]);
+    quantize_q8_0(w, &mut q, &mut scales);
+    let bytes = q.len() + 2 * scales.len();
+    (q, scales, bytes)
 }
 
 fn matmul(c: &mut Criterion) {
@@ -32,6 +42,11 @@ fn matmul(c: &mut Criterion) {
             group.throughput(Throughput::Bytes((kk * n * bytes) as u64));
             group.bench_function(BenchmarkId::new(dtype, name), |b| b.iter(|| k.matmul(&x, w, None, &mut out)));
         }
+        // q8_0 is stored (out, in) whatever the checkpoint's layout.
+        let (q, scales, bytes) = q8_0(&w32);
+        let w = Weight { data: WeightData::Q8_0 { q: &q, scales: &scales }, k: kk, n, layout: Layout::OutIn };
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_function(BenchmarkId::new("q8_0", name), |b| b.iter(|| k.matmul(&x, w, None, &mut out)));
     }
     group.finish();
 
@@ -117,15 +132,25 @@ fn gemv_in_l2(c: &mut Criterion) {
     let w32 = data(kk * n);
     let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
     let x = data(kk);
-    let mut out = vec![0.0; n];
+    let mut out = vec![0.0; 4096];
     for layout in [Layout::InOut, Layout::OutIn] {
         for (dtype, wd) in [("f32", WeightData::F32(&w32)), ("f16", WeightData::F16(&w16))] {
             let w = Weight { data: wd, k: kk, n, layout };
             group.throughput(Throughput::Elements((kk * n) as u64));
             group.bench_function(BenchmarkId::new(dtype, format!("{layout:?}")), |b| {
-                pool.install(|| b.iter(|| k.matmul(&x, w, None, &mut out)))
+                pool.install(|| b.iter(|| k.matmul(&x, w, None, &mut out[..n])))
             });
         }
+    }
+    // q8_0 at the model's two widths, K = 768 and 3072 (per-row costs are amortized over K).
+    for (kk, n) in [(768, 16), (768, 192), (768, 2048), (3072, 48)] {
+        let (q, scales, _) = q8_0(&data(kk * n));
+        let x = data(kk);
+        let w = Weight { data: WeightData::Q8_0 { q: &q, scales: &scales }, k: kk, n, layout: Layout::OutIn };
+        group.throughput(Throughput::Elements((kk * n) as u64));
+        group.bench_function(BenchmarkId::new("q8_0", format!("OutIn_k{kk}")), |b| {
+            pool.install(|| b.iter(|| k.matmul(&x, w, None, &mut out[..n])))
+        });
     }
     group.finish();
 }

@@ -507,7 +507,9 @@ fn q8_0_integer_dots_stay_within_the_activation_rounding() {
 #[test]
 fn q8_0_matmul_handles_huge_and_tiny_blocks() {
     let mut rng = Rng(0x5A);
-    let (k, n) = (96, 5);
+    // Five blocks: the GEMVs that sum blocks in groups of four (avx2dot) take the group and the
+    // block after it by their two paths.
+    let (k, n) = (160, 5);
     let w = rng.vec(n * k);
     let (mut q, mut d) = (vec![0i8; n * k], vec![f16::ZERO; n * k / Q8_BLOCK]);
     quantize_q8_0(&w, &mut q, &mut d);

@@ -1,8 +1,9 @@
 //! A q8_0 GEMV with integer dot products on AVX2 (the `avx2dot` level): the row of activations
 //! is quantized per block of 32 exactly as on the `avx512vnni` level (f32 scale `max |x| / 127`,
-//! values rounded to the nearest step, ties to even; a non-finite block gets a NaN scale), and
-//! a block's 32 products take five vector instructions (sign, two multiply-adds, a convert, an
-//! FMA with the scales) where widening the weights to f32 takes twelve (four sign extensions,
+//! values rounded to the nearest step, ties to even; a non-finite block gets a NaN scale). A
+//! block's 32 products take three vector instructions (a sign and two multiply-adds) into eight
+//! i32 lanes; four blocks' lanes are then folded into one vector, converted and scaled together
+//! (see [`GROUP`]). Widening the weights to f32 takes twelve per block (four sign extensions,
 //! four conversions, four FMAs).
 //!
 //! `vpmaddubsw` multiplies unsigned by signed bytes and adds neighbouring pairs into i16: x's
@@ -18,7 +19,8 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-use super::matmul::{widen_f16, Q8Matmul, Q8Rows, PREFETCH_ROWS};
+use super::matmul::{Q8Matmul, Q8Rows, PREFETCH_ROWS};
+use crate::f16;
 use crate::simd::x86::Avx2;
 use crate::simd::Simd;
 use crate::Q8_BLOCK;
@@ -39,7 +41,7 @@ impl Q8Matmul for MaddubsDots {
         ROW.with(|row| {
             let mut row = row.borrow_mut();
             row.quantize(x);
-            gemv_q8_maddubs(&mut row, w, out, n0, n1)
+            gemv_q8_maddubs(&row, w, out, n0, n1)
         })
     }
 
@@ -55,8 +57,6 @@ struct QuantizedRow {
     abs: Vec<u8>,
     /// `max |x| / 127` per block.
     d: Vec<f32>,
-    /// `d_w · d_x` per block for the [`ROWS`] weight rows of a tile.
-    scales: Vec<f32>,
 }
 
 impl QuantizedRow {
@@ -76,6 +76,19 @@ impl QuantizedRow {
             _mm256_storeu_si256(self.q.as_mut_ptr().add(at) as *mut __m256i, q);
             _mm256_storeu_si256(self.abs.as_mut_ptr().add(at) as *mut __m256i, _mm256_abs_epi8(q));
         }
+    }
+
+    /// Block `b`'s values and magnitudes.
+    ///
+    /// # Safety
+    /// The CPU has AVX; `b` is below the number of blocks quantized.
+    #[inline(always)]
+    unsafe fn block(&self, b: usize) -> (__m256i, __m256i) {
+        let at = b * Q8_BLOCK;
+        (
+            _mm256_loadu_si256(self.q.as_ptr().add(at) as *const __m256i),
+            _mm256_loadu_si256(self.abs.as_ptr().add(at) as *const __m256i),
+        )
     }
 }
 
@@ -115,8 +128,16 @@ unsafe fn quantize_block(x: *const f32) -> (__m256i, f32) {
     (_mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)), d)
 }
 
-/// Weight rows per tile: each load of an x block feeds this many rows.
-const ROWS: usize = 4;
+/// Weight rows per tile: each load of an x block feeds this many rows. Two decoded faster than
+/// four on Zen 1 (docs/PERFORMANCE.md).
+const ROWS: usize = 2;
+
+/// Blocks whose integer sums are gathered into one vector (two unpack-and-add rounds leave one
+/// lane per block in each 128-bit half) before a single conversion and FMA with their scales.
+/// The two multiply-adds per block share one pipe on Zen 1 and bound the loop there; a
+/// conversion and an FMA per block add work to that pipe and the conversion's single one, the
+/// folding runs on the shuffle and add pipes instead (decode +7%, docs/PERFORMANCE.md).
+const GROUP: usize = 4;
 
 /// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W q8_0 `(N, K)`, x quantized.
 ///
@@ -124,38 +145,60 @@ const ROWS: usize = 4;
 /// The CPU has AVX2, FMA and F16C; W holds N × K bytes and N × K / 32 scales; `out` is valid for
 /// writes at `n0..n1`; `x` was quantized from K values.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemv_q8_maddubs(x: &mut QuantizedRow, w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
+unsafe fn gemv_q8_maddubs(x: &QuantizedRow, w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
     let (k, blocks) = (w.k, w.k / Q8_BLOCK);
-    x.scales.resize(ROWS * blocks, 0.0);
+    let grouped = blocks - blocks % GROUP;
     let ones = _mm256_set1_epi16(1);
     for j0 in (n0..n1).step_by(ROWS) {
         let jr = ROWS.min(n1 - j0);
         // A short last tile repeats its first row (results not stored): one code path.
         let row_of = |r: usize| j0 + if r < jr { r } else { 0 };
-        for r in 0..ROWS {
-            let s = &mut x.scales[r * blocks..(r + 1) * blocks];
-            widen_f16::<Avx2>(w.scales.add(row_of(r) * blocks), s);
-            s.iter_mut().zip(&x.d).for_each(|(s, d)| *s *= d);
-        }
         let rows: [*const i8; ROWS] = std::array::from_fn(|r| w.q.add(row_of(r) * k));
+        let scales: [*const f16; ROWS] = std::array::from_fn(|r| w.scales.add(row_of(r) * blocks));
         let mut acc = [_mm256_setzero_ps(); ROWS];
-        for b in 0..blocks {
+        for b in (0..grouped).step_by(GROUP) {
             let at = b * Q8_BLOCK;
-            if b % 2 == 0 {
-                for row in rows {
-                    // The same line eight rows on keeps enough of them in flight; into L1 (T0)
-                    // decoded 5% faster than into L2 (T1), and without it 25% slower.
-                    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + PREFETCH_ROWS * k));
+            for row in rows {
+                // The same lines eight rows on keep enough of them in flight; into L1 (T0)
+                // decoded 5% faster than into L2 (T1), and without it 25% slower.
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + PREFETCH_ROWS * k));
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + 64 + PREFETCH_ROWS * k));
+            }
+            // x's scales of the four blocks in both 128-bit halves, as the folded sums lie.
+            let dx = _mm256_broadcast_ps(&*(x.d.as_ptr().add(b) as *const __m128));
+            let mut first_pair = [_mm256_setzero_si256(); ROWS];
+            for pair in 0..2 {
+                let b0 = b + 2 * pair;
+                let (xq0, xa0) = x.block(b0);
+                let (xq1, xa1) = x.block(b0 + 1);
+                // Indexed, not iterated: a loop LLVM unrolls, with the accumulators in registers.
+                #[allow(clippy::needless_range_loop)]
+                for r in 0..ROWS {
+                    let v0 = block_dot(rows[r].add(b0 * Q8_BLOCK), xq0, xa0, ones);
+                    let v1 = block_dot(rows[r].add((b0 + 1) * Q8_BLOCK), xq1, xa1, ones);
+                    // Per 128-bit half: lanes of blocks b0, b0 + 1, b0, b0 + 1.
+                    let folded = _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1));
+                    if pair == 0 {
+                        first_pair[r] = folded;
+                        continue;
+                    }
+                    // Per 128-bit half: one lane per block, b .. b + 4; exact, as |sum| < 2^24.
+                    let fp = first_pair[r];
+                    let sums = _mm256_add_epi32(_mm256_unpacklo_epi64(fp, folded), _mm256_unpackhi_epi64(fp, folded));
+                    // The row's four f16 scales, twice (one 64-bit load, duplicated).
+                    let dw = _mm256_cvtph_ps(_mm_castpd_si128(_mm_loaddup_pd(scales[r].add(b) as *const f64)));
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, dx), acc[r]);
                 }
             }
-            let xq = _mm256_loadu_si256(x.q.as_ptr().add(at) as *const __m256i);
-            let xa = _mm256_loadu_si256(x.abs.as_ptr().add(at) as *const __m256i);
-            // Indexed, not iterated: a loop LLVM unrolls, with the accumulators in registers.
+        }
+        // The last blocks (K / 32 not a multiple of four) one at a time.
+        for b in grouped..blocks {
+            let (xq, xa) = x.block(b);
             #[allow(clippy::needless_range_loop)]
             for r in 0..ROWS {
-                let wv = _mm256_sign_epi8(_mm256_loadu_si256(rows[r].add(at) as *const __m256i), xq);
-                let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(xa, wv), ones);
-                let scale = _mm256_broadcast_ss(&*x.scales.as_ptr().add(r * blocks + b));
+                let dot = block_dot(rows[r].add(b * Q8_BLOCK), xq, xa, ones);
+                let dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((*scales[r].add(b)).to_bits() as i32)));
+                let scale = _mm256_set1_ps(dw * *x.d.get_unchecked(b));
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
             }
         }
@@ -163,4 +206,14 @@ unsafe fn gemv_q8_maddubs(x: &mut QuantizedRow, w: Q8Rows, out: *mut f32, n0: us
             *out.add(j0 + r) += Avx2(a).hsum();
         }
     }
+}
+
+/// One weight block's 32 products with x's block, summed in pairs of pairs: eight i32 lanes.
+///
+/// # Safety
+/// The CPU has AVX2; `w` is valid for reading 32 bytes.
+#[inline(always)]
+unsafe fn block_dot(w: *const i8, xq: __m256i, xa: __m256i, ones: __m256i) -> __m256i {
+    let signed = _mm256_sign_epi8(_mm256_loadu_si256(w as *const __m256i), xq);
+    _mm256_madd_epi16(_mm256_maddubs_epi16(xa, signed), ones)
 }
