@@ -20,7 +20,6 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::matmul::{Q8Matmul, Q8Rows, PREFETCH_ROWS};
-use crate::f16;
 use crate::simd::x86::Avx2;
 use crate::simd::Simd;
 use crate::Q8_BLOCK;
@@ -128,10 +127,6 @@ unsafe fn quantize_block(x: *const f32) -> (__m256i, f32) {
     (_mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)), d)
 }
 
-/// Weight rows per tile: each load of an x block feeds this many rows. Two decoded faster than
-/// four on Zen 1 (docs/PERFORMANCE.md).
-const ROWS: usize = 2;
-
 /// Blocks whose integer sums are gathered into one vector (two unpack-and-add rounds leave one
 /// lane per block in each 128-bit half) before a single conversion and FMA with their scales.
 /// The two multiply-adds per block share one pipe on Zen 1 and bound the loop there; a
@@ -141,6 +136,9 @@ const GROUP: usize = 4;
 
 /// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W q8_0 `(N, K)`, x quantized.
 ///
+/// One weight row at a time: tiles of two or four rows sharing each x block's registers
+/// decoded 12–14% slower on Zen 1 (x's blocks are L1 loads either way; docs/PERFORMANCE.md).
+///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; W holds N × K bytes and N × K / 32 scales; `out` is valid for
 /// writes at `n0..n1`; `x` was quantized from K values.
@@ -149,62 +147,41 @@ unsafe fn gemv_q8_maddubs(x: &QuantizedRow, w: Q8Rows, out: *mut f32, n0: usize,
     let (k, blocks) = (w.k, w.k / Q8_BLOCK);
     let grouped = blocks - blocks % GROUP;
     let ones = _mm256_set1_epi16(1);
-    for j0 in (n0..n1).step_by(ROWS) {
-        let jr = ROWS.min(n1 - j0);
-        // A short last tile repeats its first row (results not stored): one code path.
-        let row_of = |r: usize| j0 + if r < jr { r } else { 0 };
-        let rows: [*const i8; ROWS] = std::array::from_fn(|r| w.q.add(row_of(r) * k));
-        let scales: [*const f16; ROWS] = std::array::from_fn(|r| w.scales.add(row_of(r) * blocks));
-        let mut acc = [_mm256_setzero_ps(); ROWS];
+    for j in n0..n1 {
+        let (row, scales) = (w.q.add(j * k), w.scales.add(j * blocks));
+        let mut acc = _mm256_setzero_ps();
         for b in (0..grouped).step_by(GROUP) {
             let at = b * Q8_BLOCK;
-            for row in rows {
-                // The same lines eight rows on keep enough of them in flight; into L1 (T0)
-                // decoded 5% faster than into L2 (T1), and without it 25% slower.
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + PREFETCH_ROWS * k));
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + 64 + PREFETCH_ROWS * k));
-            }
-            // x's scales of the four blocks in both 128-bit halves, as the folded sums lie.
+            // The same lines eight rows on keep enough of them in flight; into L1 (T0)
+            // decoded 5% faster than into L2 (T1) on Zen 4, and without it 25% slower.
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + PREFETCH_ROWS * k));
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + 64 + PREFETCH_ROWS * k));
+            let dot = |i: usize| {
+                let (xq, xa) = x.block(b + i);
+                block_dot(row.add(at + i * Q8_BLOCK), xq, xa, ones)
+            };
+            // Per 128-bit half: lanes of blocks b, b + 1, b, b + 1 (and b + 2, b + 3).
+            let fold = |v0: __m256i, v1: __m256i| {
+                _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1))
+            };
+            let (s01, s23) = (fold(dot(0), dot(1)), fold(dot(2), dot(3)));
+            // Per 128-bit half: one lane per block, b .. b + 4; exact, as |sum| < 2^24.
+            let sums = _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
+            // The row's four f16 scales, twice (one 64-bit load, duplicated), and x's four
+            // scales, twice.
+            let dw = _mm256_cvtph_ps(_mm_castpd_si128(_mm_loaddup_pd(scales.add(b) as *const f64)));
             let dx = _mm256_broadcast_ps(&*(x.d.as_ptr().add(b) as *const __m128));
-            let mut first_pair = [_mm256_setzero_si256(); ROWS];
-            for pair in 0..2 {
-                let b0 = b + 2 * pair;
-                let (xq0, xa0) = x.block(b0);
-                let (xq1, xa1) = x.block(b0 + 1);
-                // Indexed, not iterated: a loop LLVM unrolls, with the accumulators in registers.
-                #[allow(clippy::needless_range_loop)]
-                for r in 0..ROWS {
-                    let v0 = block_dot(rows[r].add(b0 * Q8_BLOCK), xq0, xa0, ones);
-                    let v1 = block_dot(rows[r].add((b0 + 1) * Q8_BLOCK), xq1, xa1, ones);
-                    // Per 128-bit half: lanes of blocks b0, b0 + 1, b0, b0 + 1.
-                    let folded = _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1));
-                    if pair == 0 {
-                        first_pair[r] = folded;
-                        continue;
-                    }
-                    // Per 128-bit half: one lane per block, b .. b + 4; exact, as |sum| < 2^24.
-                    let fp = first_pair[r];
-                    let sums = _mm256_add_epi32(_mm256_unpacklo_epi64(fp, folded), _mm256_unpackhi_epi64(fp, folded));
-                    // The row's four f16 scales, twice (one 64-bit load, duplicated).
-                    let dw = _mm256_cvtph_ps(_mm_castpd_si128(_mm_loaddup_pd(scales[r].add(b) as *const f64)));
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, dx), acc[r]);
-                }
-            }
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, dx), acc);
         }
         // The last blocks (K / 32 not a multiple of four) one at a time.
         for b in grouped..blocks {
             let (xq, xa) = x.block(b);
-            #[allow(clippy::needless_range_loop)]
-            for r in 0..ROWS {
-                let dot = block_dot(rows[r].add(b * Q8_BLOCK), xq, xa, ones);
-                let dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((*scales[r].add(b)).to_bits() as i32)));
-                let scale = _mm256_set1_ps(dw * *x.d.get_unchecked(b));
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
-            }
+            let dot = block_dot(row.add(b * Q8_BLOCK), xq, xa, ones);
+            let dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((*scales.add(b)).to_bits() as i32)));
+            let scale = _mm256_set1_ps(dw * *x.d.get_unchecked(b));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
         }
-        for (r, a) in acc.into_iter().enumerate().take(jr) {
-            *out.add(j0 + r) += Avx2(a).hsum();
-        }
+        *out.add(j) += Avx2(acc).hsum();
     }
 }
 
