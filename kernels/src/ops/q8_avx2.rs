@@ -10,7 +10,8 @@
 //! magnitudes are the unsigned operand and x's signs move onto the weights (`vpsignb`; q8_0
 //! weights lie in -127..=127, so negating never overflows, and a pair sum stays within
 //! 2 · 127 · 127 < 2^15, so it never saturates). `vpmaddwd` by ones then sums pairs of those into
-//! eight i32 lanes, converted and scaled by the block's `d_w · d_x` into the row's accumulator.
+//! the block's eight i32 lanes, which the fold gathers with three other blocks' before they are
+//! converted and scaled by each block's `d_w · d_x` into the row's accumulator.
 //!
 //! Only decoding (one row) uses it. A prompt's rows keep the exact f32 GEMM on widened weights:
 //! per 32 multiply-adds an integer tile on AVX2 needs about as many vector instructions (sign,
