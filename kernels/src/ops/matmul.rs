@@ -159,6 +159,11 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
             }
         }
         Layout::InOut => gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1),
+        // f16 decodes one weight row at a time; f32, which needs more bandwidth per multiply-add,
+        // measured 2–6% slower that way than on the four-row tiles.
+        Layout::OutIn if m < GEMM_MIN_ROWS && std::mem::size_of::<E>() == 2 => {
+            gemv_one_row_out_in::<S, E>(x, data.as_ptr(), k, out, n0, n1)
+        }
         Layout::OutIn if m < GEMM_MIN_ROWS => gemv_out_in::<S, E, 1>(x, data.as_ptr(), k, n, out, n0, n1),
         // Four rows of x per tile where 32 registers hold the 16 accumulators, else two.
         Layout::OutIn if few_rows::<S, NV>(m) && S::REGISTERS >= 32 => {
@@ -217,6 +222,41 @@ unsafe fn gemv_out_in<S: Simd, E: Elem, const XR: usize>(
                 }
             }
         }
+    }
+}
+
+/// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W stored `(N, K)`: decoding's GEMV, one weight
+/// row per pass with four accumulators along K. Against tiles of four rows (the few-row path's
+/// shape at one row of x) it keeps one weight stream in flight at a time, which decoded an f16
+/// file 8–9% faster on Zen 1 (docs/PERFORMANCE.md), as the q8_0 GEMV found.
+#[inline(always)]
+unsafe fn gemv_one_row_out_in<S: Simd, E: Elem>(x: &[f32], w: *const E, k: usize, out: *mut f32, n0: usize, n1: usize) {
+    let step = 4 * S::LANES;
+    let (full4, full) = (k / step * step, k / S::LANES * S::LANES);
+    let px = x.as_ptr();
+    for j in n0..n1 {
+        let row = w.add(j * k);
+        let mut acc = [S::zero(); 4];
+        let mut i = 0;
+        while i < full4 {
+            // Each line of the step, eight rows on: keeps enough lines in flight.
+            for line in (0..step * std::mem::size_of::<E>()).step_by(64) {
+                S::prefetch(row.wrapping_add(PREFETCH_ROWS * k + i).cast::<u8>().wrapping_add(line).cast::<E>());
+            }
+            // Indexed, not iterated: a loop LLVM unrolls, with the accumulators in registers.
+            #[allow(clippy::needless_range_loop)]
+            for a in 0..4 {
+                let at = i + a * S::LANES;
+                acc[a] = E::load::<S>(row.add(at)).mul_add(S::load(px.add(at)), acc[a]);
+            }
+            i += step;
+        }
+        while i < full {
+            acc[0] = E::load::<S>(row.add(i)).mul_add(S::load(px.add(i)), acc[0]);
+            i += S::LANES;
+        }
+        let tail: f32 = (full..k).map(|i| *px.add(i) * (*row.add(i)).to_f32()).sum();
+        *out.add(j) += acc[0].add(acc[1]).add(acc[2].add(acc[3])).hsum() + tail;
     }
 }
 
