@@ -179,7 +179,7 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
 
 /// `out[i, j] += x[i, :] · W[j, :]` for every row `i` of x and `j` in `n0..n1`, W stored `(N, K)`:
 /// tiles of four weight rows × `XR` rows of x, so the weights stream once per `XR` rows of x.
-/// `XR = 1` is decoding's GEMV; a few rows more (a short prompt) use a larger `XR` rather than
+/// `XR = 1` is decoding's GEMV for f32 weights (f16 has [`gemv_one_row_out_in`]); a few rows more (a short prompt) use a larger `XR` rather than
 /// the GEMM, whose panels of `NR` rows of x would mostly hold padding. A short last tile repeats
 /// its first row (results not stored): one code path.
 #[inline(always)]
@@ -241,7 +241,7 @@ unsafe fn gemv_one_row_out_in<S: Simd, E: Elem>(x: &[f32], w: *const E, k: usize
         while i < full4 {
             // Each line of the step, eight rows on: keeps enough lines in flight.
             for line in (0..step * std::mem::size_of::<E>()).step_by(64) {
-                S::prefetch(row.wrapping_add(PREFETCH_ROWS * k + i).cast::<u8>().wrapping_add(line).cast::<E>());
+                S::prefetch(row.wrapping_add(PREFETCH_ROWS * k + i).cast::<u8>().wrapping_add(line));
             }
             // Indexed, not iterated: a loop LLVM unrolls, with the accumulators in registers.
             #[allow(clippy::needless_range_loop)]

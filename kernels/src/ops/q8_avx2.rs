@@ -178,8 +178,7 @@ unsafe fn gemv_q8_maddubs(x: &QuantizedRow, w: Q8Rows, out: *mut f32, n0: usize,
         for b in grouped..blocks {
             let (xq, xa) = x.block(b);
             let dot = block_dot(row.add(b * Q8_BLOCK), xq, xa, ones);
-            let dw = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((*scales.add(b)).to_bits() as i32)));
-            let scale = _mm256_set1_ps(dw * *x.d.get_unchecked(b));
+            let scale = _mm256_set1_ps((*scales.add(b)).to_f32() * *x.d.get_unchecked(b));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
         }
         *out.add(j) += Avx2(acc).hsum();
