@@ -365,6 +365,9 @@ unsafe fn gemv_in_out<S: Simd, E: Elem>(x: &[f32], w: *const E, n: usize, out: *
 /// hardware prefetchers stream at full bandwidth) into `NG / NR` panels, then used for all M rows.
 const NG: usize = 512;
 
+/// How many weight rows ahead the `(in, out)` packing prefetches.
+const PACK_PREFETCH_ROWS: usize = 4;
+
 /// Blocked GEMM over columns `n0..n1`; `out` already holds the bias.
 #[inline(always)]
 unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
@@ -379,16 +382,18 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
     let (k, n) = (shape.k, shape.n);
     let nr = NV * S::LANES;
     let group = NG.next_multiple_of(nr);
+    let blocks = m.div_ceil(MR);
     // Taken out of the thread-local and put back after, so that no closure holds the vector code
     // (closures would not inherit the caller's target features).
     let mut scratch = SCRATCH.with(|cell| cell.take());
-    let need = KC * group + MR * KC + MR * nr;
+    let need = KC * group + blocks * MR * k + MR * nr;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
     {
         let (block, rest) = scratch.split_at_mut(KC * group);
-        let (a_pad, tile) = rest.split_at_mut(MR * KC);
+        let (xp, tile) = rest.split_at_mut(blocks * MR * k);
+        pack_rows::<MR>(x, m, k, xp);
         for g0 in (n0..n1).step_by(group) {
             let g1 = (g0 + group).min(n1);
             for k0 in (0..k).step_by(KC) {
@@ -397,23 +402,24 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
                 for (p, j0) in (g0..g1).step_by(nr).enumerate() {
                     let nc = nr.min(g1 - j0);
                     let panel = block.as_ptr().add(p * KC * nr);
-                    for i0 in (0..m).step_by(MR) {
+                    for b in 0..blocks {
+                        let (i0, a) = (b * MR, xp.as_ptr().add((b * k + k0) * MR));
+                        let acc = micro_tile::<S, MR, NV>(kc, a, 1, MR, panel);
                         let mr = MR.min(m - i0);
-                        let (a, lda) = if mr == MR {
-                            (x.as_ptr().add(i0 * k + k0), k)
-                        } else {
-                            // The last rows, zero-padded to a full MR block.
-                            a_pad.fill(0.0);
-                            for r in 0..mr {
-                                a_pad[r * KC..][..kc].copy_from_slice(&x[(i0 + r) * k + k0..][..kc]);
+                        if nc == nr {
+                            for (r, row) in acc.iter().enumerate().take(mr) {
+                                let dst = out.add((i0 + r) * n + j0);
+                                for (v, a) in row.iter().enumerate() {
+                                    a.add(S::load(dst.add(v * S::LANES))).store(dst.add(v * S::LANES));
+                                }
                             }
-                            (a_pad.as_ptr(), KC)
-                        };
-                        micro_kernel::<S, MR, NV>(kc, a, lda, panel, tile.as_mut_ptr());
-                        for r in 0..mr {
-                            let dst = out.add((i0 + r) * n + j0);
-                            for c in 0..nc {
-                                *dst.add(c) += tile[r * nr + c];
+                        } else {
+                            store_tile::<S, MR, NV>(&acc, tile.as_mut_ptr());
+                            for r in 0..mr {
+                                let dst = out.add((i0 + r) * n + j0);
+                                for c in 0..nc {
+                                    *dst.add(c) += tile[r * nr + c];
+                                }
                             }
                         }
                     }
@@ -422,6 +428,19 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
         }
     }
     SCRATCH.with(|cell| cell.replace(scratch));
+}
+
+/// x `(M, K)` packed as `[M / MR][K][MR]` (rows past M zero): the micro-kernel then reads its
+/// MR rows at one k as one contiguous run, with no per-row address arithmetic in its loop.
+fn pack_rows<const MR: usize>(x: &[f32], m: usize, k: usize, dst: &mut [f32]) {
+    for (b, block) in dst.chunks_exact_mut(MR * k).enumerate() {
+        let rows = MR.min(m - b * MR);
+        for (kk, at) in block.chunks_exact_mut(MR).enumerate() {
+            for (i, v) in at.iter_mut().enumerate() {
+                *v = if i < rows { x[(b * MR + i) * k + kk] } else { 0.0 };
+            }
+        }
+    }
 }
 
 /// Blocked GEMM for an `(out, in)` weight over output columns `n0..n1`; `out` holds the bias.
@@ -583,6 +602,7 @@ unsafe fn pack_block<S: Simd, E: Elem, const NV: usize>(
                     let nc = nr.min(g1 - j0);
                     if nc == nr {
                         for v in 0..NV {
+                            S::prefetch(src.wrapping_add(PACK_PREFETCH_ROWS * shape.n + j0 + v * S::LANES));
                             E::load::<S>(src.add(j0 + v * S::LANES)).store(row.add(v * S::LANES));
                         }
                     } else {
@@ -614,7 +634,7 @@ unsafe fn pack_block<S: Simd, E: Elem, const NV: usize>(
     }
 }
 
-/// `tile[MR][NR] = a[MR rows, kc] · panel[kc][NR]`: MR·NV accumulators live in registers.
+/// `tile[MR][NR] = a[MR rows, kc] · panel[kc][NR]`, row i of a at `a + i·lda`.
 #[inline(always)]
 pub(crate) unsafe fn micro_kernel<S: Simd, const MR: usize, const NV: usize>(
     kc: usize,
@@ -623,6 +643,19 @@ pub(crate) unsafe fn micro_kernel<S: Simd, const MR: usize, const NV: usize>(
     panel: *const f32,
     tile: *mut f32,
 ) {
+    store_tile::<S, MR, NV>(&micro_tile::<S, MR, NV>(kc, a, lda, 1, panel), tile);
+}
+
+/// `a[MR rows, kc] · panel[kc][NR]` in MR·NV accumulator registers: element (i, kk) of a is at
+/// `a + i·row_step + kk·k_step` (rows in place: lda and 1; packed by [`pack_rows`]: 1 and MR).
+#[inline(always)]
+unsafe fn micro_tile<S: Simd, const MR: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    row_step: usize,
+    k_step: usize,
+    panel: *const f32,
+) -> [[S; NV]; MR] {
     let nr = NV * S::LANES;
     let mut acc = [[S::zero(); NV]; MR];
     for kk in 0..kc {
@@ -632,12 +665,19 @@ pub(crate) unsafe fn micro_kernel<S: Simd, const MR: usize, const NV: usize>(
             *slot = S::load(b.add(v * S::LANES));
         }
         for (i, row) in acc.iter_mut().enumerate() {
-            let av = S::splat(*a.add(i * lda + kk));
+            let av = S::splat(*a.add(i * row_step + kk * k_step));
             for (slot, bvv) in row.iter_mut().zip(bv) {
                 *slot = av.mul_add(bvv, *slot);
             }
         }
     }
+    acc
+}
+
+/// The accumulators of [`micro_tile`] into `tile[MR][NR]`.
+#[inline(always)]
+unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(acc: &[[S; NV]; MR], tile: *mut f32) {
+    let nr = NV * S::LANES;
     for (i, row) in acc.iter().enumerate() {
         for (v, slot) in row.iter().enumerate() {
             slot.store(tile.add(i * nr + v * S::LANES));
