@@ -18,6 +18,13 @@ use crate::{Layout, Weight, WeightData, Q8_BLOCK};
 /// Depth of one packed panel: `KC × NR` floats stay in L1 while `M / MR` micro-kernels use them.
 const KC: usize = 256;
 
+/// Depth of one step of the `(out, in)` GEMM. Its micro-kernel writes a transposed tile back
+/// to out element by element, once per step: three times fewer steps than [`KC`] gained 10–20%
+/// on 128-token prompts from Quill files on an AVX-512 host (docs/PERFORMANCE.md, session 10),
+/// while the step's slice of xᵀ (M × 768 floats, 384 KB at M = 128) still sits in L2. A whole
+/// K per step (1.5 MB of xᵀ at K = 3072) was slower.
+const KC_OUT_IN: usize = 768;
+
 /// How many rows ahead the `(out, in)` GEMVs prefetch. Four rows (3 KB of q8_0 at K = 768)
 /// left the q8_0 GEMVs waiting on memory; eight gained 7–16% there and up to 10% for f16 on one
 /// thread, nothing lost for f32 (docs/PERFORMANCE.md, session 4).
@@ -463,13 +470,13 @@ unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
     let nr = NV * S::LANES;
     let panels = m.div_ceil(nr);
     let mut scratch = SCRATCH.with(|cell| cell.take());
-    let need = panels * k * nr + MR * KC + MR * nr;
+    let need = panels * k * nr + MR * KC_OUT_IN + MR * nr;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
     {
         let (xt, rest) = scratch.split_at_mut(panels * k * nr);
-        let (a_pad, tile) = rest.split_at_mut(MR * KC);
+        let (a_pad, tile) = rest.split_at_mut(MR * KC_OUT_IN);
         // xᵀ panels: panel p holds rows p·NR.. of x as [K][NR], zero-padded past M.
         for p in 0..panels {
             let panel = &mut xt[p * k * nr..][..k * nr];
@@ -480,11 +487,11 @@ unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
                 }
             }
         }
-        // K steps outermost: one step's slice of xᵀ (M × KC floats, 128 KB at M = 128) stays
+        // K steps outermost: one step's slice of xᵀ (M × KC_OUT_IN floats, 384 KB at M = 128) stays
         // in L2 for every weight row; with rows outermost all of xᵀ (1.5 MB at K = 3072) was
         // read again per MR rows, and two threads doing so fell behind (docs/PERFORMANCE.md).
-        for k0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - k0);
+        for k0 in (0..k).step_by(KC_OUT_IN) {
+            let kc = KC_OUT_IN.min(k - k0);
             for j0 in (n0..n1).step_by(MR) {
                 let mr = MR.min(n1 - j0);
                 // MR weight rows as f32: in place when they are, else widened (and zero-padded).
@@ -493,9 +500,9 @@ unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
                     _ => {
                         a_pad.fill(0.0);
                         for r in 0..mr {
-                            w.widen::<S>(j0 + r, k0, kc, a_pad.as_mut_ptr().add(r * KC));
+                            w.widen::<S>(j0 + r, k0, kc, a_pad.as_mut_ptr().add(r * KC_OUT_IN));
                         }
-                        (a_pad.as_ptr(), KC)
+                        (a_pad.as_ptr(), KC_OUT_IN)
                     }
                 };
                 for p in 0..panels {
