@@ -166,9 +166,11 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
             }
         }
         Layout::InOut => gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1),
-        // f16 decodes one weight row at a time; f32, which needs more bandwidth per multiply-add,
-        // measured 2–6% slower that way than on the four-row tiles.
-        Layout::OutIn if m < GEMM_MIN_ROWS && std::mem::size_of::<E>() == 2 => {
+        // f16 decodes one weight row at a time with vectors of up to 8 lanes (AVX2: 8–9% faster
+        // on Zen 1, 12–15% with `--kernels avx2` on an AVX-512 Xeon); with AVX-512's 16 lanes the
+        // four-row tiles were 9% faster there. f32, which needs more bandwidth per multiply-add,
+        // measured 2–6% slower one row at a time on Zen 1 (docs/PERFORMANCE.md, sessions 9, 10).
+        Layout::OutIn if m < GEMM_MIN_ROWS && std::mem::size_of::<E>() == 2 && S::LANES <= 8 => {
             gemv_one_row_out_in::<S, E>(x, data.as_ptr(), k, out, n0, n1)
         }
         Layout::OutIn if m < GEMM_MIN_ROWS => gemv_out_in::<S, E, 1>(x, data.as_ptr(), k, n, out, n0, n1),
@@ -186,7 +188,8 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
 
 /// `out[i, j] += x[i, :] · W[j, :]` for every row `i` of x and `j` in `n0..n1`, W stored `(N, K)`:
 /// tiles of four weight rows × `XR` rows of x, so the weights stream once per `XR` rows of x.
-/// `XR = 1` is decoding's GEMV for f32 weights (f16 has [`gemv_one_row_out_in`]); a few rows more (a short prompt) use a larger `XR` rather than
+/// `XR = 1` is decoding's GEMV for f32 weights, and for f16 with AVX-512 (f16 with narrower vectors has
+/// [`gemv_one_row_out_in`]); a few rows more (a short prompt) use a larger `XR` rather than
 /// the GEMM, whose panels of `NR` rows of x would mostly hold padding. A short last tile repeats
 /// its first row (results not stored): one code path.
 #[inline(always)]
