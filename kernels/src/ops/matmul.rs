@@ -440,14 +440,16 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
     SCRATCH.with(|cell| cell.replace(scratch));
 }
 
-/// x `(M, K)` packed as `[M / MR][K][MR]` (rows past M zero): the micro-kernel then reads its
-/// MR rows at one k as one contiguous run, with no per-row address arithmetic in its loop.
-fn pack_rows<const MR: usize>(x: &[f32], m: usize, k: usize, dst: &mut [f32]) {
-    for (b, block) in dst.chunks_exact_mut(MR * k).enumerate() {
-        let rows = MR.min(m - b * MR);
-        for (kk, at) in block.chunks_exact_mut(MR).enumerate() {
+/// x `(M, K)` packed as `[M / R][K][R]` (rows past M zero). The `(in, out)` GEMM packs R = MR
+/// rows, so that its micro-kernel reads them at one k as one contiguous run, with no per-row
+/// address arithmetic in its loop; the `(out, in)` GEMM's xᵀ panels are R = NR rows.
+#[inline(never)]
+fn pack_rows<const R: usize>(x: &[f32], m: usize, k: usize, dst: &mut [f32]) {
+    for (b, block) in dst.chunks_exact_mut(R * k).enumerate() {
+        let rows = R.min(m - b * R);
+        for (kk, at) in block.chunks_exact_mut(R).enumerate() {
             for (i, v) in at.iter_mut().enumerate() {
-                *v = if i < rows { x[(b * MR + i) * k + kk] } else { 0.0 };
+                *v = if i < rows { x[(b * R + i) * k + kk] } else { 0.0 };
             }
         }
     }
@@ -480,15 +482,13 @@ unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
     {
         let (xt, rest) = scratch.split_at_mut(panels * k * nr);
         let (a_pad, tile) = rest.split_at_mut(MR * KC_OUT_IN);
-        // xᵀ panels: panel p holds rows p·NR.. of x as [K][NR], zero-padded past M.
-        for p in 0..panels {
-            let panel = &mut xt[p * k * nr..][..k * nr];
-            for c in 0..nr {
-                let i = p * nr + c;
-                for kk in 0..k {
-                    panel[kk * nr + c] = if i < m { x[i * k + kk] } else { 0.0 };
-                }
-            }
+        // xᵀ panels: panel p holds rows p·NR.. of x as [K][NR], zero-padded past M. (In the
+        // levels' code the compiler turned this transposition into AVX-512 scatters: 5% of a
+        // prompt; [`pack_rows`] is compiled apart, for the NR of each level.)
+        match nr {
+            16 => pack_rows::<16>(x, m, k, xt),
+            32 => pack_rows::<32>(x, m, k, xt),
+            _ => unreachable!("every level's GEMM panel holds 16 or 32 rows of x"),
         }
         // K steps outermost: one step's slice of xᵀ (M × KC_OUT_IN floats, 384 KB at M = 128) stays
         // in L2 for every weight row; with rows outermost all of xᵀ (1.5 MB at K = 3072) was
