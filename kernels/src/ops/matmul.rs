@@ -166,12 +166,12 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
             }
         }
         Layout::InOut => gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1),
-        // f16 decodes one weight row at a time with vectors of up to 8 lanes (AVX2: 8–9% faster
-        // on Zen 1, 12–15% with `--kernels avx2` on an AVX-512 Xeon); with AVX-512's 16 lanes the
-        // four-row tiles were 9% faster there. f32, which needs more bandwidth per multiply-add,
-        // measured 2–6% slower one row at a time on Zen 1 (docs/PERFORMANCE.md, sessions 9, 10).
-        Layout::OutIn if m < GEMM_MIN_ROWS && std::mem::size_of::<E>() == 2 && S::LANES <= 8 => {
-            gemv_one_row_out_in::<S, E>(x, data.as_ptr(), k, out, n0, n1)
+        // f16 decodes one weight row at a time, with 256-bit vectors on AVX-512 too (both
+        // measured faster than four-row tiles: docs/PERFORMANCE.md, sessions 9 and 10). f32,
+        // which needs more bandwidth per multiply-add, measured 2–6% slower one row at a time
+        // on Zen 1.
+        Layout::OutIn if m < GEMM_MIN_ROWS && std::mem::size_of::<E>() == 2 => {
+            gemv_one_row_out_in::<S::F16Gemv, E>(x, data.as_ptr(), k, out, n0, n1)
         }
         Layout::OutIn if m < GEMM_MIN_ROWS => gemv_out_in::<S, E, 1>(x, data.as_ptr(), k, n, out, n0, n1),
         // Four rows of x per tile where 32 registers hold the 16 accumulators, else two.
@@ -188,8 +188,8 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
 
 /// `out[i, j] += x[i, :] · W[j, :]` for every row `i` of x and `j` in `n0..n1`, W stored `(N, K)`:
 /// tiles of four weight rows × `XR` rows of x, so the weights stream once per `XR` rows of x.
-/// `XR = 1` is decoding's GEMV for f32 weights, and for f16 with AVX-512 (f16 with narrower vectors has
-/// [`gemv_one_row_out_in`]); a few rows more (a short prompt) use a larger `XR` rather than
+/// `XR = 1` is decoding's GEMV for f32 weights (f16 has [`gemv_one_row_out_in`]); a few rows
+/// more (a short prompt) use a larger `XR` rather than
 /// the GEMM, whose panels of `NR` rows of x would mostly hold padding. A short last tile repeats
 /// its first row (results not stored): one code path.
 #[inline(always)]
@@ -238,7 +238,9 @@ unsafe fn gemv_out_in<S: Simd, E: Elem, const XR: usize>(
 /// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W stored `(N, K)`: decoding's GEMV, one weight
 /// row per pass with four accumulators along K. Against tiles of four rows (the few-row path's
 /// shape at one row of x) it keeps one weight stream in flight at a time, which decoded an f16
-/// file 8–9% faster on Zen 1 (docs/PERFORMANCE.md), as the q8_0 GEMV found.
+/// file 8–9% faster on Zen 1, as the q8_0 GEMV found. On an AVX-512 Xeon it is run with 256-bit
+/// vectors ([`Simd::F16Gemv`]): 512-bit ones were 9% slower than the tiles there, eight
+/// accumulators of them level with the tiles, 256-bit ones 3–8% faster (docs/PERFORMANCE.md).
 #[inline(always)]
 unsafe fn gemv_one_row_out_in<S: Simd, E: Elem>(x: &[f32], w: *const E, k: usize, out: *mut f32, n0: usize, n1: usize) {
     let step = 4 * S::LANES;

@@ -13,6 +13,9 @@ pub(crate) trait Simd: Copy {
     const LANES: usize;
     /// Vector registers of the ISA (kernels size their register tiles by it).
     const REGISTERS: usize;
+    /// The vectors decoding's f16 GEMV streams with: 256-bit ones on AVX-512 too, where they
+    /// measured faster than 512-bit ones (docs/PERFORMANCE.md, session 10).
+    type F16Gemv: Simd;
     unsafe fn zero() -> Self;
     unsafe fn splat(v: f32) -> Self;
     unsafe fn load(p: *const f32) -> Self;

@@ -11,6 +11,7 @@ pub(crate) struct Neon(float32x4_t);
 impl Simd for Neon {
     const LANES: usize = 4;
     const REGISTERS: usize = 32;
+    type F16Gemv = Neon;
     #[inline(always)]
     unsafe fn zero() -> Self {
         Neon(vdupq_n_f32(0.0))

@@ -10,6 +10,7 @@ pub(crate) struct Avx2(pub(crate) __m256);
 impl Simd for Avx2 {
     const LANES: usize = 8;
     const REGISTERS: usize = 16;
+    type F16Gemv = Avx2;
     #[inline(always)]
     unsafe fn zero() -> Self {
         Avx2(_mm256_setzero_ps())
@@ -97,6 +98,7 @@ pub(crate) struct Avx512(__m512);
 impl Simd for Avx512 {
     const LANES: usize = 16;
     const REGISTERS: usize = 32;
+    type F16Gemv = Avx2;
     #[inline(always)]
     unsafe fn zero() -> Self {
         Avx512(_mm512_setzero_ps())
