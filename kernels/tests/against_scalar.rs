@@ -56,6 +56,8 @@ fn matmul_matches_scalar() {
         (1, 17, 33),
         (1, 64, 48),
         (1, 769, 130),
+        // One row: the GEMV's four-vector steps, a single vector and a scalar tail all at once.
+        (1, 45, 33),
         (2, 31, 70),
         (3, 100, 17),
         (7, 257, 65),
@@ -70,7 +72,7 @@ fn matmul_matches_scalar() {
         // More columns than one packed group of the (in, out) GEMM (512), the last panel partial.
         (9, 40, 1100),
         // Deeper than one K step of either GEMM (256 (in, out), 768 (out, in)), a partial last step.
-        (26, 800, 20),
+        (40, 800, 70),
     ];
     for (m, k, n) in shapes {
         if too_big_for_miri(m * k * n) {

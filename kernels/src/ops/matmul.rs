@@ -19,11 +19,12 @@ use crate::{Layout, Weight, WeightData, Q8_BLOCK};
 const KC: usize = 256;
 
 /// Depth of one step of the `(out, in)` GEMM. Its micro-kernel writes a transposed tile back
-/// to out element by element, once per step: three times fewer steps than [`KC`] gained 10–20%
+/// to out element by element, once per step: three times fewer steps than [`KC`] gained 8–16%
 /// on 128-token prompts from Quill files on an AVX-512 host (docs/PERFORMANCE.md, session 10),
 /// while the step's slice of xᵀ (M × 768 floats, 384 KB at M = 128) still sits in L2. A whole
 /// K per step (1.5 MB of xᵀ at K = 3072) was slower.
 const KC_OUT_IN: usize = 768;
+const _: () = assert!(KC_OUT_IN.is_multiple_of(Q8_BLOCK), "q8_0 rows are widened in whole blocks");
 
 /// How many rows ahead the `(out, in)` GEMVs prefetch. Four rows (3 KB of q8_0 at K = 768)
 /// left the q8_0 GEMVs waiting on memory; eight gained 7–16% there and up to 10% for f16 on one
@@ -189,9 +190,9 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
 /// `out[i, j] += x[i, :] · W[j, :]` for every row `i` of x and `j` in `n0..n1`, W stored `(N, K)`:
 /// tiles of four weight rows × `XR` rows of x, so the weights stream once per `XR` rows of x.
 /// `XR = 1` is decoding's GEMV for f32 weights (f16 has [`gemv_one_row_out_in`]); a few rows
-/// more (a short prompt) use a larger `XR` rather than
-/// the GEMM, whose panels of `NR` rows of x would mostly hold padding. A short last tile repeats
-/// its first row (results not stored): one code path.
+/// more (a short prompt) use a larger `XR` rather than the GEMM, whose panels of `NR` rows of x
+/// would mostly hold padding. A short last tile repeats its first row (results not stored): one
+/// code path.
 #[inline(always)]
 unsafe fn gemv_out_in<S: Simd, E: Elem, const XR: usize>(
     x: &[f32],
@@ -442,11 +443,12 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
     SCRATCH.with(|cell| cell.replace(scratch));
 }
 
-/// x `(M, K)` packed as `[M / R][K][R]` (rows past M zero). The `(in, out)` GEMM packs R = MR
+/// x `(M, K)` packed as `[⌈M / R⌉][K][R]` (rows past M zero). The `(in, out)` GEMM packs R = MR
 /// rows, so that its micro-kernel reads them at one k as one contiguous run, with no per-row
 /// address arithmetic in its loop; the `(out, in)` GEMM's xᵀ panels are R = NR rows.
 #[inline(never)]
 fn pack_rows<const R: usize>(x: &[f32], m: usize, k: usize, dst: &mut [f32]) {
+    debug_assert_eq!(dst.len(), m.div_ceil(R) * R * k);
     for (b, block) in dst.chunks_exact_mut(R * k).enumerate() {
         let rows = R.min(m - b * R);
         for (kk, at) in block.chunks_exact_mut(R).enumerate() {
@@ -487,6 +489,7 @@ unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
         // xᵀ panels: panel p holds rows p·NR.. of x as [K][NR], zero-padded past M. (In the
         // levels' code the compiler turned this transposition into AVX-512 scatters: 5% of a
         // prompt; [`pack_rows`] is compiled apart, for the NR of each level.)
+        const { assert!(NV * S::LANES == 16 || NV * S::LANES == 32, "a GEMM panel of 16 or 32 rows of x") };
         match nr {
             16 => pack_rows::<16>(x, m, k, xt),
             32 => pack_rows::<32>(x, m, k, xt),
@@ -503,7 +506,8 @@ unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
                 let (a, lda) = match w.in_place(j0, k0) {
                     Some(p) if mr == MR => (p, k),
                     _ => {
-                        a_pad.fill(0.0);
+                        // Rows past the last weight row zero (only a short last tile has them).
+                        a_pad[mr * KC_OUT_IN..].fill(0.0);
                         for r in 0..mr {
                             w.widen::<S>(j0 + r, k0, kc, a_pad.as_mut_ptr().add(r * KC_OUT_IN));
                         }
@@ -576,7 +580,7 @@ impl OutInRows for Q8Rows {
         None
     }
 
-    /// `k0` and `kc` are whole blocks (KC and K are multiples of 32).
+    /// `k0` and `kc` are whole blocks (KC_OUT_IN and K are multiples of 32).
     #[inline(always)]
     unsafe fn widen<S: Simd>(&self, j: usize, k0: usize, kc: usize, dst: *mut f32) {
         let (q, scales) = (self.q.add(j * self.k + k0), self.scales.add((j * self.k + k0) / Q8_BLOCK));

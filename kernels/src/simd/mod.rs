@@ -14,7 +14,8 @@ pub(crate) trait Simd: Copy {
     /// Vector registers of the ISA (kernels size their register tiles by it).
     const REGISTERS: usize;
     /// The vectors decoding's f16 GEMV streams with: 256-bit ones on AVX-512 too, where they
-    /// measured faster than 512-bit ones (docs/PERFORMANCE.md, session 10).
+    /// measured faster than 512-bit ones (docs/PERFORMANCE.md, session 10). It runs inside
+    /// `Self`'s `#[target_feature]` functions, so it must need no CPU feature beyond `Self`'s.
     type F16Gemv: Simd;
     unsafe fn zero() -> Self;
     unsafe fn splat(v: f32) -> Self;
