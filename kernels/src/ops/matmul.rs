@@ -419,7 +419,7 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
                     let panel = block.as_ptr().add(p * KC * nr);
                     for b in 0..blocks {
                         let (i0, a) = (b * MR, xp.as_ptr().add((b * k + k0) * MR));
-                        let acc = micro_tile::<S, MR, NV>(kc, a, 1, MR, panel);
+                        let acc = micro_tile::<S, MR, NV>(kc, a, 1, MR, panel, &mut LineFetch::none(), 0);
                         let mr = MR.min(m - i0);
                         if nc == nr {
                             for (r, row) in acc.iter().enumerate().take(mr) {
@@ -516,9 +516,21 @@ unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
                         (a_pad.as_ptr(), KC_OUT_IN)
                     }
                 };
+                // The next tile's weight rows are fetched over this tile's micro-kernels: read
+                // in bursts, one tile at a time, they left the widening waiting on DRAM.
+                let next = if j0 + MR < n1 {
+                    Some((j0 + MR, k0, kc))
+                } else {
+                    Some((n0, k0 + kc, KC_OUT_IN.min(k.saturating_sub(k0 + kc)))).filter(|_| k0 + kc < k)
+                };
+                let mut fetch = next.map_or(LineFetch::none(), |(j, kk, c)| {
+                    let (start, bytes, stride) = w.run(j, kk, c);
+                    LineFetch::runs(start, bytes, stride, MR.min(n1 - j))
+                });
+                let per_panel = fetch.left.div_ceil(panels);
                 for p in 0..panels {
                     let panel = xt.as_ptr().add(p * k * nr + k0 * nr);
-                    micro_kernel::<S, MR, NV>(kc, a, lda, panel, tile.as_mut_ptr());
+                    micro_kernel::<S, MR, NV>(kc, a, lda, panel, tile.as_mut_ptr(), &mut fetch, per_panel);
                     // tile[r][c] is out[p·NR + c][j0 + r].
                     for c in 0..nr.min(m - p * nr) {
                         let dst = out.add((p * nr + c) * n + j0);
@@ -540,6 +552,9 @@ pub(crate) trait OutInRows: Copy {
     unsafe fn in_place(&self, j: usize, k0: usize) -> Option<*const f32>;
     /// Inputs `k0..k0 + kc` of row `j`, as f32, into `dst`.
     unsafe fn widen<S: Simd>(&self, j: usize, k0: usize, kc: usize, dst: *mut f32);
+    /// Where inputs `k0..k0 + kc` of row `j` are stored (start and bytes), and the distance in
+    /// bytes from one row to the next, for prefetching.
+    fn run(&self, j: usize, k0: usize, kc: usize) -> (*const u8, usize, usize);
 }
 
 /// f32 or f16 rows of `k` elements.
@@ -550,6 +565,11 @@ struct PlainRows<E> {
 }
 
 impl<E: Elem> OutInRows for PlainRows<E> {
+    fn run(&self, j: usize, k0: usize, kc: usize) -> (*const u8, usize, usize) {
+        let size = std::mem::size_of::<E>();
+        (self.w.wrapping_add(j * self.k + k0).cast(), kc * size, self.k * size)
+    }
+
     #[inline(always)]
     unsafe fn in_place(&self, j: usize, k0: usize) -> Option<*const f32> {
         E::IS_F32.then(|| self.w.add(j * self.k + k0) as *const f32)
@@ -577,6 +597,10 @@ pub(crate) struct Q8Rows {
 }
 
 impl OutInRows for Q8Rows {
+    fn run(&self, j: usize, k0: usize, kc: usize) -> (*const u8, usize, usize) {
+        (self.q.wrapping_add(j * self.k + k0).cast(), kc, self.k)
+    }
+
     #[inline(always)]
     unsafe fn in_place(&self, _: usize, _: usize) -> Option<*const f32> {
         None
@@ -652,7 +676,8 @@ unsafe fn pack_block<S: Simd, E: Elem, const NV: usize>(
     }
 }
 
-/// `tile[MR][NR] = a[MR rows, kc] · panel[kc][NR]`, row i of a at `a + i·lda`.
+/// `tile[MR][NR] = a[MR rows, kc] · panel[kc][NR]`, row i of a at `a + i·lda`, prefetching
+/// `lines` lines of `fetch` on the way.
 #[inline(always)]
 pub(crate) unsafe fn micro_kernel<S: Simd, const MR: usize, const NV: usize>(
     kc: usize,
@@ -660,12 +685,16 @@ pub(crate) unsafe fn micro_kernel<S: Simd, const MR: usize, const NV: usize>(
     lda: usize,
     panel: *const f32,
     tile: *mut f32,
+    fetch: &mut LineFetch,
+    lines: usize,
 ) {
-    store_tile::<S, MR, NV>(&micro_tile::<S, MR, NV>(kc, a, lda, 1, panel), tile);
+    store_tile::<S, MR, NV>(&micro_tile::<S, MR, NV>(kc, a, lda, 1, panel, fetch, lines), tile);
 }
 
 /// `a[MR rows, kc] · panel[kc][NR]` in MR·NV accumulator registers: element (i, kk) of a is at
 /// `a + i·row_step + kk·k_step` (rows in place: lda and 1; packed by [`pack_rows`]: 1 and MR).
+/// On the way it prefetches `lines` lines of `fetch`, spread evenly over the k steps, so that
+/// only a few are in flight at a time.
 #[inline(always)]
 unsafe fn micro_tile<S: Simd, const MR: usize, const NV: usize>(
     kc: usize,
@@ -673,23 +702,85 @@ unsafe fn micro_tile<S: Simd, const MR: usize, const NV: usize>(
     row_step: usize,
     k_step: usize,
     panel: *const f32,
+    fetch: &mut LineFetch,
+    lines: usize,
 ) -> [[S; NV]; MR] {
     let nr = NV * S::LANES;
     let mut acc = [[S::zero(); NV]; MR];
-    for kk in 0..kc {
-        let b = panel.add(kk * nr);
-        let mut bv = [S::zero(); NV];
-        for (v, slot) in bv.iter_mut().enumerate() {
-            *slot = S::load(b.add(v * S::LANES));
+    let every = kc.checked_div(lines).unwrap_or(kc).max(1);
+    let mut left = lines;
+    let mut kk = 0;
+    while kk < kc {
+        if left > 0 {
+            fetch.next::<S>();
+            left -= 1;
         }
-        for (i, row) in acc.iter_mut().enumerate() {
-            let av = S::splat(*a.add(i * row_step + kk * k_step));
-            for (slot, bvv) in row.iter_mut().zip(bv) {
-                *slot = av.mul_add(bvv, *slot);
+        for kk in kk..(kk + every).min(kc) {
+            let b = panel.add(kk * nr);
+            let mut bv = [S::zero(); NV];
+            for (v, slot) in bv.iter_mut().enumerate() {
+                *slot = S::load(b.add(v * S::LANES));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = S::splat(*a.add(i * row_step + kk * k_step));
+                for (slot, bvv) in row.iter_mut().zip(bv) {
+                    *slot = av.mul_add(bvv, *slot);
+                }
             }
         }
+        kk += every;
+    }
+    for _ in 0..left {
+        fetch.next::<S>();
     }
     acc
+}
+
+/// Cache lines to prefetch from inside micro-kernels, one at a time: `rows` runs of bytes,
+/// `stride` bytes apart.
+pub(crate) struct LineFetch {
+    /// The next line, and the start of its run.
+    at: *const u8,
+    run: *const u8,
+    /// Lines left in this run, lines per run, and lines left in all.
+    left_in_run: usize,
+    run_lines: usize,
+    left: usize,
+    stride: usize,
+}
+
+impl LineFetch {
+    /// Nothing to fetch.
+    pub(crate) fn none() -> Self {
+        LineFetch { at: std::ptr::null(), run: std::ptr::null(), left_in_run: 0, run_lines: 0, left: 0, stride: 0 }
+    }
+
+    /// `rows` runs of `bytes` bytes from `start` on, `stride` bytes apart.
+    fn runs(start: *const u8, bytes: usize, stride: usize, rows: usize) -> Self {
+        // Lines the first run touches; one more where the others may lie differently on lines.
+        let first = (start as usize + bytes.max(1) - 1) / 64 - start as usize / 64 + 1;
+        let run_lines = if stride.is_multiple_of(64) { first } else { bytes / 64 + 1 };
+        let start = start.wrapping_sub(start as usize % 64);
+        LineFetch { at: start, run: start, left_in_run: run_lines, run_lines, left: run_lines * rows, stride }
+    }
+
+    /// Prefetches the next line, if any.
+    #[inline(always)]
+    unsafe fn next<S: Simd>(&mut self) {
+        if self.left == 0 {
+            return;
+        }
+        S::prefetch(self.at);
+        self.left -= 1;
+        self.left_in_run -= 1;
+        if self.left_in_run == 0 {
+            self.run = self.run.wrapping_add(self.stride);
+            self.at = self.run;
+            self.left_in_run = self.run_lines;
+        } else {
+            self.at = self.at.wrapping_add(64);
+        }
+    }
 }
 
 /// The accumulators of [`micro_tile`] into `tile[MR][NR]`.
