@@ -3,9 +3,9 @@
 //!
 //! One row (decode) is a GEMV that streams every weight exactly once, which is what bounds
 //! decoding: the weights do not fit in cache, so speed is memory bandwidth. More rows (prefill)
-//! go through a cache-blocked GEMM: `KC × NG` blocks of W are packed (and widened from f16) into
-//! `KC × NR` panels, then an `MR × NR` register-blocked micro-kernel multiplies each panel with
-//! every `MR` rows of x.
+//! go through a cache-blocked GEMM: W is packed (and widened from f16) one `KC × NR` panel at a
+//! time, then an `MR × NR` register-blocked micro-kernel multiplies the panel with every `MR`
+//! rows of x, prefetching the next panel's weights as it goes.
 
 use std::cell::RefCell;
 
@@ -374,14 +374,9 @@ unsafe fn gemv_in_out<S: Simd, E: Elem>(x: &[f32], w: *const E, n: usize, out: *
     }
 }
 
-/// Columns packed together: a `KC × NG` block of W is read as long sequential runs (which the
-/// hardware prefetchers stream at full bandwidth) into `NG / NR` panels, then used for all M rows.
+/// Columns multiplied together over all of K: their rows of out (`M × NG` floats, 256 KB at
+/// M = 128) stay in L2 while the K steps add into them.
 const NG: usize = 512;
-
-/// How many weight rows ahead the `(in, out)` packing prefetches: each packed row is a short
-/// run (2 KB of f32 at NG = 512) that `perf` showed the packing loop stalling on; four rows
-/// ahead gained ~3% on one-thread f32 prompts (session 10, docs/PERFORMANCE.md).
-const PACK_PREFETCH_ROWS: usize = 4;
 
 /// Blocked GEMM over columns `n0..n1`; `out` already holds the bias.
 #[inline(always)]
@@ -401,41 +396,49 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
     // Taken out of the thread-local and put back after, so that no closure holds the vector code
     // (closures would not inherit the caller's target features).
     let mut scratch = SCRATCH.with(|cell| cell.take());
-    let need = KC * group + blocks * MR * k + MR * nr;
+    let need = KC * nr + blocks * MR * k + MR * nr;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
     {
-        let (block, rest) = scratch.split_at_mut(KC * group);
+        let (panel, rest) = scratch.split_at_mut(KC * nr);
         let (xp, tile) = rest.split_at_mut(blocks * MR * k);
         pack_rows::<MR>(x, m, k, xp);
-        for g0 in (n0..n1).step_by(group) {
+        // Panels in the order they are multiplied: column groups, then K steps, then the group's
+        // panels. Each is packed just before its micro-tiles (the packed copy stays in L1), and
+        // those micro-tiles prefetch the next panel's rows of W.
+        let mut order = (n0..n1).step_by(group).flat_map(|g0| {
             let g1 = (g0 + group).min(n1);
-            for k0 in (0..k).step_by(KC) {
-                let kc = KC.min(k - k0);
-                pack_block::<S, E, NV>(w, shape, k0, kc, g0, g1, block);
-                for (p, j0) in (g0..g1).step_by(nr).enumerate() {
-                    let nc = nr.min(g1 - j0);
-                    let panel = block.as_ptr().add(p * KC * nr);
-                    for b in 0..blocks {
-                        let (i0, a) = (b * MR, xp.as_ptr().add((b * k + k0) * MR));
-                        let acc = micro_tile::<S, MR, NV>(kc, a, 1, MR, panel, &mut LineFetch::none(), 0);
-                        let mr = MR.min(m - i0);
-                        if nc == nr {
-                            for (r, row) in acc.iter().enumerate().take(mr) {
-                                let dst = out.add((i0 + r) * n + j0);
-                                for (v, a) in row.iter().enumerate() {
-                                    a.add(S::load(dst.add(v * S::LANES))).store(dst.add(v * S::LANES));
-                                }
-                            }
-                        } else {
-                            store_tile::<S, MR, NV>(&acc, tile.as_mut_ptr());
-                            for r in 0..mr {
-                                let dst = out.add((i0 + r) * n + j0);
-                                for c in 0..nc {
-                                    *dst.add(c) += tile[r * nr + c];
-                                }
-                            }
+            (0..k).step_by(KC).flat_map(move |k0| (g0..g1).step_by(nr).map(move |j0| (k0, j0, nr.min(g1 - j0))))
+        });
+        let mut next = order.next();
+        while let Some((k0, j0, nc)) = next {
+            let kc = KC.min(k - k0);
+            pack_panel::<S, E, NV>(w, n, k0, kc, j0, nc, panel);
+            next = order.next();
+            let mut fetch = next.map_or(LineFetch::none(), |(kn, jn, ncn)| {
+                let size = std::mem::size_of::<E>();
+                let start = w.wrapping_add(kn * n + jn).cast::<u8>();
+                LineFetch::runs(start, ncn * size, n * size, KC.min(k - kn))
+            });
+            let per_tile = fetch.left.div_ceil(blocks);
+            for b in 0..blocks {
+                let (i0, a) = (b * MR, xp.as_ptr().add((b * k + k0) * MR));
+                let acc = micro_tile::<S, MR, NV>(kc, a, 1, MR, panel.as_ptr(), &mut fetch, per_tile);
+                let mr = MR.min(m - i0);
+                if nc == nr {
+                    for (r, row) in acc.iter().enumerate().take(mr) {
+                        let dst = out.add((i0 + r) * n + j0);
+                        for (v, a) in row.iter().enumerate() {
+                            a.add(S::load(dst.add(v * S::LANES))).store(dst.add(v * S::LANES));
+                        }
+                    }
+                } else {
+                    store_tile::<S, MR, NV>(&acc, tile.as_mut_ptr());
+                    for r in 0..mr {
+                        let dst = out.add((i0 + r) * n + j0);
+                        for c in 0..nc {
+                            *dst.add(c) += tile[r * nr + c];
                         }
                     }
                 }
@@ -620,57 +623,28 @@ impl OutInRows for Q8Rows {
     }
 }
 
-/// Packs `W[k0..k0+kc, g0..g1]` (in W's logical `(K, N)` view) as consecutive `[KC][NR]` panels
-/// of f32, zero-padding the last panel's columns; W is read in storage order.
+/// Packs `W[k0..k0+kc, j0..j0+nc]` of an `(in, out)` W with `n` columns as one `[kc][NR]`
+/// panel of f32, zero-padding columns past `nc`.
 #[inline(always)]
-unsafe fn pack_block<S: Simd, E: Elem, const NV: usize>(
+unsafe fn pack_panel<S: Simd, E: Elem, const NV: usize>(
     w: *const E,
-    shape: Weight,
+    n: usize,
     k0: usize,
     kc: usize,
-    g0: usize,
-    g1: usize,
-    block: &mut [f32],
+    j0: usize,
+    nc: usize,
+    panel: &mut [f32],
 ) {
     let nr = NV * S::LANES;
-    let dst = block.as_mut_ptr();
-    match shape.layout {
-        // Row by row: each row's columns g0..g1 are one contiguous run.
-        Layout::InOut => {
-            for kk in 0..kc {
-                let src = w.add((k0 + kk) * shape.n);
-                for (p, j0) in (g0..g1).step_by(nr).enumerate() {
-                    let row = dst.add(p * KC * nr + kk * nr);
-                    let nc = nr.min(g1 - j0);
-                    if nc == nr {
-                        for v in 0..NV {
-                            S::prefetch(src.wrapping_add(PACK_PREFETCH_ROWS * shape.n + j0 + v * S::LANES));
-                            E::load::<S>(src.add(j0 + v * S::LANES)).store(row.add(v * S::LANES));
-                        }
-                    } else {
-                        for c in 0..nr {
-                            *row.add(c) = if c < nc { (*src.add(j0 + c)).to_f32() } else { 0.0 };
-                        }
-                    }
-                }
+    for kk in 0..kc {
+        let (src, row) = (w.add((k0 + kk) * n + j0), panel.as_mut_ptr().add(kk * nr));
+        if nc == nr {
+            for v in 0..NV {
+                E::load::<S>(src.add(v * S::LANES)).store(row.add(v * S::LANES));
             }
-        }
-        // Output row by output row: each one's inputs k0..k0+kc are one contiguous run.
-        Layout::OutIn => {
-            for (p, j0) in (g0..g1).step_by(nr).enumerate() {
-                let panel = dst.add(p * KC * nr);
-                for c in 0..nr {
-                    if j0 + c < g1 {
-                        let src = w.add((j0 + c) * shape.k + k0);
-                        for kk in 0..kc {
-                            *panel.add(kk * nr + c) = (*src.add(kk)).to_f32();
-                        }
-                    } else {
-                        for kk in 0..kc {
-                            *panel.add(kk * nr + c) = 0.0;
-                        }
-                    }
-                }
+        } else {
+            for c in 0..nr {
+                *row.add(c) = if c < nc { (*src.add(c)).to_f32() } else { 0.0 };
             }
         }
     }
