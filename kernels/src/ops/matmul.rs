@@ -18,12 +18,12 @@ use crate::{Layout, Weight, WeightData, Q8_BLOCK};
 /// Depth of one packed panel: `KC × NR` floats stay in L1 while `M / MR` micro-kernels use them.
 const KC: usize = 256;
 
-/// Depth of one step of the `(out, in)` GEMM. Its micro-kernel writes a transposed tile back
-/// to out element by element, once per step: three times fewer steps than [`KC`] gained 8–16%
-/// on 128-token prompts from Quill files on an AVX-512 host (docs/PERFORMANCE.md, session 10),
-/// while the step's slice of xᵀ (M × 768 floats, 384 KB at M = 128) still sits in L2. A whole
-/// K per step (1.5 MB of xᵀ at K = 3072) was slower.
-const KC_OUT_IN: usize = 768;
+/// Depth of one step of the `(out, in)` GEMM: its micro-tiles' slice of an xᵀ panel
+/// (`KC_OUT_IN × NR` floats, 32 KB with AVX-512) stays in L1.
+const KC_OUT_IN: usize = 256;
+/// Weight rows the `(out, in)` GEMM widens at a time, for every xᵀ panel (64 KB of f32 at
+/// [`KC_OUT_IN`]: in L2).
+const MC_OUT_IN: usize = 64;
 const _: () = assert!(KC_OUT_IN.is_multiple_of(Q8_BLOCK), "q8_0 rows are widened in whole blocks");
 
 /// How many rows ahead the `(out, in)` GEMVs prefetch. Four rows (3 KB of q8_0 at K = 768)
@@ -484,13 +484,13 @@ unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
     let nr = NV * S::LANES;
     let panels = m.div_ceil(nr);
     let mut scratch = SCRATCH.with(|cell| cell.take());
-    let need = panels * k * nr + MR * KC_OUT_IN + MR * nr;
+    let need = panels * k * nr + MC_OUT_IN.next_multiple_of(MR) * KC_OUT_IN + MR * nr;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
     {
         let (xt, rest) = scratch.split_at_mut(panels * k * nr);
-        let (a_pad, tile) = rest.split_at_mut(MR * KC_OUT_IN);
+        let (a_pad, tile) = rest.split_at_mut(MC_OUT_IN.next_multiple_of(MR) * KC_OUT_IN);
         // xᵀ panels: panel p holds rows p·NR.. of x as [K][NR], zero-padded past M. (In the
         // levels' code the compiler turned this transposition into AVX-512 scatters: 5% of a
         // prompt; [`pack_rows`] is compiled apart, for the NR of each level.)
@@ -500,46 +500,47 @@ unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
             32 => pack_rows::<32>(x, m, k, xt),
             _ => unreachable!("every level's GEMM panel holds 16 or 32 rows of x"),
         }
-        // K steps outermost: one step's slice of xᵀ (M × KC_OUT_IN floats, 384 KB at M = 128) stays
-        // in L2 for every weight row; with rows outermost all of xᵀ (1.5 MB at K = 3072) was
-        // read again per MR rows, and two threads doing so fell behind (docs/PERFORMANCE.md).
+        // K steps outermost, then blocks of MC_OUT_IN weight rows (widened once, kept in L2),
+        // then xᵀ panels, then MR rows of the block: each micro-tile's slice of the xᵀ panel
+        // (KC_OUT_IN × NR floats) stays in L1 while the block's rows stream past it.
         for k0 in (0..k).step_by(KC_OUT_IN) {
             let kc = KC_OUT_IN.min(k - k0);
-            for j0 in (n0..n1).step_by(MR) {
-                let mr = MR.min(n1 - j0);
-                // MR weight rows as f32: in place when they are, else widened (and zero-padded).
-                let (a, lda) = match w.in_place(j0, k0) {
-                    Some(p) if mr == MR => (p, k),
-                    _ => {
-                        // Rows past the last weight row zero (only a short last tile has them).
-                        a_pad[mr * KC_OUT_IN..].fill(0.0);
-                        for r in 0..mr {
-                            w.widen::<S>(j0 + r, k0, kc, a_pad.as_mut_ptr().add(r * KC_OUT_IN));
-                        }
-                        (a_pad.as_ptr(), KC_OUT_IN)
-                    }
-                };
-                // The next tile's weight rows are fetched over this tile's micro-kernels: read
-                // in bursts, one tile at a time, they left the widening waiting on DRAM.
-                let next = if j0 + MR < n1 {
-                    Some((j0 + MR, k0, kc))
+            for jb in (n0..n1).step_by(MC_OUT_IN) {
+                let rows = MC_OUT_IN.min(n1 - jb);
+                let padded = rows.next_multiple_of(MR);
+                // The block's rows as f32: in place when they are, except a short last tile,
+                // which is widened (and zero-padded) like every tile of other weights.
+                let in_place = w.in_place(jb, k0).is_some();
+                let widen_from = if in_place { rows / MR * MR } else { 0 };
+                for r in widen_from..rows {
+                    w.widen::<S>(jb + r, k0, kc, a_pad.as_mut_ptr().add(r * KC_OUT_IN));
+                }
+                a_pad[rows * KC_OUT_IN..padded * KC_OUT_IN].fill(0.0);
+                // The next block's weight rows are fetched over this block's micro-tiles: read
+                // in bursts, one block at a time, they left the widening waiting on DRAM.
+                let next = if jb + rows < n1 {
+                    Some((jb + rows, k0, kc))
                 } else {
                     Some((n0, k0 + kc, KC_OUT_IN.min(k.saturating_sub(k0 + kc)))).filter(|_| k0 + kc < k)
                 };
                 let mut fetch = next.map_or(LineFetch::none(), |(j, kk, c)| {
                     let (start, bytes, stride) = w.run(j, kk, c);
-                    LineFetch::runs(start, bytes, stride, MR.min(n1 - j))
+                    LineFetch::runs(start, bytes, stride, MC_OUT_IN.min(n1 - j))
                 });
-                let per_panel = fetch.left.div_ceil(panels);
+                let per_tile = fetch.left.div_ceil(panels * padded / MR);
                 for p in 0..panels {
                     let panel = xt.as_ptr().add(p * k * nr + k0 * nr);
-                    micro_kernel::<S, MR, NV>(kc, a, lda, panel, tile.as_mut_ptr(), &mut fetch, per_panel);
-                    // tile[r][c] is out[p·NR + c][j0 + r].
-                    for c in 0..nr.min(m - p * nr) {
-                        let dst = out.add((p * nr + c) * n + j0);
-                        for r in 0..mr {
-                            *dst.add(r) += tile[r * nr + c];
-                        }
+                    let cols = nr.min(m - p * nr);
+                    for j0 in (jb..jb + rows).step_by(MR) {
+                        let mr = MR.min(jb + rows - j0);
+                        let (a, lda) = match w.in_place(j0, k0) {
+                            Some(row) if mr == MR => (row, k),
+                            _ => (a_pad.as_ptr().add((j0 - jb) * KC_OUT_IN), KC_OUT_IN),
+                        };
+                        let acc = micro_tile::<S, MR, NV>(kc, a, lda, 1, panel, &mut fetch, per_tile);
+                        // The tile's element (r, c) belongs to out[p·NR + c][j0 + r].
+                        let dst = out.add(p * nr * n + j0);
+                        S::add_transposed::<MR, NV>(&acc, mr, cols, dst, n, tile.as_mut_ptr());
                     }
                 }
             }

@@ -42,6 +42,45 @@ pub(crate) trait Simd: Copy {
     /// Hints that the cache line at `p` will be read soon (into L2). Never faults, so `p` may
     /// point anywhere.
     unsafe fn prefetch<T>(p: *const T);
+    /// `dst[c·ld + r] += tile[r][c]` for `r < rows` and `c < cols`, where row r of the tile is
+    /// `acc[r]`, `NV` vectors along c: the tile of an `(out, in)` GEMM, computed transposed
+    /// against out. By default through `scratch` (`MR × NV·LANES` floats), element by element;
+    /// a level with shuffles to spare transposes in registers.
+    #[inline(always)]
+    unsafe fn add_transposed<const MR: usize, const NV: usize>(
+        acc: &[[Self; NV]; MR],
+        rows: usize,
+        cols: usize,
+        dst: *mut f32,
+        ld: usize,
+        scratch: *mut f32,
+    ) {
+        add_transposed_by_elements(acc, rows, cols, dst, ld, scratch)
+    }
+}
+
+/// [`Simd::add_transposed`], element by element through `scratch`.
+#[inline(always)]
+pub(crate) unsafe fn add_transposed_by_elements<S: Simd, const MR: usize, const NV: usize>(
+    acc: &[[S; NV]; MR],
+    rows: usize,
+    cols: usize,
+    dst: *mut f32,
+    ld: usize,
+    scratch: *mut f32,
+) {
+    let nr = NV * S::LANES;
+    for (r, row) in acc.iter().enumerate() {
+        for (v, a) in row.iter().enumerate() {
+            a.store(scratch.add(r * nr + v * S::LANES));
+        }
+    }
+    for c in 0..cols {
+        let d = dst.add(c * ld);
+        for r in 0..rows {
+            *d.add(r) += *scratch.add(r * nr + c);
+        }
+    }
 }
 
 /// `e^x` to about 1 ulp (Cephes' expf polynomial on a range-reduced argument).
