@@ -146,6 +146,19 @@ fn layernorm_activations_softmax_sum_match_scalar() {
             assert!((s - scalar::sum(x)).abs() <= 1e-5 * (n as f32), "{:?} sum {n}", kernels.level());
         }
     }
+    // A prompt's MLP activations (split across the pool at two threads), from an unaligned start.
+    let x: Vec<f32> = rng.vec(128 * 3072 + 5).iter().map(|v| v * 4.0).collect();
+    for kernels in levels().into_iter().filter(|_| !too_big_for_miri(x.len())) {
+        with_thread_counts(|threads| {
+            for kind in [Activation::GeluNew, Activation::Silu] {
+                let mut want = x[1..].to_vec();
+                scalar::activation(kind, &mut want);
+                let mut got = x[1..].to_vec();
+                kernels.activation(kind, &mut got);
+                assert_close(&format!("{:?} {kind:?} prompt, {threads}", kernels.level()), &got, &want, 2e-6);
+            }
+        });
+    }
     // Extreme inputs: the vector exp must saturate like the scalar one.
     for kernels in levels() {
         let x = [
