@@ -666,10 +666,15 @@ pub(crate) unsafe fn micro_kernel<S: Simd, const MR: usize, const NV: usize>(
     store_tile::<S, MR, NV>(&micro_tile::<S, MR, NV>(kc, a, lda, 1, panel, fetch, lines), tile);
 }
 
+/// k steps of [`micro_tile`] between two prefetches: up to `kc / 8` lines per micro-tile, 32 at
+/// [`KC`], which is what one panel of f32 weights needs over the 16 micro-tiles of a 128-row
+/// prompt.
+const FETCH_EVERY: usize = 8;
+
 /// `a[MR rows, kc] · panel[kc][NR]` in MR·NV accumulator registers: element (i, kk) of a is at
 /// `a + i·row_step + kk·k_step` (rows in place: lda and 1; packed by [`pack_rows`]: 1 and MR).
-/// On the way it prefetches `lines` lines of `fetch`, spread evenly over the k steps, so that
-/// only a few are in flight at a time.
+/// On the way it prefetches `lines` lines of `fetch`, one every [`FETCH_EVERY`] k steps (any
+/// left over at the end), so that only a few are in flight at a time.
 #[inline(always)]
 unsafe fn micro_tile<S: Simd, const MR: usize, const NV: usize>(
     kc: usize,
@@ -680,35 +685,46 @@ unsafe fn micro_tile<S: Simd, const MR: usize, const NV: usize>(
     fetch: &mut LineFetch,
     lines: usize,
 ) -> [[S; NV]; MR] {
-    let nr = NV * S::LANES;
     let mut acc = [[S::zero(); NV]; MR];
-    let every = kc.checked_div(lines).unwrap_or(kc).max(1);
     let mut left = lines;
     let mut kk = 0;
-    while kk < kc {
+    while kk + FETCH_EVERY <= kc {
         if left > 0 {
             fetch.next::<S>();
             left -= 1;
         }
-        for kk in kk..(kk + every).min(kc) {
-            let b = panel.add(kk * nr);
-            let mut bv = [S::zero(); NV];
-            for (v, slot) in bv.iter_mut().enumerate() {
-                *slot = S::load(b.add(v * S::LANES));
-            }
-            for (i, row) in acc.iter_mut().enumerate() {
-                let av = S::splat(*a.add(i * row_step + kk * k_step));
-                for (slot, bvv) in row.iter_mut().zip(bv) {
-                    *slot = av.mul_add(bvv, *slot);
-                }
-            }
+        for kk in kk..kk + FETCH_EVERY {
+            mac_step::<S, MR, NV>(&mut acc, a.add(kk * k_step), row_step, panel.add(kk * NV * S::LANES));
         }
-        kk += every;
+        kk += FETCH_EVERY;
+    }
+    for kk in kk..kc {
+        mac_step::<S, MR, NV>(&mut acc, a.add(kk * k_step), row_step, panel.add(kk * NV * S::LANES));
     }
     for _ in 0..left {
         fetch.next::<S>();
     }
     acc
+}
+
+/// One k step of [`micro_tile`]: `acc[i] += a[i·row_step] · b[..NR]`.
+#[inline(always)]
+unsafe fn mac_step<S: Simd, const MR: usize, const NV: usize>(
+    acc: &mut [[S; NV]; MR],
+    a: *const f32,
+    row_step: usize,
+    b: *const f32,
+) {
+    let mut bv = [S::zero(); NV];
+    for (v, slot) in bv.iter_mut().enumerate() {
+        *slot = S::load(b.add(v * S::LANES));
+    }
+    for (i, row) in acc.iter_mut().enumerate() {
+        let av = S::splat(*a.add(i * row_step));
+        for (slot, bvv) in row.iter_mut().zip(bv) {
+            *slot = av.mul_add(bvv, *slot);
+        }
+    }
 }
 
 /// Cache lines to prefetch from inside micro-kernels, one at a time: `rows` runs of bytes,
