@@ -71,7 +71,7 @@ fn matmul_matches_scalar() {
         (70, 300, 97),
         // More columns than one packed group of the (in, out) GEMM (512), the last panel partial.
         (9, 40, 1100),
-        // Deeper than one K step of either GEMM (256 (in, out), 768 (out, in)), a partial last step.
+        // Deeper than one K step of either GEMM (256), a partial last step.
         (40, 800, 70),
     ];
     for (m, k, n) in shapes {

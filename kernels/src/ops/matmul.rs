@@ -107,7 +107,7 @@ pub(crate) trait Q8Matmul {
         n0: usize,
         n1: usize,
     ) {
-        gemm_out_in::<S, Q8Rows, MR, NV>(x, m, rows, shape, out, n0, n1)
+        gemm_out_in::<S, Q8Rows, MR, NV>(x, m, rows, shape, OutStart::Ready, out, n0, n1)
     }
 }
 
@@ -159,6 +159,14 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
 ) {
     let (k, n) = (w.k, w.n);
     let m = x.len() / k;
+    // The GEMMs write the bias with their first K step's tiles: no pass over out before them.
+    if w.layout == Layout::InOut && m >= GEMM_MIN_ROWS {
+        return gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, bias, out, n0, n1);
+    }
+    if w.layout == Layout::OutIn && m >= GEMM_MIN_ROWS && !few_rows::<S, NV>(m) {
+        let rows = PlainRows { w: data.as_ptr(), k };
+        return gemm_out_in::<S, PlainRows<E>, MR, NV>(x, m, rows, w, OutStart::Bias(bias), out, n0, n1);
+    }
     init_out(m, n, bias, out, n0, n1);
     match w.layout {
         Layout::InOut if m < GEMM_MIN_ROWS => {
@@ -166,7 +174,7 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
                 gemv_in_out::<S, E>(&x[i * k..][..k], data.as_ptr(), n, out.add(i * n), n0, n1)
             }
         }
-        Layout::InOut => gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, out, n0, n1),
+        Layout::InOut => unreachable!("the (in, out) GEMM is taken above"),
         // f16 decodes one weight row at a time, with 256-bit vectors on AVX-512 too (both
         // measured faster than four-row tiles: docs/PERFORMANCE.md, sessions 9 and 10). f32,
         // which needs more bandwidth per multiply-add, measured 2–6% slower one row at a time
@@ -180,10 +188,7 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
             gemv_out_in::<S, E, 4>(x, data.as_ptr(), k, n, out, n0, n1)
         }
         Layout::OutIn if few_rows::<S, NV>(m) => gemv_out_in::<S, E, 2>(x, data.as_ptr(), k, n, out, n0, n1),
-        Layout::OutIn => {
-            let rows = PlainRows { w: data.as_ptr(), k };
-            gemm_out_in::<S, PlainRows<E>, MR, NV>(x, m, rows, w, out, n0, n1)
-        }
+        Layout::OutIn => unreachable!("the (out, in) GEMM is taken above"),
     }
 }
 
@@ -378,13 +383,16 @@ unsafe fn gemv_in_out<S: Simd, E: Elem>(x: &[f32], w: *const E, n: usize, out: *
 /// M = 128) stay in L2 while the K steps add into them.
 const NG: usize = 512;
 
-/// Blocked GEMM over columns `n0..n1`; `out` already holds the bias.
+/// Blocked GEMM over columns `n0..n1` of `out = x · W + bias`: the first K step's tiles
+/// overwrite out (with the bias added), later steps add to it.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
     x: &[f32],
     m: usize,
     w: *const E,
     shape: Weight,
+    bias: Option<&[f32]>,
     out: *mut f32,
     n0: usize,
     n1: usize,
@@ -426,11 +434,19 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
                 let (i0, a) = (b * MR, xp.as_ptr().add((b * k + k0) * MR));
                 let acc = micro_tile::<S, MR, NV>(kc, a, 1, MR, panel.as_ptr(), &mut fetch, per_tile);
                 let mr = MR.min(m - i0);
+                // What the tile adds to: out so far, or (first K step) the bias or nothing.
+                let first = k0 == 0;
                 if nc == nr {
                     for (r, row) in acc.iter().enumerate().take(mr) {
                         let dst = out.add((i0 + r) * n + j0);
                         for (v, a) in row.iter().enumerate() {
-                            a.add(S::load(dst.add(v * S::LANES))).store(dst.add(v * S::LANES));
+                            let at = v * S::LANES;
+                            let base = match bias {
+                                _ if !first => S::load(dst.add(at)),
+                                Some(b) => S::load(b.as_ptr().add(j0 + at)),
+                                None => S::zero(),
+                            };
+                            a.add(base).store(dst.add(at));
                         }
                     }
                 } else {
@@ -438,7 +454,12 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
                     for r in 0..mr {
                         let dst = out.add((i0 + r) * n + j0);
                         for c in 0..nc {
-                            *dst.add(c) += tile[r * nr + c];
+                            let base = match bias {
+                                _ if !first => *dst.add(c),
+                                Some(b) => b[j0 + c],
+                                None => 0.0,
+                            };
+                            *dst.add(c) = tile[r * nr + c] + base;
                         }
                     }
                 }
@@ -464,18 +485,29 @@ fn pack_rows<const R: usize>(x: &[f32], m: usize, k: usize, dst: &mut [f32]) {
     }
 }
 
-/// Blocked GEMM for an `(out, in)` weight over output columns `n0..n1`; `out` holds the bias.
+/// What out holds when a GEMM starts.
+#[derive(Clone, Copy)]
+pub(crate) enum OutStart<'a> {
+    /// The bias already: every K step adds to it.
+    Ready,
+    /// Nothing yet: the first K step's tiles overwrite it, with this bias (if any) added.
+    Bias(Option<&'a [f32]>),
+}
+
+/// Blocked GEMM for an `(out, in)` weight over output columns `n0..n1` (see [`OutStart`]).
 ///
 /// Transposing W into `K × NR` panels would touch every weight element one by one, so the
 /// operands swap roles instead: `outᵀ = W · xᵀ`. The weight's rows (contiguous along K, read
 /// once, in order) are the micro-kernel's broadcast operand, and the small activation matrix is
 /// packed once per call as `xᵀ` panels of NR rows of x.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
     x: &[f32],
     m: usize,
     w: R,
     shape: Weight,
+    start: OutStart,
     out: *mut f32,
     n0: usize,
     n1: usize,
@@ -537,10 +569,21 @@ unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
                             Some(row) if mr == MR => (row, k),
                             _ => (a_pad.as_ptr().add((j0 - jb) * KC_OUT_IN), KC_OUT_IN),
                         };
-                        let acc = micro_tile::<S, MR, NV>(kc, a, lda, 1, panel, &mut fetch, per_tile);
-                        // The tile's element (r, c) belongs to out[p·NR + c][j0 + r].
+                        let mut acc = micro_tile::<S, MR, NV>(kc, a, lda, 1, panel, &mut fetch, per_tile);
+                        // The tile's element (r, c) belongs to out[p·NR + c][j0 + r]: row r of
+                        // the tile takes bias[j0 + r] on the first step.
+                        let overwrite = match start {
+                            OutStart::Bias(bias) if k0 == 0 => {
+                                for (r, row) in acc.iter_mut().enumerate().take(mr) {
+                                    let b = S::splat(bias.map_or(0.0, |b| b[j0 + r]));
+                                    row.iter_mut().for_each(|a| *a = a.add(b));
+                                }
+                                true
+                            }
+                            _ => false,
+                        };
                         let dst = out.add(p * nr * n + j0);
-                        S::add_transposed::<MR, NV>(&acc, mr, cols, dst, n, tile.as_mut_ptr());
+                        S::add_transposed::<MR, NV>(&acc, mr, cols, dst, n, !overwrite, tile.as_mut_ptr());
                     }
                 }
             }

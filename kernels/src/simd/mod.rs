@@ -42,31 +42,36 @@ pub(crate) trait Simd: Copy {
     /// Hints that the cache line at `p` will be read soon (into L2). Never faults, so `p` may
     /// point anywhere.
     unsafe fn prefetch<T>(p: *const T);
-    /// `dst[c·ld + r] += tile[r][c]` for `r < rows` and `c < cols`, where row r of the tile is
-    /// `acc[r]`, `NV` vectors along c: the tile of an `(out, in)` GEMM, computed transposed
-    /// against out. By default through `scratch` (`MR × NV·LANES` floats), element by element;
-    /// a level with shuffles to spare transposes in registers.
+    /// `dst[c·ld + r] += tile[r][c]` (or `=`, unless `accumulate`) for `r < rows` and
+    /// `c < cols`, where row r of the tile is `acc[r]`, `NV` vectors along c: the tile of an
+    /// `(out, in)` GEMM, computed transposed against out. By default through `scratch`
+    /// (`MR × NV·LANES` floats), element by element; a level with shuffles to spare transposes
+    /// in registers.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn add_transposed<const MR: usize, const NV: usize>(
         acc: &[[Self; NV]; MR],
         rows: usize,
         cols: usize,
         dst: *mut f32,
         ld: usize,
+        accumulate: bool,
         scratch: *mut f32,
     ) {
-        add_transposed_by_elements(acc, rows, cols, dst, ld, scratch)
+        add_transposed_by_elements(acc, rows, cols, dst, ld, accumulate, scratch)
     }
 }
 
 /// [`Simd::add_transposed`], element by element through `scratch`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn add_transposed_by_elements<S: Simd, const MR: usize, const NV: usize>(
     acc: &[[S; NV]; MR],
     rows: usize,
     cols: usize,
     dst: *mut f32,
     ld: usize,
+    accumulate: bool,
     scratch: *mut f32,
 ) {
     let nr = NV * S::LANES;
@@ -78,7 +83,8 @@ pub(crate) unsafe fn add_transposed_by_elements<S: Simd, const MR: usize, const 
     for c in 0..cols {
         let d = dst.add(c * ld);
         for r in 0..rows {
-            *d.add(r) += *scratch.add(r * nr + c);
+            let v = *scratch.add(r * nr + c);
+            *d.add(r) = if accumulate { *d.add(r) + v } else { v };
         }
     }
 }

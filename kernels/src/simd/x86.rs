@@ -176,16 +176,18 @@ impl Simd for Avx512 {
     /// registers (two rounds of unpacks, then 128-bit lane shuffles) and added to 16 rows of
     /// `dst` as 256-bit vectors, instead of 128 scalar read-add-writes.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn add_transposed<const MR: usize, const NV: usize>(
         acc: &[[Self; NV]; MR],
         rows: usize,
         cols: usize,
         dst: *mut f32,
         ld: usize,
+        accumulate: bool,
         scratch: *mut f32,
     ) {
         if MR != 8 || rows != 8 {
-            return add_transposed_by_elements(acc, rows, cols, dst, ld, scratch);
+            return add_transposed_by_elements(acc, rows, cols, dst, ld, accumulate, scratch);
         }
         let (lo, hi) = (_mm512_unpacklo_ps, _mm512_unpackhi_ps);
         let pd = _mm512_castps_pd;
@@ -222,7 +224,7 @@ impl Simd for Avx512 {
                             } else {
                                 _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(half)))
                             };
-                            _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), x));
+                            _mm256_storeu_ps(d, if accumulate { _mm256_add_ps(_mm256_loadu_ps(d), x) } else { x });
                         }
                     }
                 }
