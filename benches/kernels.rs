@@ -119,7 +119,7 @@ fn attention(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, gemv_in_l2, row_ops, attention);
+criterion_group!(benches, matmul, gemv_in_l2, prompt_matmuls, row_ops, attention);
 criterion_main!(benches);
 
 /// One-thread GEMV on a weight that fits in L2: the kernels' compute ceiling, to compare with
@@ -151,6 +151,40 @@ fn gemv_in_l2(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("q8_0", format!("OutIn_k{kk}")), |b| {
             pool.install(|| b.iter(|| k.matmul(&x, w, None, &mut out[..n])))
         });
+    }
+    group.finish();
+}
+
+/// The 48 matmuls of a 128-token prompt through GPT-2 124M, each with its own weights (340 MB
+/// of f32, so read from memory as in the model, not from cache), with biases, one thread and
+/// all threads, in both layouts: the GEMMs' figure for a prompt without attention, norms and
+/// the lm_head. In flop/s.
+fn prompt_matmuls(c: &mut Criterion) {
+    let k = kernels().unwrap();
+    let shapes = [(768, 2304), (768, 768), (768, 3072), (3072, 768)];
+    let layers: Vec<Vec<f32>> = (0..12).flat_map(|_| shapes.map(|(kk, n)| data(kk * n))).collect();
+    let x = data(128 * 3072);
+    let bias = data(3072);
+    let mut out = vec![0.0; 128 * 3072];
+    let flops: usize = 12 * shapes.iter().map(|(kk, n)| 2 * 128 * kk * n).sum::<usize>();
+    let mut group = c.benchmark_group(format!("prompt128_matmuls[{}]", k.level().name()));
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(flops as u64));
+    for threads in [1, rayon::current_num_threads()] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        for layout in [Layout::InOut, Layout::OutIn] {
+            let id = BenchmarkId::new(format!("f32.{layout:?}"), format!("{threads}threads"));
+            group.bench_function(id, |b| {
+                b.iter(|| {
+                    pool.install(|| {
+                        for (w, &(kk, n)) in layers.iter().zip(shapes.iter().cycle()) {
+                            let w = Weight { data: WeightData::F32(w), k: kk, n, layout };
+                            k.matmul(&x[..128 * kk], w, Some(&bias[..n]), &mut out[..128 * n]);
+                        }
+                    })
+                })
+            });
+        }
     }
     group.finish();
 }
