@@ -73,6 +73,8 @@ fn matmul_matches_scalar() {
         (9, 40, 1100),
         // Deeper than one K step of either GEMM (256), a partial last step.
         (40, 800, 70),
+        // A last K step shorter than the micro-tiles' groups of 8 k steps.
+        (30, 259, 70),
     ];
     for (m, k, n) in shapes {
         if too_big_for_miri(m * k * n) {
@@ -435,28 +437,41 @@ fn q8_0_matmul_matches_the_dequantized_weights() {
         quantize_q8_0(&w, &mut q, &mut d);
         let data = WeightData::Q8_0 { q: &q, scales: &d };
         let weight = Weight { data, k, n, layout: Layout::OutIn };
-        let mut exact = vec![0.0f32; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let s: f64 = (0..k).map(|kk| x[i * k + kk] as f64 * data.get(j * k + kk) as f64).sum();
-                exact[i * n + j] = (s + bias[j] as f64) as f32;
-            }
+        // With the bias, and without (as zeros for the oracles).
+        for given in [Some(&bias[..]), None] {
+            let bias = given.map_or(vec![0.0; n], |b| b.to_vec());
+            q8_0_matmul_case(m, k, n, &x, weight, given, &bias);
         }
-        let mut reference = vec![0.0; m * n];
-        scalar::matmul(&x, weight, Some(&bias), &mut reference);
-        let tol = 2e-5 * (k as f32).sqrt();
-        assert_close(&format!("scalar q8_0 {m}x{k}x{n}"), &reference, &exact, tol);
-        let int_dots = q8_int_dots_reference(&x, &q, &d, k, &bias);
-        for kernels in levels() {
-            // Levels that quantize the rows to int8 blocks (avx512vnni and neondot always,
-            // avx2dot for one row) have their own oracle.
-            let want = if kernels.level().quantizes_q8_activations(m) { &int_dots } else { &exact };
-            with_thread_counts(|threads| {
-                let mut got = vec![f32::NAN; m * n];
-                kernels.matmul(&x, weight, Some(&bias), &mut got);
-                assert_close(&format!("{:?} q8_0 {m}x{k}x{n} {threads}", kernels.level()), &got, want, tol);
-            });
+    }
+}
+
+/// One case of [`q8_0_matmul_matches_the_dequantized_weights`]: `given` is passed to the
+/// kernels, `bias` (zeros without one) to the oracles.
+fn q8_0_matmul_case(m: usize, k: usize, n: usize, x: &[f32], weight: Weight, given: Option<&[f32]>, bias: &[f32]) {
+    let WeightData::Q8_0 { q, scales: d } = weight.data else { unreachable!("q8_0 weights") };
+    let data = weight.data;
+    let mut exact = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let s: f64 = (0..k).map(|kk| x[i * k + kk] as f64 * data.get(j * k + kk) as f64).sum();
+            exact[i * n + j] = (s + bias[j] as f64) as f32;
         }
+    }
+    let mut reference = vec![0.0; m * n];
+    scalar::matmul(x, weight, given, &mut reference);
+    let tol = 2e-5 * (k as f32).sqrt();
+    let with = if given.is_some() { "bias" } else { "no bias" };
+    assert_close(&format!("scalar q8_0 {m}x{k}x{n} {with}"), &reference, &exact, tol);
+    let int_dots = q8_int_dots_reference(x, q, d, k, bias);
+    for kernels in levels() {
+        // Levels that quantize the rows to int8 blocks (avx512vnni and neondot always,
+        // avx2dot for one row) have their own oracle.
+        let want = if kernels.level().quantizes_q8_activations(m) { &int_dots } else { &exact };
+        with_thread_counts(|threads| {
+            let mut got = vec![f32::NAN; m * n];
+            kernels.matmul(x, weight, given, &mut got);
+            assert_close(&format!("{:?} q8_0 {m}x{k}x{n} {with} {threads}", kernels.level()), &got, want, tol);
+        });
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 
-use super::matmul::{micro_kernel, LineFetch};
+use super::matmul::micro_kernel;
 use super::vector::softmax;
 use crate::elem::Elem;
 use crate::simd::Simd;
@@ -81,15 +81,7 @@ pub(crate) unsafe fn attend_tiles<S: Simd, E: Elem, const MR: usize, const NV: u
                 (q_pad.as_ptr(), d)
             };
             for p in (blo - lo) / nr..(bhi - lo).div_ceil(nr) {
-                micro_kernel::<S, MR, NV>(
-                    d,
-                    a,
-                    lda,
-                    kt.as_ptr().add(p * d * nr),
-                    tile.as_mut_ptr(),
-                    &mut LineFetch::none(),
-                    0,
-                );
+                micro_kernel::<S, MR, NV>(d, a, lda, kt.as_ptr().add(p * d * nr), tile.as_mut_ptr());
                 let col = lo + p * nr;
                 for r in 0..mr {
                     for v in 0..NV {
@@ -115,15 +107,7 @@ pub(crate) unsafe fn attend_tiles<S: Simd, E: Elem, const MR: usize, const NV: u
             }
             for c in 0..d_panels {
                 let panel = vp.as_ptr().add(c * span * nr + (blo - lo) * nr);
-                micro_kernel::<S, MR, NV>(
-                    bhi - blo,
-                    probs.as_ptr().add(blo),
-                    row_len,
-                    panel,
-                    tile.as_mut_ptr(),
-                    &mut LineFetch::none(),
-                    0,
-                );
+                micro_kernel::<S, MR, NV>(bhi - blo, probs.as_ptr().add(blo), row_len, panel, tile.as_mut_ptr());
                 let width = nr.min(d - c * nr);
                 for r in 0..mr {
                     let dst = out.add((i0 + r) * stride + c * nr);

@@ -159,22 +159,19 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
 ) {
     let (k, n) = (w.k, w.n);
     let m = x.len() / k;
-    // The GEMMs write the bias with their first K step's tiles: no pass over out before them.
-    if w.layout == Layout::InOut && m >= GEMM_MIN_ROWS {
-        return gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, bias, out, n0, n1);
+    // The GEMVs add to out, so it starts as the bias; the GEMMs write the bias with their first
+    // K step's tiles, with no pass over out before them.
+    let gemv = m < GEMM_MIN_ROWS || (w.layout == Layout::OutIn && few_rows::<S, NV>(m));
+    if gemv {
+        init_out(m, n, bias, out, n0, n1);
     }
-    if w.layout == Layout::OutIn && m >= GEMM_MIN_ROWS && !few_rows::<S, NV>(m) {
-        let rows = PlainRows { w: data.as_ptr(), k };
-        return gemm_out_in::<S, PlainRows<E>, MR, NV>(x, m, rows, w, OutStart::Bias(bias), out, n0, n1);
-    }
-    init_out(m, n, bias, out, n0, n1);
     match w.layout {
-        Layout::InOut if m < GEMM_MIN_ROWS => {
+        Layout::InOut if gemv => {
             for i in 0..m {
                 gemv_in_out::<S, E>(&x[i * k..][..k], data.as_ptr(), n, out.add(i * n), n0, n1)
             }
         }
-        Layout::InOut => unreachable!("the (in, out) GEMM is taken above"),
+        Layout::InOut => gemm::<S, E, MR, NV>(x, m, data.as_ptr(), w, bias, out, n0, n1),
         // f16 decodes one weight row at a time, with 256-bit vectors on AVX-512 too (both
         // measured faster than four-row tiles: docs/PERFORMANCE.md, sessions 9 and 10). f32,
         // which needs more bandwidth per multiply-add, measured 2–6% slower one row at a time
@@ -184,11 +181,12 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
         }
         Layout::OutIn if m < GEMM_MIN_ROWS => gemv_out_in::<S, E, 1>(x, data.as_ptr(), k, n, out, n0, n1),
         // Four rows of x per tile where 32 registers hold the 16 accumulators, else two.
-        Layout::OutIn if few_rows::<S, NV>(m) && S::REGISTERS >= 32 => {
-            gemv_out_in::<S, E, 4>(x, data.as_ptr(), k, n, out, n0, n1)
+        Layout::OutIn if gemv && S::REGISTERS >= 32 => gemv_out_in::<S, E, 4>(x, data.as_ptr(), k, n, out, n0, n1),
+        Layout::OutIn if gemv => gemv_out_in::<S, E, 2>(x, data.as_ptr(), k, n, out, n0, n1),
+        Layout::OutIn => {
+            let rows = PlainRows { w: data.as_ptr(), k };
+            gemm_out_in::<S, PlainRows<E>, MR, NV>(x, m, rows, w, OutStart::Bias(bias), out, n0, n1)
         }
-        Layout::OutIn if few_rows::<S, NV>(m) => gemv_out_in::<S, E, 2>(x, data.as_ptr(), k, n, out, n0, n1),
-        Layout::OutIn => unreachable!("the (out, in) GEMM is taken above"),
     }
 }
 
@@ -421,7 +419,7 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
         });
         let mut next = order.next();
         while let Some((k0, j0, nc)) = next {
-            let kc = KC.min(k - k0);
+            let (kc, first) = (KC.min(k - k0), k0 == 0);
             pack_panel::<S, E, NV>(w, n, k0, kc, j0, nc, panel);
             next = order.next();
             let mut fetch = next.map_or(LineFetch::none(), |(kn, jn, ncn)| {
@@ -435,7 +433,6 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
                 let acc = micro_tile::<S, MR, NV>(kc, a, 1, MR, panel.as_ptr(), &mut fetch, per_tile);
                 let mr = MR.min(m - i0);
                 // What the tile adds to: out so far, or (first K step) the bias or nothing.
-                let first = k0 == 0;
                 if nc == nr {
                     for (r, row) in acc.iter().enumerate().take(mr) {
                         let dst = out.add((i0 + r) * n + j0);
@@ -443,7 +440,7 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
                             let at = v * S::LANES;
                             let base = match bias {
                                 _ if !first => S::load(dst.add(at)),
-                                Some(b) => S::load(b.as_ptr().add(j0 + at)),
+                                Some(bias) => S::load(bias.as_ptr().add(j0 + at)),
                                 None => S::zero(),
                             };
                             a.add(base).store(dst.add(at));
@@ -456,7 +453,7 @@ unsafe fn gemm<S: Simd, E: Elem, const MR: usize, const NV: usize>(
                         for c in 0..nc {
                             let base = match bias {
                                 _ if !first => *dst.add(c),
-                                Some(b) => b[j0 + c],
+                                Some(bias) => bias[j0 + c],
                                 None => 0.0,
                             };
                             *dst.add(c) = tile[r * nr + c] + base;
@@ -553,7 +550,7 @@ unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const NV: usize>(
                 let next = if jb + rows < n1 {
                     Some((jb + rows, k0, kc))
                 } else {
-                    Some((n0, k0 + kc, KC_OUT_IN.min(k.saturating_sub(k0 + kc)))).filter(|_| k0 + kc < k)
+                    Some((n0, k0 + kc, KC_OUT_IN.min(k - (k0 + kc)))).filter(|_| k0 + kc < k)
                 };
                 let mut fetch = next.map_or(LineFetch::none(), |(j, kk, c)| {
                     let (start, bytes, stride) = w.run(j, kk, c);
@@ -694,8 +691,7 @@ unsafe fn pack_panel<S: Simd, E: Elem, const NV: usize>(
     }
 }
 
-/// `tile[MR][NR] = a[MR rows, kc] · panel[kc][NR]`, row i of a at `a + i·lda`, prefetching
-/// `lines` lines of `fetch` on the way.
+/// `tile[MR][NR] = a[MR rows, kc] · panel[kc][NR]`, row i of a at `a + i·lda`.
 #[inline(always)]
 pub(crate) unsafe fn micro_kernel<S: Simd, const MR: usize, const NV: usize>(
     kc: usize,
@@ -703,15 +699,14 @@ pub(crate) unsafe fn micro_kernel<S: Simd, const MR: usize, const NV: usize>(
     lda: usize,
     panel: *const f32,
     tile: *mut f32,
-    fetch: &mut LineFetch,
-    lines: usize,
 ) {
-    store_tile::<S, MR, NV>(&micro_tile::<S, MR, NV>(kc, a, lda, 1, panel, fetch, lines), tile);
+    let acc = micro_tile::<S, MR, NV>(kc, a, lda, 1, panel, &mut LineFetch::none(), 0);
+    store_tile::<S, MR, NV>(&acc, tile);
 }
 
-/// k steps of [`micro_tile`] between two prefetches: up to `kc / 8` lines per micro-tile, 32 at
-/// [`KC`], which is what one panel of f32 weights needs over the 16 micro-tiles of a 128-row
-/// prompt.
+/// k steps of [`micro_tile`] between two prefetches (lines left over are issued after the
+/// tile). At [`KC`] that spreads 32 lines over a micro-tile: what one AVX-512 panel of f32
+/// weights (256 rows × 128 bytes) needs over the 16 micro-tiles of a 128-row prompt.
 const FETCH_EVERY: usize = 8;
 
 /// `a[MR rows, kc] · panel[kc][NR]` in MR·NV accumulator registers: element (i, kk) of a is at
@@ -772,7 +767,7 @@ unsafe fn mac_step<S: Simd, const MR: usize, const NV: usize>(
 
 /// Cache lines to prefetch from inside micro-kernels, one at a time: `rows` runs of bytes,
 /// `stride` bytes apart.
-pub(crate) struct LineFetch {
+struct LineFetch {
     /// The next line, and the start of its run.
     at: *const u8,
     run: *const u8,
@@ -785,7 +780,7 @@ pub(crate) struct LineFetch {
 
 impl LineFetch {
     /// Nothing to fetch.
-    pub(crate) fn none() -> Self {
+    fn none() -> Self {
         LineFetch { at: std::ptr::null(), run: std::ptr::null(), left_in_run: 0, run_lines: 0, left: 0, stride: 0 }
     }
 
@@ -793,7 +788,7 @@ impl LineFetch {
     fn runs(start: *const u8, bytes: usize, stride: usize, rows: usize) -> Self {
         // Lines the first run touches; one more where the others may lie differently on lines.
         let first = (start as usize + bytes.max(1) - 1) / 64 - start as usize / 64 + 1;
-        let run_lines = if stride.is_multiple_of(64) { first } else { bytes / 64 + 1 };
+        let run_lines = if stride.is_multiple_of(64) { first } else { bytes.div_ceil(64) + 1 };
         let start = start.wrapping_sub(start as usize % 64);
         LineFetch { at: start, run: start, left_in_run: run_lines, run_lines, left: run_lines * rows, stride }
     }

@@ -42,7 +42,7 @@ pub(crate) trait Simd: Copy {
     /// Hints that the cache line at `p` will be read soon (into L2). Never faults, so `p` may
     /// point anywhere.
     unsafe fn prefetch<T>(p: *const T);
-    /// `dst[c·ld + r] += tile[r][c]` (or `=`, unless `accumulate`) for `r < rows` and
+    /// `dst[c·ld + r] += tile[r][c]` (`=` when `!accumulate`) for `r < rows` and
     /// `c < cols`, where row r of the tile is `acc[r]`, `NV` vectors along c: the tile of an
     /// `(out, in)` GEMM, computed transposed against out. By default through `scratch`
     /// (`MR × NV·LANES` floats), element by element; a level with shuffles to spare transposes

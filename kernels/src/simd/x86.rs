@@ -133,12 +133,14 @@ impl Simd for Avx2 {
                     if c < cols {
                         let d = dst.add(c * ld);
                         let (mut four, mut two) = (_mm256_castps256_ps128(x), _mm256_extractf128_ps::<1>(x));
+                        // `loadl`/`storel_epi64` move 8 bytes at any alignment (`_mm_load_sd` and
+                        // `_mm_store_sd` would read an f64 through the pointer: d may be 4-aligned).
                         if accumulate {
                             four = _mm_add_ps(four, _mm_loadu_ps(d));
-                            two = _mm_add_ps(two, _mm_castpd_ps(_mm_load_sd(d.add(4) as *const f64)));
+                            two = _mm_add_ps(two, _mm_castsi128_ps(_mm_loadl_epi64(d.add(4) as *const __m128i)));
                         }
                         _mm_storeu_ps(d, four);
-                        _mm_store_sd(d.add(4) as *mut f64, _mm_castps_pd(two));
+                        _mm_storel_epi64(d.add(4) as *mut __m128i, _mm_castps_si128(two));
                     }
                 }
             }
