@@ -113,15 +113,13 @@ impl Simd for Avx2 {
         #[allow(clippy::needless_range_loop)]
         for v in 0..NV {
             let r: [__m256; 6] = std::array::from_fn(|i| acc[i][v].0);
-            // t: rows 2q and 2q + 1 interleaved (columns 0–1, then 2–3, of each 128-bit lane).
+            // t[2q], t[2q + 1]: rows 2q and 2q + 1 interleaved, columns 0–1 and 2–3 of each lane.
             let t = [lo(r[0], r[1]), hi(r[0], r[1]), lo(r[2], r[3]), hi(r[2], r[3])];
             let t2 = [lo(r[4], r[5]), hi(r[4], r[5]), zero, zero];
-            // Rows 0–3 (of t2: rows 4–7) of column 4·lane + i.
-            let quad = |t: &[__m256; 4], i: usize| match i {
-                0 => _mm256_shuffle_ps::<0x44>(t[0], t[2]),
-                1 => _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
-                2 => _mm256_shuffle_ps::<0x44>(t[1], t[3]),
-                _ => _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+            // u[i]: rows 0–3 (w[i]: rows 4–7) of column 4·lane + i, in each 128-bit lane.
+            let quad = |t: &[__m256; 4], i: usize| {
+                let (a, b) = (_mm256_castps_pd(t[i / 2]), _mm256_castps_pd(t[2 + i / 2]));
+                _mm256_castpd_ps(if i.is_multiple_of(2) { _mm256_unpacklo_pd(a, b) } else { _mm256_unpackhi_pd(a, b) })
             };
             for i in 0..4 {
                 let (u, w) = (quad(&t, i), quad(&t2, i));
@@ -261,15 +259,11 @@ impl Simd for Avx512 {
             };
             for i in 0..4 {
                 let (u, w) = (quad(&t, i), quad(&t2, i));
-                // Lanes (u0, w0, u1, w1) and (u2, w2, u3, w3): each 256-bit half is one column.
-                let low = _mm512_shuffle_f32x4::<0xD8>(
-                    _mm512_shuffle_f32x4::<0x44>(u, w),
-                    _mm512_shuffle_f32x4::<0x44>(u, w),
-                );
-                let high = _mm512_shuffle_f32x4::<0xD8>(
-                    _mm512_shuffle_f32x4::<0xEE>(u, w),
-                    _mm512_shuffle_f32x4::<0xEE>(u, w),
-                );
+                // Lanes (u0, u1, w0, w1) reordered to (u0, w0, u1, w1), and the same for lanes 2
+                // and 3: each 256-bit half is then one column.
+                let (first, last) = (_mm512_shuffle_f32x4::<0x44>(u, w), _mm512_shuffle_f32x4::<0xEE>(u, w));
+                let (low, high) =
+                    (_mm512_shuffle_f32x4::<0xD8>(first, first), _mm512_shuffle_f32x4::<0xD8>(last, last));
                 for (half, col) in [(low, i), (high, 8 + i)] {
                     for (h, c) in [(0, col), (1, col + 4)] {
                         let c = v * 16 + c;
