@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::checkpoint::Checkpoint;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::generate::config::GenerationDefaults;
+use crate::generation_config::GenerationDefaults;
 use crate::tokenizer::Tokenizer;
 
 /// Metadata keys.

@@ -20,6 +20,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::math::{argmax, kl_divergence_f64, nll_f64};
 use crate::model::Model;
 
 /// Positions whose logits are computed together (bounds the `[rows, vocab]` buffer).
@@ -88,40 +89,6 @@ pub fn windows(n_tokens: usize, ctx: usize, stride: usize) -> Vec<Window> {
 /// Indices of the scored tokens, in order.
 pub fn scored_positions(windows: &[Window]) -> Vec<usize> {
     windows.iter().flat_map(|w| w.first_scored..w.end).collect()
-}
-
-/// `ln(sum(exp(logits)))` in f64.
-/// Negative log-likelihood, in nats, of `target` under the softmax of `logits`.
-pub fn nll(logits: &[f32], target: usize) -> f64 {
-    log_sum_exp(logits) - logits[target] as f64
-}
-
-pub fn log_sum_exp(logits: &[f32]) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    if max == f64::NEG_INFINITY || max.is_nan() {
-        return max;
-    }
-    let sum: f64 = logits.iter().map(|&v| (v as f64 - max).exp()).sum();
-    max + sum.ln()
-}
-
-/// Log-softmax of `logits` computed in f64, rounded to f32 into `out`.
-pub fn log_softmax(logits: &[f32], out: &mut [f32]) {
-    let lse = log_sum_exp(logits);
-    for (o, &v) in out.iter_mut().zip(logits) {
-        *o = (v as f64 - lse) as f32;
-    }
-}
-
-/// Index of the first largest value (as `torch.argmax`).
-pub fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// One scored token, as [`score`] hands it to its callback.
@@ -203,7 +170,7 @@ pub fn score(
             totals.tokens_fed += chunk.len();
             for row in logits.chunks_exact(v) {
                 let target = ids[pos + 1];
-                let nll = nll(row, target as usize);
+                let nll = nll_f64(row, target as usize);
                 totals.nll_sum += nll;
                 totals.tokens_scored += 1;
                 each(&Scored { pos: pos + 1, target, logits: row, nll })?;
@@ -402,7 +369,7 @@ impl KlStats {
     /// Adds one position: `base` and `this` are log-probabilities over the vocabulary, `target`
     /// the token scored there.
     pub fn add(&mut self, base: &[f32], this: &[f32], target: u32) {
-        let kl = kl_divergence(base, this);
+        let kl = kl_divergence_f64(base, this);
         self.positions += 1;
         self.kl_sum += kl;
         self.kl_max = self.kl_max.max(kl);
@@ -421,21 +388,6 @@ impl KlStats {
     pub fn base_loss(&self) -> f64 {
         self.base_nll_sum / self.positions as f64
     }
-}
-
-/// `KL(base ‖ this) = Σ p_base (log p_base - log p_this)` in nats, from log-probabilities, in f64.
-pub fn kl_divergence(base: &[f32], this: &[f32]) -> f64 {
-    base.iter()
-        .zip(this)
-        .map(|(&b, &t)| {
-            let p = (b as f64).exp();
-            if p == 0.0 {
-                0.0
-            } else {
-                p * (b as f64 - t as f64)
-            }
-        })
-        .sum()
 }
 
 #[cfg(test)]
@@ -497,18 +449,5 @@ mod tests {
         {
             assert_eq!(resolve_settings(ctx, stride, 64).unwrap_err().exit_code(), 2, "{ctx:?} {stride:?}");
         }
-    }
-
-    #[test]
-    fn log_sum_exp_is_stable_and_kl_of_equal_rows_is_zero() {
-        let logits = [1000.0f32, 1000.0, -1000.0];
-        assert!((log_sum_exp(&logits) - (1000.0 + 2f64.ln())).abs() < 1e-9);
-        let mut lp = [0.0f32; 3];
-        log_softmax(&[0.5, -1.0, 2.0], &mut lp);
-        assert_eq!(kl_divergence(&lp, &lp), 0.0);
-        let mut other = [0.0f32; 3];
-        log_softmax(&[0.0, 0.0, 0.0], &mut other);
-        assert!(kl_divergence(&lp, &other) > 0.0);
-        assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
     }
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::counting_alloc::{allocations, Counting};
-use quill::generate::argmax;
+use quill::math::argmax;
 use quill::Model;
 
 #[global_allocator]
@@ -18,13 +18,13 @@ static GLOBAL: Counting = Counting;
 fn decode_allocations(fixture: &str) -> usize {
     let model = Model::load_dir(&common::data_dir().join(fixture)).unwrap();
     let mut session = model.session(None).unwrap();
-    let mut next = argmax(session.feed(&[464, 3290, 318, 257]).unwrap());
-    next = argmax(session.feed(&[next]).unwrap());
+    let mut next = argmax(session.feed(&[464, 3290, 318, 257]).unwrap()) as u32;
+    next = argmax(session.feed(&[next]).unwrap()) as u32;
     rayon::broadcast(|_| ());
     rayon::scope(|_| {
         let before = allocations();
         while session.len() < session.capacity() {
-            next = argmax(session.feed(&[next]).unwrap());
+            next = argmax(session.feed(&[next]).unwrap()) as u32;
         }
         allocations() - before
     })

@@ -103,11 +103,11 @@ fn an_f32_quill_file_gives_the_folders_logits_and_q8_0_stays_close() {
     let model = Model::load(&q8_file).unwrap();
     assert_eq!(model.stored_dtype().name(), "q8_0");
     let got = last_logits(&model, &ids);
-    let kl = quill::score::kl_divergence(&log_softmax(&want), &log_softmax(&got));
+    let kl = quill::math::kl_divergence_f64(&log_softmax(&want), &log_softmax(&got));
     // Quantized activations (avx512vnni) add their rounding: see the quality-bounds test below.
     let int_activations = quill_kernels::kernels().unwrap().level().quantizes_q8_activations(ids.len());
     assert!(kl < if int_activations { 2.5e-3 } else { 2e-3 }, "q8_0: KL {kl}");
-    let argmax = |v: &[f32]| quill::score::argmax(v);
+    let argmax = |v: &[f32]| quill::math::argmax(v);
     assert_eq!(argmax(&got), argmax(&want));
     // A decode step reads int8 values and f16 scales: 34 bytes per 32 weights instead of 128.
     let f32_bytes = Model::load(&f32_file).unwrap().weights.bytes_per_token() as f64;
@@ -117,7 +117,7 @@ fn an_f32_quill_file_gives_the_folders_logits_and_q8_0_stays_close() {
 
 fn log_softmax(x: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0; x.len()];
-    quill::score::log_softmax(x, &mut out);
+    quill::math::log_softmax_f64_into(x, &mut out);
     out
 }
 
@@ -213,8 +213,8 @@ fn quality(base: &Model, model: &Model, ids: &[u32], decode: bool) -> (f64, f64,
     }
     let (mut kl, mut agree, mut gap) = (0.0, 0, 0.0f32);
     for (x, y) in a.chunks_exact(v).zip(b.chunks_exact(v)) {
-        kl += quill::score::kl_divergence(&log_softmax(x), &log_softmax(y));
-        let (i, j) = (quill::score::argmax(x), quill::score::argmax(y));
+        kl += quill::math::kl_divergence_f64(&log_softmax(x), &log_softmax(y));
+        let (i, j) = (quill::math::argmax(x), quill::math::argmax(y));
         agree += (i == j) as usize;
         gap = gap.max(x[i] - x[j]);
     }

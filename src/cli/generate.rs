@@ -11,9 +11,9 @@ use super::output::{print_flush, println};
 use super::{read_text_file, ModelArg};
 use crate::error::{Error, Result};
 use crate::generate::beam::{BeamGeneration, BeamOptions, BeamSearch, EarlyStopping};
-use crate::generate::config::GenerationDefaults;
 use crate::generate::stop::TextStream;
 use crate::generate::{DecodeOptions, FinishReason, Flow, Generation, Generator, OnContextFull, Sampling, Strategy};
+use crate::generation_config::GenerationDefaults;
 use crate::model::{Model, Session};
 use crate::tokenizer::Tokenizer;
 

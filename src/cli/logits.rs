@@ -8,6 +8,7 @@ use serde_json::json;
 use super::output::{parse_ids, println};
 use super::ModelArg;
 use crate::error::{Error, Result};
+use crate::math::softmax_f64;
 
 #[derive(Args, Debug)]
 pub(crate) struct LogitsArgs {
@@ -70,11 +71,4 @@ pub(crate) fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     let mut order: Vec<u32> = (0..logits.len() as u32).collect();
     order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
     order.into_iter().take(k).map(|id| (id, logits[id as usize])).collect()
-}
-
-fn softmax_f64(logits: &[f32]) -> Vec<f64> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let exps: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
 }

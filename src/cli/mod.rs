@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::builtin;
 use crate::error::{Error, Result};
-use crate::generate::config::GenerationDefaults;
+use crate::generation_config::GenerationDefaults;
 use crate::kv_cache::KvType;
 use crate::model::Model;
 use crate::quill_file;

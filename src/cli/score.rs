@@ -12,6 +12,7 @@ use serde_json::json;
 use super::output::println;
 use super::ModelArg;
 use crate::error::{Error, Result};
+use crate::math::log_softmax_f64_into;
 use crate::score::{self, KlStats, LogProbHeader, LogProbReader, LogProbWriter};
 
 #[derive(Args, Debug)]
@@ -97,7 +98,7 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<()> {
     let start = Instant::now();
     let totals = score::score(&model, &ids, ctx, stride, args.batch.map(|b| b as usize), |s| {
         if save.is_some() || base.is_some() {
-            score::log_softmax(s.logits, &mut logprobs);
+            log_softmax_f64_into(s.logits, &mut logprobs);
             if let Some(w) = save.as_mut() {
                 w.write_row(&logprobs)?;
             }

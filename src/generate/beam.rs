@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::processors::{repetition_penalty, SeenTokens};
 use super::{DecodeOptions, FinishReason, Strategy};
 use crate::error::{Error, Result};
+use crate::math::log_softmax_torch_f32;
 use crate::model::{Model, Session};
 
 /// transformers' `early_stopping`.
@@ -368,7 +369,7 @@ impl<'m> BeamSearch<'m> {
     fn score_row(&mut self, b: usize) {
         let v = self.vocab;
         let row = &mut self.scores[b * v..(b + 1) * v];
-        log_softmax(row);
+        log_softmax_torch_f32(row);
         repetition_penalty(row, self.seen[b].ids(), self.opts.repetition_penalty);
     }
 
@@ -480,13 +481,4 @@ fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &T) {
         let (lo, hi) = v.split_at_mut(a);
         (&mut hi[0], &lo[b])
     }
-}
-
-/// In-place `log_softmax` in torch's order of operations: `x - max - ln(sum(exp(x - max)))`,
-/// the sum in f64.
-pub fn log_softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = row.iter().map(|&x| f64::from(x - max).exp()).sum();
-    let ln = sum.ln() as f32;
-    row.iter_mut().for_each(|x| *x = (*x - max) - ln);
 }

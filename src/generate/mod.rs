@@ -13,7 +13,6 @@
 
 pub mod batch;
 pub mod beam;
-pub mod config;
 pub mod processors;
 pub mod sampler;
 pub mod stop;
@@ -21,6 +20,7 @@ pub mod stop;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::math::{argmax, log_softmax_at_f64};
 use crate::model::Session;
 use processors::{LogitsProcessors, SeenTokens};
 use sampler::Pcg32;
@@ -194,17 +194,6 @@ impl Generation {
     }
 }
 
-/// Index of the largest logit; the first one on ties, as `torch.argmax`.
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
 /// One generation loop with its buffers, reusable for several runs (e.g. K sampled sequences).
 pub struct Generator {
     opts: DecodeOptions,
@@ -289,12 +278,12 @@ impl Generator {
             }
             self.processors.apply(&mut self.work, self.seen.ids());
             let next = match rng.as_mut() {
-                None => argmax(&self.work),
+                None => argmax(&self.work) as u32,
                 Some(rng) => sampler::sample(&self.work, rng)
                     .ok_or_else(|| Error::input("every token was filtered out: no token to sample"))?,
             };
             if self.opts.logprobs {
-                logprobs.push(sampler::log_softmax_at(&self.raw, next) as f32);
+                logprobs.push(log_softmax_at_f64(&self.raw, next) as f32);
             }
             new_ids.push(next);
             self.history.push(next);
@@ -357,15 +346,4 @@ pub fn greedy(
     let vocab = session.model().config.vocab_size;
     let mut generator = Generator::new(DecodeOptions::from(opts), vocab)?;
     generator.run(session, prompt, 0, |id| on_token(id).map(|()| Flow::Continue))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::argmax;
-
-    #[test]
-    fn argmax_takes_the_first_of_ties() {
-        assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
-        assert_eq!(argmax(&[-5.0]), 0);
-    }
 }

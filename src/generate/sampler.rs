@@ -73,17 +73,6 @@ pub fn sample(logits: &[f32], rng: &mut Pcg32) -> Option<u32> {
     last
 }
 
-/// `log_softmax(logits)[id]`, in f64 (the log-probability the model gives `id`).
-pub fn log_softmax_at(logits: &[f32], id: u32) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        return f64::NEG_INFINITY;
-    }
-    let max = f64::from(max);
-    let sum: f64 = logits.iter().map(|&v| (f64::from(v) - max).exp()).sum();
-    f64::from(logits[id as usize]) - max - sum.ln()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,11 +102,5 @@ mod tests {
             assert!(id == 1 || id == 3);
         }
         assert_eq!(sample(&[f32::NEG_INFINITY; 3], &mut Pcg32::new(0, 0)), None);
-    }
-
-    #[test]
-    fn log_softmax_of_uniform_logits() {
-        let lp = log_softmax_at(&[2.0; 4], 1);
-        assert!((lp - (0.25f64).ln()).abs() < 1e-12);
     }
 }

@@ -7,12 +7,13 @@
 //! `mc_logits` of shape `[batch, seq]`. Quill reproduces that as it is, so a checkpoint scores
 //! the same here as there.
 
-use super::forward::{ForwardInput, ForwardOutput, IGNORE_INDEX};
-use super::{Model, Session};
+use super::hf_forward::{ForwardInput, ForwardOutput, IGNORE_INDEX};
+use super::session::Session;
+use super::Model;
 use crate::checkpoint::TensorF32;
 use crate::config::{SummaryConfig, SummaryType};
 use crate::error::{Error, Result};
-use crate::score::nll;
+use crate::math::nll_f64;
 
 const WEIGHT: &str = "multiple_choice_head.summary.weight";
 const BIAS: &str = "multiple_choice_head.summary.bias";
@@ -197,7 +198,7 @@ fn cross_entropy(logits: &[f32], width: usize, labels: &[i64]) -> Result<f32> {
         if !(0..width as i64).contains(&label) {
             return Err(Error::input(format!("mc_labels: {label} is out of range 0..{width} (or -100)")));
         }
-        sum += nll(row, label as usize);
+        sum += nll_f64(row, label as usize);
         n += 1;
     }
     Ok((sum / n as f64) as f32)

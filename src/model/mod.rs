@@ -1,8 +1,17 @@
-//! GPT-2 and GPT-Neo as one pre-LN transformer: the weights, read from a checkpoint and checked
-//! against the config before the first forward pass. The forward pass itself is in [`session`].
+//! GPT-2 and GPT-Neo as one pre-LN transformer whose differences are data.
+//!
+//! - [`Model`] (here): the config and the weights, read from a checkpoint and checked against the
+//!   config before the first forward pass.
+//! - `weights`: typed views of every tensor (mostly straight into the mapped file).
+//! - `forward_pass`: one chunk of a sequence through every layer (the hot path).
+//! - [`Session`] (`session`): one sequence's KV arena and buffers; `feed` runs the forward pass.
+//! - `hf_forward`: transformers' `forward()` over a batch of sessions (masks, positions, token
+//!   types, hidden states, attentions, loss).
+//! - `heads`: `GPT2DoubleHeadsModel`'s multiple-choice head.
 
-mod forward;
+mod forward_pass;
 mod heads;
+mod hf_forward;
 mod session;
 mod weights;
 
@@ -10,8 +19,8 @@ use std::path::Path;
 
 use quill_kernels::Kernels;
 
-pub use forward::{ForwardInput, ForwardOutput, HeadMask, LogitsWanted, IGNORE_INDEX};
 pub use heads::{DoubleHeadsOutput, MultipleChoiceHead};
+pub use hf_forward::{ForwardInput, ForwardOutput, HeadMask, LogitsWanted, IGNORE_INDEX};
 pub use session::Session;
 pub use weights::{Linear, Qkv, QkvRows, Weights};
 
@@ -123,16 +132,5 @@ impl Model {
     pub fn kv_bytes(&self, ctx: usize) -> usize {
         let c = &self.config;
         KvArena::bytes_for(&self.kv_slots(ctx), c.n_head, c.head_dim(), ctx, self.kv_type)
-    }
-
-    /// Positions each layer's KV cache holds in a session of `ctx` positions: `ctx`, or for a
-    /// local-attention layer (at most) a ring of `window - 1` positions and one prompt chunk.
-    pub fn kv_slots(&self, ctx: usize) -> Vec<usize> {
-        session::layer_slots(&self.config, ctx)
-    }
-
-    /// A fresh session with a KV arena of `ctx` positions (default and maximum: n_positions).
-    pub fn session(&self, ctx: Option<usize>) -> Result<Session<'_>> {
-        Session::new(self, ctx)
     }
 }

@@ -152,7 +152,7 @@ pub fn check_prompt_logits(what: &str, all: &[f32], v: usize, p: &Value, tol: f3
     }
     for (pos, &want) in u32s(&p["argmax"]).iter().enumerate() {
         let row = &all[pos * v..][..v];
-        let got = quill::generate::argmax(row);
+        let got = quill::math::argmax(row) as u32;
         assert!(
             got == want || (row[got as usize] - row[want as usize]).abs() <= tol,
             "{what} position {pos}: argmax {got}, transformers {want}"

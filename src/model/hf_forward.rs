@@ -6,10 +6,11 @@
 //! forward pass as generation; what this adds are the optional inputs (masks, positions, token
 //! types, embeddings) and outputs (hidden states, attentions, loss).
 
-use super::session::{ChunkExtras, ChunkInput, LogitsOut, Recorded, CHUNK};
-use super::{Model, Session};
+use super::forward_pass::{ChunkExtras, ChunkInput, LogitsOut, Recorded, CHUNK};
+use super::session::Session;
+use super::Model;
 use crate::error::{Error, Result};
-use crate::score::nll;
+use crate::math::nll_f64;
 
 /// The label transformers ignores in the loss.
 pub const IGNORE_INDEX: i64 = -100;
@@ -376,7 +377,7 @@ fn cross_entropy_shifted(logits: &[f32], labels: &[i64], batch: usize, seq: usiz
                 continue;
             }
             let row = &logits[(b * seq + i) * v..][..v];
-            sum += nll(row, label as usize);
+            sum += nll_f64(row, label as usize);
             n += 1;
         }
     }
