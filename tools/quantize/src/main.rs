@@ -10,6 +10,7 @@
 mod convert;
 mod error;
 mod interrupt;
+mod parts;
 mod plan;
 mod source;
 mod tf;

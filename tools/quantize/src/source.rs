@@ -13,40 +13,11 @@ use quill::checkpoint::{Checkpoint, DType, TensorF32};
 use quill::config::ModelConfig;
 
 use crate::error::{Error, Result};
+pub use crate::parts::{parse_config, read_text, Entry, Texts, TokenizerTexts};
 use crate::tf;
 
 /// Metadata keys of the Quill file format, shared with the loader that reads them.
 pub use quill::quill_file as keys;
-
-/// The tokenizer files, as text, in the form the folder had them.
-#[derive(Clone, Debug)]
-pub enum TokenizerTexts {
-    VocabMerges {
-        vocab: String,
-        merges: String,
-    },
-    Json(String),
-    /// Some test folders carry weights only; the output then has no tokenizer either.
-    None,
-}
-
-/// Everything the output's metadata carries besides the format, type and lm_head keys.
-#[derive(Clone, Debug)]
-pub struct Texts {
-    pub config: String,
-    pub generation_config: Option<String>,
-    pub tokenizer: TokenizerTexts,
-}
-
-/// What the planner needs to know about one tensor of the source.
-#[derive(Clone, Debug)]
-pub struct Entry {
-    pub shape: Vec<usize>,
-    /// `None` for types that are not floats.
-    pub dtype: Option<DType>,
-    /// The type as the source names it, for messages.
-    pub dtype_name: String,
-}
 
 /// A tensor's f32 values: mapped or widened by quill, or read from a TensorFlow checkpoint.
 pub enum Values {
@@ -123,10 +94,23 @@ pub struct Source {
 }
 
 impl Source {
+    /// A TensorFlow checkpoint folder as a source (Conv1D matrices `(in, out)`, as in a folder).
+    fn from_tf(folder: tf::Folder) -> Source {
+        Source {
+            path: folder.path,
+            config: folder.config,
+            checkpoint: Weights::TensorFlow(folder.checkpoint),
+            texts: folder.texts,
+            names: folder.names,
+            out_in: false,
+            warnings: folder.warnings,
+        }
+    }
+
     pub fn open(path: &Path) -> Result<Source> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
         if meta.is_dir() && tf::is_checkpoint_folder(path) {
-            tf::open_folder(path)
+            Ok(Source::from_tf(tf::open_folder(path)?))
         } else if meta.is_dir() {
             open_folder(path)
         } else {
@@ -147,29 +131,12 @@ fn is_legacy_buffer(name: &str) -> bool {
         .any(|s| name.ends_with(s))
 }
 
-pub fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
-    String::from_utf8(bytes).map_err(|e| {
-        Error::runtime(format!(
-            "{}: not UTF-8 text (bad byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        ))
-    })
-}
-
 fn read_optional_text(path: &Path) -> Result<Option<String>> {
     if path.is_file() {
         read_text(path).map(Some)
     } else {
         Ok(None)
     }
-}
-
-pub fn parse_config(text: &str, what: &str) -> Result<ModelConfig> {
-    let json: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| Error::runtime(format!("{what}: not valid JSON: {e}")))?;
-    ModelConfig::from_json(&json).map_err(|msg| Error::runtime(format!("{what}: {msg}")))
 }
 
 fn open_folder(dir: &Path) -> Result<Source> {

@@ -5,7 +5,7 @@
 //!
 //! The tensors are read by our own reader of TensorFlow's tensor-bundle format ([`bundle`],
 //! over [`sstable`], [`proto`] and [`crc32c`]); no TensorFlow is involved. The folder becomes the
-//! same [`Source`] as a Hugging Face folder:
+//! same description as a Hugging Face folder ([`Folder`], which `crate::source` wraps):
 //! - `hparams.json` (`n_vocab`, `n_ctx`, `n_embd`, `n_head`, `n_layer`) becomes the
 //!   `config.json` of transformers' GPT-2 with those sizes (gelu_new, LayerNorm epsilon 1e-5: the
 //!   original model's);
@@ -28,8 +28,9 @@ use std::path::{Path, PathBuf};
 use quill::checkpoint::DType;
 
 use crate::error::{Error, Result};
-use crate::source::{parse_config, read_text, Entry, Source, Texts, TokenizerTexts, Weights};
+use crate::parts::{parse_config, read_text, Entry, Texts, TokenizerTexts};
 use bundle::{Bundle, DataType};
+use quill::config::ModelConfig;
 
 /// The checkpoint's prefix in the folder, as OpenAI shipped it.
 pub const PREFIX: &str = "model.ckpt";
@@ -150,7 +151,18 @@ pub fn config_from_hparams(text: &str, what: &str) -> Result<String> {
 }
 
 /// Opens the folder `dir` (which [`is_checkpoint_folder`]).
-pub fn open_folder(dir: &Path) -> Result<Source> {
+/// An opened TensorFlow checkpoint folder: what `crate::source::Source` needs of it.
+pub struct Folder {
+    pub path: PathBuf,
+    pub config: ModelConfig,
+    pub checkpoint: Checkpoint,
+    pub texts: Texts,
+    /// transformers' name → TensorFlow variable name.
+    pub names: BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+}
+
+pub fn open_folder(dir: &Path) -> Result<Folder> {
     let hparams = dir.join(HPARAMS);
     let config_text = config_from_hparams(&read_text(&hparams)?, &hparams.display().to_string())?;
     let config = parse_config(&config_text, &hparams.display().to_string())?;
@@ -191,13 +203,12 @@ pub fn open_folder(dir: &Path) -> Result<Source> {
             shown.join(", ")
         ));
     }
-    Ok(Source {
+    Ok(Folder {
         path: dir.to_path_buf(),
         config,
-        checkpoint: Weights::TensorFlow(Checkpoint { bundle, squeezed, other_files }),
+        checkpoint: Checkpoint { bundle, squeezed, other_files },
         texts: Texts { config: config_text, generation_config: None, tokenizer },
         names,
-        out_in: false,
         warnings,
     })
 }
