@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, MatrixOrder};
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{LoadOptions, Model};
 use crate::quill_file;
 use crate::tokenizer::Tokenizer;
 
@@ -42,9 +42,9 @@ fn checkpoint() -> Result<Checkpoint> {
 }
 
 /// The built-in model.
-pub fn model() -> Result<Model> {
+pub fn model(opts: &LoadOptions) -> Result<Model> {
     let (config, checkpoint) = quill_file::from_checkpoint(Path::new(NAME), checkpoint()?)?;
-    Model::from_quill_file(config, checkpoint)
+    Model::from_checkpoint(config, checkpoint, MatrixOrder::OutIn, opts)
 }
 
 /// The built-in model's tokenizer.

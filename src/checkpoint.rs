@@ -24,8 +24,19 @@ pub enum DType {
     F32,
     F16,
     BF16,
-    /// int8 values of a q8_0 matrix (with a `.scale` tensor beside it).
-    I8,
+    /// q8_0: a matrix of int8 values stored as safetensors `I8`, with a `.scale` tensor of f16
+    /// block scales beside it.
+    Q8_0,
+}
+
+/// How a checkpoint stores its weight matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatrixOrder {
+    /// As transformers saves them: GPT-2's Conv1D matrices `(in, out)`, GPT-Neo's nn.Linear ones
+    /// `(out, in)`.
+    Transformers,
+    /// Every matrix `(out, in)`: a Quill file (`quantize` transposed GPT-2's Conv1D matrices).
+    OutIn,
 }
 
 impl DType {
@@ -34,7 +45,7 @@ impl DType {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::BF16 => "bf16",
-            DType::I8 => "q8_0",
+            DType::Q8_0 => "q8_0",
         }
     }
 }
@@ -158,7 +169,7 @@ impl WeightTensor {
         match self.kind {
             WeightKind::F32 => DType::F32,
             WeightKind::F16 => DType::F16,
-            WeightKind::Q8 { .. } => DType::I8,
+            WeightKind::Q8 { .. } => DType::Q8_0,
         }
     }
 
@@ -299,7 +310,7 @@ impl Checkpoint {
     /// The tensor `name` as f32 with exactly `shape` (widened if stored narrower).
     pub fn tensor_f32(&self, name: &str, shape: &[usize]) -> Result<TensorF32> {
         let (file, entry, dtype) = self.checked(name, shape)?;
-        if dtype == DType::I8 {
+        if dtype == DType::Q8_0 {
             return Err(Error::bad_file(&file.path, format!("tensor '{name}' is int8; expected a float tensor")));
         }
         let storage = match dtype {
@@ -323,7 +334,7 @@ impl Checkpoint {
             // Unaligned data (older writers did not pad the header) is copied once.
             DType::F16 => (Storage::OwnedF16(Arc::new(f16_values(bytes))), WeightKind::F16),
             DType::F32 | DType::BF16 => (Storage::OwnedF32(Arc::new(widen(dtype, bytes))), WeightKind::F32),
-            DType::I8 => (mapped(), WeightKind::Q8 { scales: self.q8_scales(name, shape)? }),
+            DType::Q8_0 => (mapped(), WeightKind::Q8 { scales: self.q8_scales(name, shape)? }),
         };
         Ok(WeightTensor { storage, kind, shape: shape.to_vec() })
     }
@@ -374,7 +385,7 @@ fn widen(dtype: DType, bytes: &[u8]) -> Vec<f32> {
         DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         DType::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         DType::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        DType::I8 => unreachable!("int8 is never widened (checked by the callers)"),
+        DType::Q8_0 => unreachable!("int8 is never widened (checked by the callers)"),
     }
 }
 
@@ -436,7 +447,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(Vec<(String, TensorEntry)>
             Dtype::F32 => Some(DType::F32),
             Dtype::F16 => Some(DType::F16),
             Dtype::BF16 => Some(DType::BF16),
-            Dtype::I8 => Some(DType::I8),
+            Dtype::I8 => Some(DType::Q8_0),
             _ => None,
         };
         entries.push((

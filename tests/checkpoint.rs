@@ -15,7 +15,7 @@ fn copy_side_files(to: &Path) {
 }
 
 fn last_logits(dir: &Path) -> Vec<f32> {
-    let model = Model::load_dir(dir).unwrap_or_else(|e| panic!("{e}"));
+    let model = Model::load(dir, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
     let mut s = model.session(None).unwrap();
     s.feed(&[464, 3290, 318, 257, 1263]).unwrap().to_vec()
 }
@@ -56,7 +56,7 @@ fn sharded_and_unaligned_checkpoints_give_the_same_logits() {
         shifted.extend_from_slice(&bytes[8 + n..]);
         std::fs::write(&path, shifted).unwrap();
     }
-    let model = Model::load_dir(dir.path()).unwrap();
+    let model = Model::load(dir.path(), &Default::default()).unwrap();
     assert!(!model.weights.wte.is_mapped(), "unaligned f32 data must be copied, not cast");
     assert_eq!(last_logits(dir.path()), reference);
 }
@@ -83,7 +83,7 @@ fn f16_and_bf16_are_widened_exactly() {
 
 #[test]
 fn f32_weights_are_used_in_place() {
-    let model = Model::load_dir(&data_dir().join("tiny-gpt2-hub")).unwrap();
+    let model = Model::load(&data_dir().join("tiny-gpt2-hub"), &Default::default()).unwrap();
     assert!(model.weights.wte.is_mapped());
     assert!(model.weights.layers.iter().all(|l| l.qkv.linears().iter().all(|q| q.w.is_mapped()) && l.fc.w.is_mapped()));
 }

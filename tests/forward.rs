@@ -7,6 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use quill::model::LoadOptions;
 use quill::model::{ForwardInput, ForwardOutput, HeadMask, Model, MultipleChoiceHead};
 use serde_json::Value;
 
@@ -174,7 +175,11 @@ fn check_lm(what: &str, model: &Model, case: &Value, out: &ForwardOutput, inputs
 }
 
 fn load(name: &str) -> Model {
-    Model::load_dir(&forward_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    load_with(name, &LoadOptions::default())
+}
+
+fn load_with(name: &str, opts: &LoadOptions) -> Model {
+    Model::load(&forward_dir().join(name), opts).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 #[test]
@@ -184,8 +189,8 @@ fn forward_matches_transformers_on_every_case() {
     assert!(cases.len() >= 30);
     for level in common::float_levels() {
         for case in cases {
-            let mut model = load(case["model"].as_str().unwrap());
-            model.set_kernels(quill_kernels::select(Some(level.name())).unwrap());
+            let kernels = Some(quill_kernels::select(Some(level.name())).unwrap());
+            let model = load_with(case["model"].as_str().unwrap(), &LoadOptions { kernels, ..Default::default() });
             let what = format!("{} {} {}", case["model"], case["name"], level.name());
             let inputs = Inputs::parse(&case["inputs"]);
             let mut past = model.sessions(inputs.batch, None).unwrap();

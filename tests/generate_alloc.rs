@@ -14,7 +14,7 @@ static GLOBAL: Counting = Counting;
 /// for why).
 #[test]
 fn generation_allocates_per_run_not_per_token() {
-    let model = Model::load_dir(&generate_util::hub()).unwrap();
+    let model = Model::load(&generate_util::hub(), &Default::default()).unwrap();
     let mut session = model.session(None).unwrap();
     let prompt = [464, 13458, 7696];
     for (top_k, top_p, min_p) in [(0, 0.9, None), (40, 1.0, Some(0.05)), (0, 1.0, None)] {

@@ -47,7 +47,7 @@ fn run_batch_matches_transformers_batched_greedy() {
     let cases = batch_cases();
     assert_eq!(cases.len(), 2);
     for case in &cases {
-        let model = Model::load_dir(&data_dir().join(case["model_dir"].as_str().unwrap())).unwrap();
+        let model = Model::load(&data_dir().join(case["model_dir"].as_str().unwrap()), &Default::default()).unwrap();
         let v = model.config.vocab_size;
         let rows = rows(case);
         let prompts: Vec<Vec<u32>> = rows.iter().map(|r| u32s(&r["ids"])).collect();
@@ -86,7 +86,7 @@ fn run_batch_matches_transformers_batched_greedy() {
 
 #[test]
 fn sampled_rows_use_stream_i_and_beams_run_per_row() {
-    let model = Model::load_dir(&generate_util::hub()).unwrap();
+    let model = Model::load(&generate_util::hub(), &Default::default()).unwrap();
     let v = model.config.vocab_size;
     let prompts: Vec<Vec<u32>> = rows(&batch_cases()[0]).iter().map(|r| u32s(&r["ids"])).collect();
     let sampling = Sampling { seed: 7, ..Sampling::default() };
@@ -175,7 +175,7 @@ fn prompts_file_text_output_sampling_and_beams() {
     assert_eq!(code, 0);
     let recs = json_lines(&out);
     assert_eq!(recs[0]["new_ids"], generate_json(&hub, texts[0], &["-n", "8", "--seed", "5"])["new_ids"]);
-    let model = Model::load_dir(&hub).unwrap();
+    let model = Model::load(&hub, &Default::default()).unwrap();
     let prompts: Vec<Vec<u32>> = recs.iter().map(|r| u32s(&r["prompt_ids"])).collect();
     let opts = DecodeOptions {
         eos_token_ids: vec![50256],

@@ -44,7 +44,9 @@ fn beam_search_matches_transformers_library() {
     let mut models = std::collections::HashMap::new();
     for case in &cases {
         let dir = case["model_dir"].as_str().unwrap();
-        let model = models.entry(dir.to_string()).or_insert_with(|| Model::load_dir(&data_dir().join(dir)).unwrap());
+        let model = models
+            .entry(dir.to_string())
+            .or_insert_with(|| Model::load(&data_dir().join(dir), &Default::default()).unwrap());
         let a = &case["args"];
         let opts = DecodeOptions {
             repetition_penalty: a["repetition_penalty"].as_f64().unwrap_or(1.0) as f32,

@@ -14,7 +14,7 @@ static GLOBAL: Counting = Counting;
 /// One test only: the counter is global. Runs on a thread of rayon's pool (see tests/no_alloc.rs).
 #[test]
 fn beam_search_allocates_per_run_not_per_step() {
-    let model = Model::load_dir(&generate_util::hub()).unwrap();
+    let model = Model::load(&generate_util::hub(), &Default::default()).unwrap();
     let prompt = [464, 13458, 7696];
     rayon::broadcast(|_| ());
     let counts: Vec<usize> = rayon::scope(|_| {

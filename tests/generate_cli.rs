@@ -107,7 +107,7 @@ fn context_full_stops_with_a_message() {
 
 #[test]
 fn sliding_keeps_the_last_half_and_goes_on() {
-    let model = Model::load_dir(&hub()).unwrap();
+    let model = Model::load(&hub(), &Default::default()).unwrap();
     let tok = Tokenizer::from_model_dir(&hub()).unwrap();
     let prompt = tok.encode(PROMPT);
     let ctx = 16;

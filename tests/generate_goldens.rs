@@ -25,7 +25,7 @@ fn cases(name: &str) -> Vec<Value> {
 
 #[test]
 fn repetition_penalty_matches_transformers_library() {
-    let model = Model::load_dir(&hub()).unwrap();
+    let model = Model::load(&hub(), &Default::default()).unwrap();
     let mut session = model.session(None).unwrap();
     for name in ["repetition_penalty_1.3", "repetition_penalty_0.8"] {
         for case in cases(name) {

@@ -4,6 +4,7 @@ mod common;
 
 use common::{check_prompt_logits, data_dir, golden, max_abs_diff, read_f32, u32s};
 use quill::generate::{greedy, GenerateOptions};
+use quill::model::LoadOptions;
 use quill::Model;
 
 const TOL: f32 = 2e-4;
@@ -14,8 +15,9 @@ fn models() -> Vec<(String, Model, serde_json::Value)> {
     let mut out = Vec::new();
     for name in FIXTURES {
         for level in common::float_levels() {
-            let mut model = Model::load_dir(&data_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-            model.set_kernels(quill_kernels::select(Some(level.name())).unwrap());
+            let opts =
+                LoadOptions { kernels: Some(quill_kernels::select(Some(level.name())).unwrap()), ..Default::default() };
+            let model = Model::load(&data_dir().join(name), &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
             out.push((format!("{name} [{}]", level.name()), model, golden(&format!("{name}.json"))));
         }
     }
@@ -71,8 +73,8 @@ fn greedy_continuations_equal_transformers() {
 #[test]
 fn an_f16_kv_cache_stays_close() {
     for name in FIXTURES {
-        let mut model = Model::load_dir(&data_dir().join(name)).unwrap();
-        model.set_kv_type(quill::kv_cache::KvType::F16);
+        let opts = LoadOptions { kv: quill::kv_cache::KvType::F16, ..Default::default() };
+        let model = Model::load(&data_dir().join(name), &opts).unwrap();
         let gold = golden(&format!("{name}.json"));
         let v = model.config.vocab_size;
         let mut worst = 0.0f32;

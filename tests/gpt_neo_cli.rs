@@ -74,7 +74,7 @@ fn info_describes_the_local_layers() {
     assert!(out.contains("tied to wte"), "{out}");
     // 2 global layers of 192 positions and 2 local ones of a ring (window 8 + a prompt chunk - 1),
     // each 2 × 32 floats per position.
-    let ring = quill::Model::load_dir(&neo()).unwrap().kv_slots(192)[1];
+    let ring = quill::Model::load(&neo(), &Default::default()).unwrap().kv_slots(192)[1];
     assert!(ring < 192);
     let (full, used) = (4 * 192 * 256, 2 * (192 + ring) * 256);
     let want = format!(

@@ -22,7 +22,7 @@ fn gpt_neo_125m_shape_matches_transformers_within_memory_budget() {
     }
     let gold = common::golden("../large/goldens/large-gpt-neo.json");
     let before = resident_bytes();
-    let model = Model::load_dir(&dir.join("gpt-neo-125m-random")).unwrap();
+    let model = Model::load(&dir.join("gpt-neo-125m-random"), &Default::default()).unwrap();
     let mut session = model.session(None).unwrap();
     // Six local layers keep a ring (window 256 + a prompt chunk - 1) instead of 2048 positions.
     let ring = model.kv_slots(2048)[1];

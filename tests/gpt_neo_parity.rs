@@ -10,6 +10,7 @@ use common::{
 };
 use quill::config::AttentionKind;
 use quill::generate::{greedy, GenerateOptions};
+use quill::model::LoadOptions;
 use quill::Model;
 
 const TOL: f32 = 2e-4;
@@ -20,8 +21,9 @@ fn models() -> Vec<(String, Model)> {
     common::float_levels()
         .into_iter()
         .map(|level| {
-            let mut model = Model::load_dir(&data_dir().join(NAME)).unwrap_or_else(|e| panic!("{NAME}: {e}"));
-            model.set_kernels(quill_kernels::select(Some(level.name())).unwrap());
+            let opts =
+                LoadOptions { kernels: Some(quill_kernels::select(Some(level.name())).unwrap()), ..Default::default() };
+            let model = Model::load(&data_dir().join(NAME), &opts).unwrap_or_else(|e| panic!("{NAME}: {e}"));
             (format!("{NAME} [{}]", level.name()), model)
         })
         .collect()
@@ -33,7 +35,7 @@ fn prompts() -> Vec<serde_json::Value> {
 
 #[test]
 fn the_fixture_is_what_the_tests_assume() {
-    let model = Model::load_dir(&data_dir().join(NAME)).unwrap();
+    let model = Model::load(&data_dir().join(NAME), &Default::default()).unwrap();
     let kinds: Vec<_> = model.config.layers.iter().map(|l| l.attention).collect();
     let local = AttentionKind::Local { window: 8 };
     assert_eq!(kinds, [AttentionKind::Global, local, AttentionKind::Global, local]);
@@ -108,7 +110,7 @@ fn greedy_continuations_equal_transformers() {
 /// A shorter context: the local layers' ring is then the whole context (no wrap).
 #[test]
 fn a_short_context_gives_the_same_logits() {
-    let model = Model::load_dir(&data_dir().join(NAME)).unwrap();
+    let model = Model::load(&data_dir().join(NAME), &Default::default()).unwrap();
     let v = model.config.vocab_size;
     let p = &prompts()[3];
     let ids = u32s(&p["ids"]);
@@ -140,7 +142,7 @@ fn legacy_mask_buffers_are_ignored() {
         tensors.push((format!("{p}.masked_bias"), "F32".into(), vec![], (-1e9f32).to_le_bytes().to_vec()));
     }
     write_safetensors(&dir.path().join("model.safetensors"), &tensors, 8);
-    let model = Model::load_dir(dir.path()).unwrap();
+    let model = Model::load(dir.path(), &Default::default()).unwrap();
     let p = &prompts()[5];
     let mut session = model.session(None).unwrap();
     let logits = session.feed(&u32s(&p["ids"])).unwrap();

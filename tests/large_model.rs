@@ -17,7 +17,7 @@ fn gpt2_124m_shape_matches_transformers_within_memory_budget() {
     }
     let gold = common::golden("../large/goldens/large.json");
     let before = resident_bytes();
-    let model = Model::load_dir(&dir.join("gpt2-124m-random")).unwrap();
+    let model = Model::load(&dir.join("gpt2-124m-random"), &Default::default()).unwrap();
     let mut session = model.session(None).unwrap();
     for (k, p) in gold["prompts"].as_array().unwrap().iter().enumerate() {
         check_large_prompt(&mut session, &dir.join("goldens"), k, p);

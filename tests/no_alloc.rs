@@ -16,7 +16,7 @@ static GLOBAL: Counting = Counting;
 /// otherwise, outside Quill: its workers, while they start; and every 63rd job handed to the
 /// pool from a thread outside it (its global injector takes a new 1.5 KiB block).
 fn decode_allocations(fixture: &str) -> usize {
-    let model = Model::load_dir(&common::data_dir().join(fixture)).unwrap();
+    let model = Model::load(&common::data_dir().join(fixture), &Default::default()).unwrap();
     let mut session = model.session(None).unwrap();
     let mut next = argmax(session.feed(&[464, 3290, 318, 257]).unwrap()) as u32;
     next = argmax(session.feed(&[next]).unwrap()) as u32;

@@ -91,16 +91,16 @@ fn make(kind: &str) -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn an_f32_quill_file_gives_the_folders_logits_and_q8_0_stays_close() {
-    let folder = Model::load(&common::hub()).unwrap();
+    let folder = Model::load(&common::hub(), &Default::default()).unwrap();
     let ids: Vec<u32> = vec![464, 3290, 318, 257, 1332, 286, 262, 1110, 13, 198, 464, 1893];
     let want = last_logits(&folder, &ids);
     let (_t1, f32_file) = make("f32");
-    let model = Model::load(&f32_file).unwrap();
+    let model = Model::load(&f32_file, &Default::default()).unwrap();
     let (d, _) = common::max_abs_diff(&last_logits(&model, &ids), &want);
     assert!(d < 1e-4, "f32 Quill file: off by {d}");
 
     let (_t2, q8_file) = make("q8_0");
-    let model = Model::load(&q8_file).unwrap();
+    let model = Model::load(&q8_file, &Default::default()).unwrap();
     assert_eq!(model.stored_dtype().name(), "q8_0");
     let got = last_logits(&model, &ids);
     let kl = quill::math::kl_divergence_f64(&log_softmax(&want), &log_softmax(&got));
@@ -110,7 +110,7 @@ fn an_f32_quill_file_gives_the_folders_logits_and_q8_0_stays_close() {
     let argmax = |v: &[f32]| quill::math::argmax(v);
     assert_eq!(argmax(&got), argmax(&want));
     // A decode step reads int8 values and f16 scales: 34 bytes per 32 weights instead of 128.
-    let f32_bytes = Model::load(&f32_file).unwrap().weights.bytes_per_token() as f64;
+    let f32_bytes = Model::load(&f32_file, &Default::default()).unwrap().weights.bytes_per_token() as f64;
     let ratio = model.weights.bytes_per_token() as f64 / f32_bytes;
     assert!((ratio - 34.0 / 128.0).abs() < 1e-9, "bytes per token ratio {ratio}");
 }
@@ -234,7 +234,7 @@ fn quality(base: &Model, model: &Model, ids: &[u32], decode: bool) -> (f64, f64,
 /// 2.5e-3 and 0.3.
 #[test]
 fn f16_and_q8_0_stay_within_the_quality_bounds() {
-    let base = Model::load(&common::hub()).unwrap();
+    let base = Model::load(&common::hub(), &Default::default()).unwrap();
     let text = std::fs::read_to_string(common::data_dir().join("score-text.txt")).unwrap();
     let tokenizer = quill::tokenizer::Tokenizer::from_model_dir(&common::hub()).unwrap();
     let ids = tokenizer.encode(&text);
@@ -243,7 +243,7 @@ fn f16_and_q8_0_stay_within_the_quality_bounds() {
     let level = quill_kernels::kernels().unwrap().level();
     for (kind, max_kl, min_top1) in [("f16", 1e-5, 0.999), ("q8_0", 2e-3, 0.95), ("q8_0-head-f16", 2e-3, 0.95)] {
         let (_t, file) = make(kind);
-        let model = Model::load(&file).unwrap();
+        let model = Model::load(&file, &Default::default()).unwrap();
         for decode in [false, true] {
             let int_activations = level.quantizes_q8_activations(if decode { 1 } else { ids.len() });
             let (max_kl, max_gap) = if int_activations && kind != "f16" { (2.5e-3, 0.3) } else { (max_kl, 0.15) };

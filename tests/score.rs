@@ -5,6 +5,7 @@
 mod common;
 
 use common::{data_dir, golden, u32s};
+use quill::model::LoadOptions;
 use quill::score::{self, LogProbHeader, LogProbReader, LogProbWriter, Window};
 use quill::tokenizer::Tokenizer;
 use quill::Model;
@@ -18,11 +19,8 @@ fn text() -> String {
 }
 
 fn model(name: &str, level: Option<Level>) -> Model {
-    let mut model = Model::load_dir(&data_dir().join(name)).unwrap();
-    if let Some(level) = level {
-        model.set_kernels(quill_kernels::select(Some(level.name())).unwrap());
-    }
-    model
+    let kernels = level.map(|level| quill_kernels::select(Some(level.name())).unwrap());
+    Model::load(&data_dir().join(name), &LoadOptions { kernels, ..Default::default() }).unwrap()
 }
 
 fn rel(a: f64, b: f64) -> f64 {

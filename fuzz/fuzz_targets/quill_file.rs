@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quill::checkpoint::Checkpoint;
-use quill::model::Model;
+use quill::checkpoint::{Checkpoint, MatrixOrder};
+use quill::model::{LoadOptions, Model};
 use quill::quill_file;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     if config.n_embd * config.n_layer > 1 << 16 || config.n_positions > 4096 {
         return;
     }
-    let Ok(model) = Model::from_quill_file(config, ckpt) else { return };
+    let Ok(model) = Model::from_checkpoint(config, ckpt, MatrixOrder::OutIn, &LoadOptions::default()) else { return };
     if let Ok(mut session) = model.session(Some(2)) {
         let _ = session.feed(&[0]);
     }

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::output::println;
 use super::ModelArg;
 use crate::error::{Error, Result};
+use crate::model::LoadOptions;
 use crate::model::Model;
 
 #[derive(Args, Debug)]
@@ -34,8 +35,8 @@ pub(crate) struct BenchArgs {
 }
 
 /// Runs the tests once per count in `thread_counts` (`--threads 1,2`; default: physical cores).
-pub(crate) fn run(args: &BenchArgs, thread_counts: &[u16]) -> Result<()> {
-    let (model, _) = args.model.load()?;
+pub(crate) fn run(args: &BenchArgs, thread_counts: &[u16], load: &LoadOptions) -> Result<()> {
+    let (model, _) = args.model.load(load)?;
     let threads: Vec<usize> = if thread_counts.is_empty() {
         vec![quill_kernels::physical_cores()]
     } else {

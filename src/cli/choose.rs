@@ -10,6 +10,7 @@ use super::output::println;
 use super::{read_text_file, ModelArg};
 use crate::config::SummaryType;
 use crate::error::{Error, Result};
+use crate::model::LoadOptions;
 use crate::model::{ForwardInput, LogitsWanted, MultipleChoiceHead};
 
 #[derive(Args, Debug)]
@@ -24,8 +25,8 @@ pub(crate) struct ChooseArgs {
     json: bool,
 }
 
-pub(crate) fn run(args: &ChooseArgs) -> Result<()> {
-    let (model, tokenizer) = args.model.load()?;
+pub(crate) fn run(args: &ChooseArgs, load: &LoadOptions) -> Result<()> {
+    let (model, tokenizer) = args.model.load(load)?;
     let head = MultipleChoiceHead::load(&model)?;
     if model.config.summary.map(|s| s.kind) != Some(SummaryType::ClsIndex) {
         return Err(Error::usage(

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::output::println;
 use super::ModelArg;
 use crate::error::{Error, Result};
+use crate::model::LoadOptions;
 use crate::model::{ForwardInput, LogitsWanted, Model};
 
 #[derive(Args, Debug)]
@@ -32,8 +33,8 @@ pub(crate) enum Pool {
     Last,
 }
 
-pub(crate) fn run(args: &EmbedArgs) -> Result<()> {
-    let (model, tokenizer) = args.model.load()?;
+pub(crate) fn run(args: &EmbedArgs, load: &LoadOptions) -> Result<()> {
+    let (model, tokenizer) = args.model.load(load)?;
     for text in &args.texts {
         let ids = tokenizer.encode(text);
         let vector = embed(&model, &ids, args.pool)?;

@@ -14,6 +14,7 @@ use crate::generate::beam::{BeamGeneration, BeamOptions, BeamSearch, EarlyStoppi
 use crate::generate::stop::TextStream;
 use crate::generate::{DecodeOptions, FinishReason, Flow, Generation, Generator, OnContextFull, Sampling, Strategy};
 use crate::generation_config::GenerationDefaults;
+use crate::model::LoadOptions;
 use crate::model::{Model, Session};
 use crate::tokenizer::Tokenizer;
 
@@ -363,9 +364,9 @@ enum Engine<'m> {
     Plain { session: Session<'m>, generator: Generator },
 }
 
-pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
+pub(crate) fn run(args: &GenerateArgs, load: &LoadOptions) -> Result<()> {
     let load_start = Instant::now();
-    let (model, tokenizer) = args.model.load()?;
+    let (model, tokenizer) = args.model.load(load)?;
     let defaults = args.model.generation_defaults(&model)?;
     let default_eos = model.config.eos_token_id.or(tokenizer.eos_id());
     if let Some(path) = &args.prompts_file {

@@ -5,6 +5,7 @@ use clap::Args;
 use super::output::println;
 use super::ModelArg;
 use crate::error::Result;
+use crate::model::LoadOptions;
 
 #[derive(Args, Debug)]
 pub(crate) struct InfoArgs {
@@ -12,8 +13,8 @@ pub(crate) struct InfoArgs {
     model: ModelArg,
 }
 
-pub(crate) fn run(args: &InfoArgs) -> Result<()> {
-    let (model, tokenizer) = args.model.load()?;
+pub(crate) fn run(args: &InfoArgs, load: &LoadOptions) -> Result<()> {
+    let (model, tokenizer) = args.model.load(load)?;
     let c = &model.config;
     let kv_per_token = 2 * c.n_layer * c.n_embd * model.kv_type().size();
     let features = quill_kernels::cpu_features();

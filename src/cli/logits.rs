@@ -9,6 +9,7 @@ use super::output::{parse_ids, println};
 use super::ModelArg;
 use crate::error::{Error, Result};
 use crate::math::softmax_f64;
+use crate::model::LoadOptions;
 
 #[derive(Args, Debug)]
 pub(crate) struct LogitsArgs {
@@ -31,8 +32,8 @@ pub(crate) struct LogitsArgs {
     raw_out: Option<PathBuf>,
 }
 
-pub(crate) fn run(args: &LogitsArgs) -> Result<()> {
-    let (model, tokenizer) = args.model.load()?;
+pub(crate) fn run(args: &LogitsArgs, load: &LoadOptions) -> Result<()> {
+    let (model, tokenizer) = args.model.load(load)?;
     let ids = match (&args.prompt, &args.ids) {
         (Some(text), _) => tokenizer.encode(text),
         (None, Some(list)) => parse_ids(list)?,

@@ -19,7 +19,7 @@ use crate::builtin;
 use crate::error::{Error, Result};
 use crate::generation_config::GenerationDefaults;
 use crate::kv_cache::KvType;
-use crate::model::Model;
+use crate::model::{LoadOptions, Model};
 use crate::quill_file;
 use crate::tokenizer::Tokenizer;
 
@@ -77,12 +77,11 @@ impl ModelArg {
         self.model.as_deref().unwrap_or(Path::new(builtin::NAME))
     }
 
-    pub(crate) fn load(&self) -> Result<(Model, Tokenizer)> {
+    pub(crate) fn load(&self, opts: &LoadOptions) -> Result<(Model, Tokenizer)> {
         match &self.model {
-            Some(path) => load_model(path),
+            Some(path) => load_model(path, opts),
             None => {
-                let mut model = builtin::model()?;
-                model.set_kv_type(KV_TYPE.get().copied().unwrap_or_default());
+                let model = builtin::model(opts)?;
                 let tokenizer = quill_file::tokenizer(self.path(), model.metadata())?;
                 Ok((model, tokenizer))
             }
@@ -112,13 +111,9 @@ impl ModelArg {
     }
 }
 
-/// The `--kv` choice, fixed once by `setup`.
-static KV_TYPE: std::sync::OnceLock<KvType> = std::sync::OnceLock::new();
-
 /// Loads the model (a folder or a Quill file) and its tokenizer and checks that they agree.
-pub fn load_model(dir: &Path) -> Result<(Model, Tokenizer)> {
-    let mut model = Model::load(dir)?;
-    model.set_kv_type(KV_TYPE.get().copied().unwrap_or_default());
+fn load_model(dir: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer)> {
+    let model = Model::load(dir, opts)?;
     let tokenizer =
         if dir.is_file() { quill_file::tokenizer(dir, model.metadata())? } else { Tokenizer::from_model_dir(dir)? };
     if tokenizer.vocab_size() > model.config.vocab_size {
@@ -154,16 +149,16 @@ pub fn main() -> i32 {
     interrupt::install();
     // The command runs on a worker of the kernels' pool: parallel kernels called from inside the
     // pool split work with no hand-off from a foreign thread (which would allocate per call).
-    let result = setup(&cli).and_then(|pool| {
+    let result = setup(&cli).and_then(|(pool, load)| {
         pool.install(|| match &cli.command {
-            Command::Generate(args) => generate::run(args),
+            Command::Generate(args) => generate::run(args, &load),
             Command::Tokenize(args) => tokenize::run(args),
-            Command::Logits(args) => logits::run(args),
-            Command::Info(args) => info::run(args),
-            Command::Bench(args) => bench::run(args, &cli.threads),
-            Command::Score(args) => score::run(args),
-            Command::Embed(args) => embed::run(args),
-            Command::Choose(args) => choose::run(args),
+            Command::Logits(args) => logits::run(args, &load),
+            Command::Info(args) => info::run(args, &load),
+            Command::Bench(args) => bench::run(args, &cli.threads, &load),
+            Command::Score(args) => score::run(args, &load),
+            Command::Embed(args) => embed::run(args, &load),
+            Command::Choose(args) => choose::run(args, &load),
         })
     });
     match result {
@@ -177,22 +172,25 @@ pub fn main() -> i32 {
     }
 }
 
-/// Chooses the kernel table and starts the thread pool, once, before any model is loaded.
-fn setup(cli: &Cli) -> Result<rayon::ThreadPool> {
-    quill_kernels::init(cli.kernels.as_deref()).map_err(|e| {
+/// Chooses the kernel table and the KV type every model is loaded with, and starts the thread
+/// pool, once, before any model is loaded.
+fn setup(cli: &Cli) -> Result<(rayon::ThreadPool, LoadOptions)> {
+    let kernels = quill_kernels::init(cli.kernels.as_deref()).map_err(|e| {
         Error::usage(if cli.kernels.is_some() { format!("--kernels: {e}") } else { format!("QUILL_KERNELS: {e}") })
     })?;
-    let _ = KV_TYPE.set(if cli.kv.as_deref() == Some("f16") { KvType::F16 } else { KvType::F32 });
+    let kv = if cli.kv.as_deref() == Some("f16") { KvType::F16 } else { KvType::F32 };
+    let load = LoadOptions { kernels: Some(kernels), kv };
     let threads = match (&cli.command, cli.threads.as_slice()) {
         (_, []) => quill_kernels::physical_cores(),
         (Command::Bench(_), list) => list.iter().copied().max().map_or(1, usize::from),
         (_, [n]) => usize::from(*n),
         (_, _) => return Err(Error::usage("--threads takes one number here (a list only for bench)")),
     };
-    rayon::ThreadPoolBuilder::new()
+    let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .map_err(|e| Error::input(format!("cannot start {threads} worker threads: {e}")))
+        .map_err(|e| Error::input(format!("cannot start {threads} worker threads: {e}")))?;
+    Ok((pool, load))
 }
 
 /// Reads the text of `--file`, which must be UTF-8.

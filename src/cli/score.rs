@@ -13,6 +13,7 @@ use super::output::println;
 use super::ModelArg;
 use crate::error::{Error, Result};
 use crate::math::log_softmax_f64_into;
+use crate::model::LoadOptions;
 use crate::score::{self, KlStats, LogProbHeader, LogProbReader, LogProbWriter};
 
 #[derive(Args, Debug)]
@@ -44,7 +45,7 @@ pub(crate) struct ScoreArgs {
     batch: Option<u32>,
 }
 
-pub(crate) fn run(args: &ScoreArgs) -> Result<()> {
+pub(crate) fn run(args: &ScoreArgs, load: &LoadOptions) -> Result<()> {
     if args.stride == Some(0) {
         return Err(Error::usage("--stride 0 is out of range: it must be 1 to --ctx"));
     }
@@ -54,7 +55,7 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<()> {
             return Err(Error::usage("--save-logits and --kl-base name the same file"));
         }
     }
-    let (model, tokenizer) = args.model.load()?;
+    let (model, tokenizer) = args.model.load(load)?;
     let (ctx, stride) = score::resolve_settings(args.ctx, args.stride, model.config.n_positions)?;
     let text = super::read_text_file(&args.file)?;
     if text.is_empty() {

@@ -125,7 +125,7 @@ impl Model {
     /// ```
     /// use quill::model::{ForwardInput, Model};
     /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-gpt2-hub");
-    /// let model = Model::load_dir(&dir)?;
+    /// let model = Model::load(&dir, &Default::default())?;
     /// let mut past = model.sessions(2, None)?;
     /// let ids = [464, 3290, 318, 50256, 50256, 1374]; // [2, 3]
     /// let labels = [-100, 3290, 318, -100, 50256, 1374];

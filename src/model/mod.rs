@@ -24,10 +24,21 @@ pub use hf_forward::{ForwardInput, ForwardOutput, HeadMask, LogitsWanted, IGNORE
 pub use session::Session;
 pub use weights::{Linear, Qkv, QkvRows, Weights};
 
-use crate::checkpoint::{Checkpoint, DType};
+use crate::checkpoint::{Checkpoint, DType, MatrixOrder};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::kv_cache::{KvArena, KvType};
+
+/// How to load a model. The default runs the process's kernel table with an f32 KV cache.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// The kernel table to run with; `None`: the process's choice ([`quill_kernels::kernels`]:
+    /// the best level of this CPU, or `QUILL_KERNELS`). E.g.
+    /// `Some(quill_kernels::select(Some("scalar"))?)` to run the scalar reference.
+    pub kernels: Option<&'static Kernels>,
+    /// Element type of the KV arena of this model's sessions.
+    pub kv: KvType,
+}
 
 /// A loaded model: its description, its weights (mostly views into the mapped checkpoint) and the
 /// kernel table it runs with.
@@ -36,61 +47,52 @@ pub struct Model {
     pub weights: Weights,
     pub kernels: &'static Kernels,
     checkpoint: Checkpoint,
-    /// Element type of the KV arena of new sessions (f32 unless set).
+    /// Element type of the KV arena of its sessions.
     kv_type: KvType,
 }
 
 impl Model {
-    /// Loads a model: a Hugging Face model folder, or one Quill file (`quantize`'s output).
-    pub fn load(path: &Path) -> Result<Model> {
+    /// Loads a model: a Hugging Face model folder (`config.json` and safetensors weights), or
+    /// one Quill file (`quantize`'s output).
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model> {
         if path.is_file() {
             let (config, checkpoint) = crate::quill_file::open(path)?;
-            Self::from_quill_file(config, checkpoint)
-        } else {
-            Self::load_dir(path)
+            return Self::from_checkpoint(config, checkpoint, MatrixOrder::OutIn, opts);
         }
-    }
-
-    /// Loads `config.json` and the safetensors weights of a Hugging Face model folder.
-    pub fn load_dir(dir: &Path) -> Result<Model> {
-        if !dir.is_dir() {
+        if !path.is_dir() {
             return Err(Error::bad_file(
-                dir,
-                if dir.exists() { "not a folder (expected a model folder with config.json)" } else { "no such folder" },
+                path,
+                if path.exists() {
+                    "not a folder (expected a model folder with config.json)"
+                } else {
+                    "no such folder"
+                },
             ));
         }
-        let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        let checkpoint = Checkpoint::open_dir(dir)?;
-        Self::from_parts(config, checkpoint)
+        let config = ModelConfig::from_file(&path.join("config.json"))?;
+        let checkpoint = Checkpoint::open_dir(path)?;
+        Self::from_checkpoint(config, checkpoint, MatrixOrder::Transformers, opts)
     }
 
-    pub fn from_parts(config: ModelConfig, checkpoint: Checkpoint) -> Result<Model> {
-        Self::with_layout(config, checkpoint, false)
+    /// A model from a checkpoint already opened (e.g. by [`crate::quill_file::from_checkpoint`])
+    /// whose matrices are stored in `order`.
+    pub fn from_checkpoint(
+        config: ModelConfig,
+        checkpoint: Checkpoint,
+        order: MatrixOrder,
+        opts: &LoadOptions,
+    ) -> Result<Model> {
+        let kernels = match opts.kernels {
+            Some(k) => k,
+            None => quill_kernels::kernels().map_err(|e| Error::usage(format!("QUILL_KERNELS: {e}")))?,
+        };
+        let weights = Weights::load(&config, &checkpoint, order)?;
+        Ok(Model { config, weights, kernels, checkpoint, kv_type: opts.kv })
     }
 
-    /// A model from a Quill file's checkpoint (matrices stored `(out, in)`).
-    pub fn from_quill_file(config: ModelConfig, checkpoint: Checkpoint) -> Result<Model> {
-        Self::with_layout(config, checkpoint, true)
-    }
-
-    fn with_layout(config: ModelConfig, checkpoint: Checkpoint, out_in: bool) -> Result<Model> {
-        let kernels = quill_kernels::kernels().map_err(|e| Error::usage(format!("QUILL_KERNELS: {e}")))?;
-        let weights = Weights::load(&config, &checkpoint, out_in)?;
-        Ok(Model { config, weights, kernels, checkpoint, kv_type: KvType::F32 })
-    }
-
-    /// The element type of the KV arena of sessions made from now on.
-    pub fn set_kv_type(&mut self, kv: KvType) {
-        self.kv_type = kv;
-    }
-
+    /// Element type of the KV arena of this model's sessions.
     pub fn kv_type(&self) -> KvType {
         self.kv_type
-    }
-
-    /// Runs this model with another kernel table (e.g. `quill_kernels::select(Some("scalar"))`).
-    pub fn set_kernels(&mut self, kernels: &'static Kernels) {
-        self.kernels = kernels;
     }
 
     /// Total parameters (the tied lm_head counted once).
@@ -118,13 +120,13 @@ impl Model {
                     Some(DType::F32) => counts[0] += n,
                     Some(DType::F16) => counts[1] += n,
                     Some(DType::BF16) => counts[2] += n,
-                    Some(DType::I8) => counts[3] += n,
+                    Some(DType::Q8_0) => counts[3] += n,
                     None => {}
                 }
             }
         }
         let best = (0..4).max_by_key(|&i| counts[i]).unwrap_or(0);
-        [DType::F32, DType::F16, DType::BF16, DType::I8][best]
+        [DType::F32, DType::F16, DType::BF16, DType::Q8_0][best]
     }
 
     /// Bytes of the KV arena a session of `ctx` positions allocates (local-attention layers keep

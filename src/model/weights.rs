@@ -4,7 +4,7 @@
 
 use quill_kernels::{Kernels, Layout, Weight};
 
-use crate::checkpoint::{Checkpoint, TensorF32, WeightTensor};
+use crate::checkpoint::{Checkpoint, MatrixOrder, TensorF32, WeightTensor};
 use crate::config::{Arch, ModelConfig};
 use crate::error::Result;
 
@@ -107,9 +107,8 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// The weights of `config` in `ckpt`. With `out_in`, every matrix is stored `(out, in)` (a
-    /// Quill file: GPT-2's Conv1D matrices were transposed by `quantize`).
-    pub fn load(config: &ModelConfig, ckpt: &Checkpoint, out_in: bool) -> Result<Weights> {
+    /// The weights of `config` in `ckpt`, whose matrices are stored in `order`.
+    pub fn load(config: &ModelConfig, ckpt: &Checkpoint, order: MatrixOrder) -> Result<Weights> {
         // The hub's gpt2 files have bare names; save_pretrained writes them under `transformer.`.
         let prefix = if ckpt.get("transformer.wte.weight").is_some() { "transformer." } else { "" };
         let t = |name: &str, shape: &[usize]| ckpt.tensor_f32(&format!("{prefix}{name}"), shape);
@@ -121,7 +120,7 @@ impl Weights {
         // (GPT-Neo) (out, in).
         let dense = |name: &str, k: usize, n: usize, bias: bool| -> Result<Linear> {
             let (layout, shape) = match config.arch {
-                Arch::Gpt2 if !out_in => (Layout::InOut, [k, n]),
+                Arch::Gpt2 if order == MatrixOrder::Transformers => (Layout::InOut, [k, n]),
                 _ => (Layout::OutIn, [n, k]),
             };
             Ok(Linear {

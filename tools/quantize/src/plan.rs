@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use quill::checkpoint::DType;
+use quill::checkpoint::{DType, MatrixOrder};
 use quill::config::Arch;
 use quill_kernels::Q8_BLOCK;
 use safetensors::Dtype;
@@ -162,7 +162,7 @@ pub fn plan(src: &Source, ty: WeightType, lm_head: WeightType) -> Result<Plan> {
         Arch::Gpt2 => "vocab_size, n_positions, n_embd, n_inner",
         Arch::GptNeo => "vocab_size, max_position_embeddings, hidden_size, intermediate_size",
     };
-    let transpose_matrices = c.arch == Arch::Gpt2 && !src.out_in;
+    let transpose_matrices = c.arch == Arch::Gpt2 && src.order == MatrixOrder::Transformers;
     let mut items = Vec::new();
     let mut used = BTreeSet::new();
     for (name, role, shape) in expected(src) {

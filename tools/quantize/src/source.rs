@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use quill::checkpoint::{Checkpoint, DType, TensorF32};
+use quill::checkpoint::{Checkpoint, DType, MatrixOrder, TensorF32};
 use quill::config::ModelConfig;
 
 use crate::error::{Error, Result};
@@ -86,9 +86,9 @@ pub struct Source {
     /// `transformer.`; the hub's gpt2 files and Quill files use bare names. Legacy attention
     /// buffers are already left out.
     pub names: BTreeMap<String, String>,
-    /// True when every matrix is stored `(out, in)` already (a Quill file). In a folder, GPT-2's
-    /// Conv1D matrices are `(in, out)` and GPT-Neo's nn.Linear ones `(out, in)`.
-    pub out_in: bool,
+    /// How the matrices are stored: as transformers saves them (a folder, a TensorFlow
+    /// checkpoint) or all `(out, in)` already (a Quill file).
+    pub order: MatrixOrder,
     /// Notes for the user that do not stop the conversion.
     pub warnings: Vec<String>,
 }
@@ -102,7 +102,7 @@ impl Source {
             checkpoint: Weights::TensorFlow(folder.checkpoint),
             texts: folder.texts,
             names: folder.names,
-            out_in: false,
+            order: MatrixOrder::Transformers,
             warnings: folder.warnings,
         }
     }
@@ -193,7 +193,7 @@ fn open_folder(dir: &Path) -> Result<Source> {
         checkpoint: Weights::Safetensors(checkpoint),
         texts: Texts { config: config_text, generation_config, tokenizer },
         names,
-        out_in: false,
+        order: MatrixOrder::Transformers,
         warnings,
     })
 }
@@ -263,7 +263,7 @@ fn open_quill_file(path: &Path) -> Result<Source> {
         checkpoint: Weights::Safetensors(checkpoint),
         texts,
         names,
-        out_in: true,
+        order: MatrixOrder::OutIn,
         warnings,
     })
 }

@@ -362,12 +362,12 @@ fn quill_runs_the_written_files() {
     let ids = [464u32, 3290, 318, 257, 1332, 286, 262, 1110, 13, 198];
     let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
     for fixture in ["tiny-gpt2-hub", "tiny-gpt-neo", "tiny-gpt2-saved"] {
-        let folder = Model::load(&data(fixture)).unwrap();
+        let folder = Model::load(&data(fixture), &Default::default()).unwrap();
         let want = folder.session(None).unwrap().feed(&ids).unwrap().to_vec();
         for ty in TYPES {
             let out = tmp.path().join(format!("{}-{ty}.safetensors", fixture.replace('/', "-")));
             convert(&data(fixture), &out, &["--type", ty]);
-            let model = Model::load(&out).unwrap();
+            let model = Model::load(&out, &Default::default()).unwrap();
             let got = model.session(None).unwrap().feed(&ids).unwrap().to_vec();
             let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             let tol = match ty {

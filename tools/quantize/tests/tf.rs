@@ -378,7 +378,7 @@ fn listing(dir: &Path) -> Vec<String> {
 
 /// Every position's logits of `ids`, flat `[seq, V]`.
 fn logits(file: &Path, ids: &[u32]) -> Vec<f32> {
-    let model = quill::model::Model::load(file).unwrap();
+    let model = quill::model::Model::load(file, &Default::default()).unwrap();
     let mut past = model.sessions(1, None).unwrap();
     let input = quill::model::ForwardInput { input_ids: Some(ids), ..Default::default() };
     model.forward(&mut past, &input).unwrap().logits
