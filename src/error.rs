@@ -1,7 +1,69 @@
 //! One error type for the whole engine. Every variant names what was wrong and, where it helps,
 //! what to do; the CLI prints it on one line and maps it to an exit code.
+//!
+//! The library speaks of its own settings by their API names (transformers' where it has one),
+//! written in backticks (`` `max_new_tokens` ``), and never of command-line flags: the CLI maps
+//! a [`Setting`] to its flag when it prints an error.
 
 use std::path::{Path, PathBuf};
+
+/// A setting of the engine's API, named in errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// A session's context size in positions.
+    Ctx,
+    /// Scoring's window step.
+    Stride,
+    MaxNewTokens,
+    RepetitionPenalty,
+    Temperature,
+    TopP,
+    MinP,
+    NumBeams,
+    NumReturnSequences,
+    LengthPenalty,
+    /// The KV cache's element type.
+    Kv,
+}
+
+impl Setting {
+    pub const ALL: [Setting; 11] = [
+        Setting::Ctx,
+        Setting::Stride,
+        Setting::MaxNewTokens,
+        Setting::RepetitionPenalty,
+        Setting::Temperature,
+        Setting::TopP,
+        Setting::MinP,
+        Setting::NumBeams,
+        Setting::NumReturnSequences,
+        Setting::LengthPenalty,
+        Setting::Kv,
+    ];
+
+    /// Its name in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::Ctx => "ctx",
+            Setting::Stride => "stride",
+            Setting::MaxNewTokens => "max_new_tokens",
+            Setting::RepetitionPenalty => "repetition_penalty",
+            Setting::Temperature => "temperature",
+            Setting::TopP => "top_p",
+            Setting::MinP => "min_p",
+            Setting::NumBeams => "num_beams",
+            Setting::NumReturnSequences => "num_return_sequences",
+            Setting::LengthPenalty => "length_penalty",
+            Setting::Kv => "kv",
+        }
+    }
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`", self.name())
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,6 +79,43 @@ pub enum Error {
     /// The command line asks for something inconsistent; the CLI exits with code 2.
     #[error("{0}")]
     Usage(String),
+    /// A setting's value is outside its range; `allowed` says what is (naming other settings as
+    /// [`Setting`] displays them). The CLI exits with code 2.
+    #[error("{setting} {value} is out of range: {allowed}")]
+    OutOfRange { setting: Setting, value: String, allowed: String },
+    /// `tokens` more tokens do not fit a session holding `used` of its `capacity` positions
+    /// (`n_positions`: the most any session of the model holds).
+    #[error(
+        "{tokens} tokens do not fit the context: {used} already used of {capacity} positions{}",
+        if capacity < n_positions {
+            format!(" (a session's {} can be up to n_positions = {n_positions})", Setting::Ctx)
+        } else {
+            " (the model's n_positions)".to_string()
+        }
+    )]
+    ContextFull { tokens: usize, used: usize, capacity: usize, n_positions: usize },
+    /// A prompt of `tokens` is longer than the `room` left in a session of `capacity` positions.
+    #[error(
+        "the prompt has {tokens} tokens but the context holds {room} (n_positions {n_positions}{}): shorten the prompt",
+        if capacity < n_positions { format!(", or a larger {}", Setting::Ctx) } else { String::new() }
+    )]
+    PromptTooLong { tokens: usize, room: usize, capacity: usize, n_positions: usize },
+    /// A KV arena of `bytes` for `ctx` positions does not fit the `available` memory; `fits`
+    /// positions would.
+    #[error(
+        "the KV cache for {ctx} positions needs {:.1} GiB, but only {:.1} GiB of memory is available: \
+         use a {} of {fits} or less (or an f16 {} to halve it)",
+        gib(*bytes), gib(*available), Setting::Ctx, Setting::Kv
+    )]
+    KvTooLarge { ctx: usize, bytes: u64, available: u64, fits: u64 },
+    /// `source`, in the part of the input `context` names (a batch row, a line of a file).
+    #[error("{context}: {source}")]
+    In { context: String, source: Box<Error> },
+}
+
+/// Bytes in GiB, for messages.
+pub fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
 }
 
 impl Error {
@@ -36,10 +135,25 @@ impl Error {
         Error::Usage(msg.into())
     }
 
-    /// Process exit code: 2 for usage errors, 1 for everything else.
+    pub fn out_of_range(setting: Setting, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Error::OutOfRange { setting, value: value.to_string(), allowed: allowed.into() }
+    }
+
+    /// `self`, in the part of the input `context` names. A file's or a path's error names its
+    /// file already and is returned as it is.
+    pub fn within(self, context: impl Into<String>) -> Self {
+        match self {
+            Error::Io { .. } | Error::BadFile { .. } => self,
+            source => Error::In { context: context.into(), source: Box::new(source) },
+        }
+    }
+
+    /// Process exit code: 2 for usage errors (a setting out of range included), 1 for everything
+    /// else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => 2,
+            Error::Usage(_) | Error::OutOfRange { .. } => 2,
+            Error::In { source, .. } => source.exit_code(),
             _ => 1,
         }
     }

@@ -202,15 +202,8 @@ pub fn check_fits(bytes: usize, ctx: usize, available: Option<u64>) -> Result<()
     if bytes as u64 <= available {
         return Ok(());
     }
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let fits = (ctx as u128 * available as u128 / bytes.max(1) as u128) as u64;
-    Err(Error::input(format!(
-        "the KV cache for {ctx} positions needs {:.1} GiB, but only {:.1} GiB of memory is available: \
-         use --ctx {} or less (or --kv f16 to halve it)",
-        gib(bytes as u64),
-        gib(available),
-        fits.max(1)
-    )))
+    Err(Error::KvTooLarge { ctx, bytes: bytes as u64, available, fits: fits.max(1) })
 }
 
 #[cfg(test)]
@@ -221,10 +214,13 @@ mod tests {
     fn an_arena_larger_than_memory_is_refused_with_a_ctx_that_fits() {
         assert!(check_fits(1 << 30, 1024, Some(2 << 30)).is_ok());
         assert!(check_fits(1 << 30, 1024, None).is_ok());
-        let err = check_fits(64 << 30, 1 << 20, Some(16 << 30)).unwrap_err().to_string();
-        assert!(err.contains("1048576 positions needs 64.0 GiB"), "{err}");
-        assert!(err.contains("only 16.0 GiB"), "{err}");
-        assert!(err.contains("--ctx 262144 or less"), "{err}");
+        let err = check_fits(64 << 30, 1 << 20, Some(16 << 30)).unwrap_err();
+        assert!(matches!(err, crate::error::Error::KvTooLarge { ctx: 1048576, fits: 262144, .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("1048576 positions needs 64.0 GiB"), "{msg}");
+        assert!(msg.contains("only 16.0 GiB"), "{msg}");
+        assert!(msg.contains("a `ctx` of 262144 or less"), "{msg}");
+        assert!(!msg.contains("--"), "the library names no flag: {msg}");
     }
     use quill_kernels::WeightData;
 

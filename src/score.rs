@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::math::{argmax, kl_divergence_f64, nll_f64};
 use crate::model::Model;
 
@@ -44,19 +44,20 @@ impl Window {
     }
 }
 
-/// Checks `--ctx` and `--stride` and fills in the defaults: `ctx` = `n_positions`,
+/// Checks `ctx` and `stride` and fills in the defaults: `ctx` = `n_positions`,
 /// `stride` = `ctx / 2`. Usage errors: `ctx` < 2 or > `n_positions`, `stride` 0 or > `ctx`.
 pub fn resolve_settings(ctx: Option<usize>, stride: Option<usize>, n_positions: usize) -> Result<(usize, usize)> {
     let ctx = ctx.unwrap_or(n_positions);
     if ctx < 2 || ctx > n_positions {
-        return Err(Error::usage(format!(
-            "--ctx {ctx} is out of range: a window needs at least 2 tokens, and this model has {n_positions} \
-             positions (n_positions)"
-        )));
+        return Err(Error::out_of_range(
+            Setting::Ctx,
+            ctx,
+            format!("a window needs at least 2 tokens, and this model has {n_positions} positions (n_positions)"),
+        ));
     }
     let stride = stride.unwrap_or(ctx / 2);
     if stride == 0 || stride > ctx {
-        return Err(Error::usage(format!("--stride {stride} is out of range: it must be 1 to --ctx ({ctx})")));
+        return Err(Error::out_of_range(Setting::Stride, stride, format!("it must be 1 to {} ({ctx})", Setting::Ctx)));
     }
     Ok((ctx, stride))
 }
@@ -228,8 +229,13 @@ impl LogProbHeader {
         }
         if (other.ctx, other.stride) != (self.ctx, self.stride) || other.positions != self.positions {
             return bad(format!(
-                "saved with --ctx {} --stride {}; this run uses --ctx {} --stride {}: give the same",
-                other.ctx, other.stride, self.ctx, self.stride
+                "saved with {ctx} {} {stride} {}; this run uses {ctx} {} {stride} {}: give the same",
+                other.ctx,
+                other.stride,
+                self.ctx,
+                self.stride,
+                ctx = Setting::Ctx,
+                stride = Setting::Stride
             ));
         }
         Ok(())
@@ -303,7 +309,7 @@ impl LogProbReader {
         let mut head = [0u8; HEADER_BYTES as usize];
         input.read_exact(&mut head).map_err(|_| bad("not a quill log-probability file (too short)"))?;
         if &head[..8] != LOGPROB_MAGIC {
-            return Err(bad("not a quill log-probability file (bad magic; write one with quill score --save-logits)"));
+            return Err(bad("not a quill log-probability file (bad magic)"));
         }
         let u32_at = |o: usize| u32::from_le_bytes(head[o..o + 4].try_into().unwrap());
         let u64_at = |o: usize| u64::from_le_bytes(head[o..o + 8].try_into().unwrap());

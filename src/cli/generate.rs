@@ -383,11 +383,7 @@ pub(crate) fn run(args: &GenerateArgs, load: &LoadOptions) -> Result<()> {
         let plan = plan(args, &defaults, default_eos, 0)?;
         let mut engine = engine(args, &model, &plan)?;
         let load_time = load_start.elapsed();
-        let line = |i: usize, e: Error| match e {
-            Error::Usage(msg) => Error::usage(format!("--prompts-file line {}: {msg}", i + 1)),
-            Error::Input(msg) => Error::input(format!("--prompts-file line {}: {msg}", i + 1)),
-            other => other,
-        };
+        let line = |i: usize, e: Error| e.within(format!("--prompts-file line {}", i + 1));
         for (i, (text, ids)) in rows.iter().enumerate() {
             // --max-length counts each row's own prompt, as when the prompt runs alone.
             let n = max_new_tokens(args, &defaults, ids.len()).map_err(|e| line(i, e))?;

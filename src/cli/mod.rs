@@ -3,6 +3,7 @@
 mod bench;
 mod choose;
 mod embed;
+mod flags;
 mod generate;
 mod info;
 mod interrupt;
@@ -166,7 +167,7 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) if output::is_broken_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", flags::message(&e));
             e.exit_code()
         }
     }

@@ -14,11 +14,7 @@ use crate::model::Session;
 
 /// Prefixes an error of row `row` with the row, so that a caller knows which prompt failed.
 pub fn in_row(row: usize, e: Error) -> Error {
-    match e {
-        Error::Input(msg) => Error::Input(format!("batch row {row}: {msg}")),
-        Error::Usage(msg) => Error::Usage(format!("batch row {row}: {msg}")),
-        other => other,
-    }
+    e.within(format!("batch row {row}"))
 }
 
 /// Checks that there is at least one row and that no row is empty.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::processors::{repetition_penalty, SeenTokens};
 use super::{DecodeOptions, FinishReason, Strategy};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::math::log_softmax_torch_f32;
 use crate::model::{Model, Session};
 
@@ -58,19 +58,20 @@ impl BeamOptions {
         }
     }
 
-    /// Checks the values; errors are usage errors that name the CLI flag.
+    /// Checks the values ([`Error::OutOfRange`] names the setting).
     pub fn validate(&self) -> Result<()> {
         if self.num_beams == 0 {
-            return Err(Error::usage("--num-beams 0 is out of range: give 1 or more (1 = greedy)"));
+            return Err(Error::out_of_range(Setting::NumBeams, 0, "give 1 or more (1 = greedy)"));
         }
         if self.num_return_sequences == 0 || self.num_return_sequences > self.num_beams {
-            return Err(Error::usage(format!(
-                "--num-return-sequences {} is out of range with --num-beams {}: give 1 to {}",
-                self.num_return_sequences, self.num_beams, self.num_beams
-            )));
+            return Err(Error::out_of_range(
+                Setting::NumReturnSequences,
+                self.num_return_sequences,
+                format!("give 1 to {} ({} {})", self.num_beams, Setting::NumBeams, self.num_beams),
+            ));
         }
         if !self.length_penalty.is_finite() {
-            return Err(Error::usage(format!("--length-penalty {} is not a finite number", self.length_penalty)));
+            return Err(Error::out_of_range(Setting::LengthPenalty, self.length_penalty, "give a finite number"));
         }
         Ok(())
     }
@@ -224,7 +225,11 @@ impl<'m> BeamSearch<'m> {
         opts.validate()?;
         beam.validate()?;
         if opts.strategy != Strategy::Greedy {
-            return Err(Error::usage("beam search does not sample: drop the sampling flags, or --num-beams"));
+            return Err(Error::usage(format!(
+                "beam search does not sample: give greedy options with {} > 1, or {} 1 to sample",
+                Setting::NumBeams,
+                Setting::NumBeams
+            )));
         }
         let n = beam.num_beams;
         let vocab = model.config.vocab_size;
@@ -272,12 +277,12 @@ impl<'m> BeamSearch<'m> {
         let v = self.vocab;
         let capacity = self.capacity();
         if prompt.len() > capacity {
-            let n_positions = self.sessions[0].model().config.n_positions;
-            return Err(Error::input(format!(
-                "the prompt has {} tokens but the context holds {capacity} (n_positions {n_positions}{}): shorten the prompt",
-                prompt.len(),
-                if capacity < n_positions { ", or raise --ctx" } else { "" }
-            )));
+            return Err(Error::PromptTooLong {
+                tokens: prompt.len(),
+                room: capacity,
+                capacity,
+                n_positions: self.sessions[0].model().config.n_positions,
+            });
         }
         // The last token is chosen, not fed: prompt + max_new - 1 positions are needed.
         let max_new = self.opts.max_new_tokens.min(capacity + 1 - prompt.len());

@@ -19,7 +19,7 @@ pub mod stop;
 
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::math::{argmax, log_softmax_at_f64};
 use crate::model::Session;
 use processors::{LogitsProcessors, SeenTokens};
@@ -104,27 +104,26 @@ impl DecodeOptions {
         }
     }
 
-    /// Checks every value's range; errors are usage errors that name the CLI flag.
+    /// Checks every value's range ([`Error::OutOfRange`] names the setting).
     pub fn validate(&self) -> Result<()> {
         let p = self.repetition_penalty;
         if !(p.is_finite() && p > 0.0) {
-            return Err(Error::usage(format!(
-                "--repetition-penalty {p} is out of range: give a number > 0 (1 = none)"
-            )));
+            return Err(Error::out_of_range(Setting::RepetitionPenalty, p, "give a number > 0 (1 = none)"));
         }
         if let Strategy::Sample(s) = &self.strategy {
             if !(s.temperature.is_finite() && s.temperature > 0.0) {
-                return Err(Error::usage(format!(
-                    "--temperature {} is out of range for sampling: give a number > 0 (0 means greedy)",
-                    s.temperature
-                )));
+                return Err(Error::out_of_range(
+                    Setting::Temperature,
+                    s.temperature,
+                    "give a number > 0 for sampling (0 means greedy)",
+                ));
             }
             if !(s.top_p > 0.0 && s.top_p <= 1.0) {
-                return Err(Error::usage(format!("--top-p {} is out of range: give a number in (0, 1]", s.top_p)));
+                return Err(Error::out_of_range(Setting::TopP, s.top_p, "give a number in (0, 1]"));
             }
             if let Some(m) = s.min_p {
                 if !(0.0..=1.0).contains(&m) {
-                    return Err(Error::usage(format!("--min-p {m} is out of range: give a number in [0, 1]")));
+                    return Err(Error::out_of_range(Setting::MinP, m, "give a number in [0, 1]"));
                 }
             }
         }
@@ -243,13 +242,12 @@ impl Generator {
     ) -> Result<Generation> {
         let capacity = session.capacity();
         if session.len() + prompt.len() > capacity {
-            let n_positions = session.model().config.n_positions;
-            return Err(Error::input(format!(
-                "the prompt has {} tokens but the context holds {} (n_positions {n_positions}{}): shorten the prompt",
-                prompt.len(),
-                capacity - session.len(),
-                if capacity < n_positions { ", or raise --ctx" } else { "" }
-            )));
+            return Err(Error::PromptTooLong {
+                tokens: prompt.len(),
+                room: capacity - session.len(),
+                capacity,
+                n_positions: session.model().config.n_positions,
+            });
         }
         let mut rng = match &self.opts.strategy {
             Strategy::Sample(s) => Some(Pcg32::new(s.seed, sequence)),

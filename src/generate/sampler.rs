@@ -6,7 +6,7 @@
 //! bits, and the weights are summed in f64 in token-id order.
 
 /// PCG-XSH-RR with 64-bit state and 32-bit output. `stream` picks one of 2^63 independent
-/// sequences for the same seed (the K sequences of `--num-return-sequences` use streams 0..K).
+/// sequences for the same seed (the K sequences of `num_return_sequences` use streams 0..K).
 #[derive(Clone, Debug)]
 pub struct Pcg32 {
     state: u64,

@@ -4,7 +4,7 @@
 
 use super::forward_pass::{layer_slots, run_chunk, ChunkExtras, ChunkInput, LogitsOut, Recorded, RunState, CHUNK};
 use super::Model;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::kv_cache::KvArena;
 
 pub struct Session<'m> {
@@ -18,10 +18,11 @@ impl<'m> Session<'m> {
         let cfg = &model.config;
         let ctx = ctx.unwrap_or(cfg.n_positions);
         if ctx == 0 || ctx > cfg.n_positions {
-            return Err(Error::usage(format!(
-                "--ctx {ctx} is out of range: this model has 1 to {} positions (n_positions)",
-                cfg.n_positions
-            )));
+            return Err(Error::out_of_range(
+                Setting::Ctx,
+                ctx,
+                format!("this model has 1 to {} positions (n_positions)", cfg.n_positions),
+            ));
         }
         let state = RunState::new(cfg, ctx);
         let slots = layer_slots(cfg, ctx);
@@ -170,17 +171,12 @@ impl<'m> Session<'m> {
             )));
         }
         if self.kv.len() + ids.len() > self.kv.capacity() {
-            return Err(Error::input(format!(
-                "{} tokens do not fit the context: {} already used of {} positions{}",
-                ids.len(),
-                self.kv.len(),
-                self.kv.capacity(),
-                if self.kv.capacity() < self.model.config.n_positions {
-                    format!(" (--ctx can raise it up to n_positions = {})", self.model.config.n_positions)
-                } else {
-                    " (the model's n_positions): shorten the prompt or --max-new-tokens".to_string()
-                }
-            )));
+            return Err(Error::ContextFull {
+                tokens: ids.len(),
+                used: self.kv.len(),
+                capacity: self.kv.capacity(),
+                n_positions: self.model.config.n_positions,
+            });
         }
         Ok(())
     }
