@@ -107,10 +107,9 @@ pub struct TensorF32 {
 /// A weight matrix in the element type the kernels read it in: f32, f16 or q8_0, in place when
 /// the file's alignment allows.
 #[derive(Clone)]
-pub struct WeightTensor {
+pub(crate) struct WeightTensor {
     storage: Storage,
     kind: WeightKind,
-    pub shape: Vec<usize>,
 }
 
 #[derive(Clone)]
@@ -153,7 +152,7 @@ impl TensorF32 {
 }
 
 impl WeightTensor {
-    pub fn data(&self) -> WeightData<'_> {
+    pub(crate) fn data(&self) -> WeightData<'_> {
         // Alignment and element type were checked when the view was made.
         let bytes = self.storage.bytes();
         match &self.kind {
@@ -165,16 +164,8 @@ impl WeightTensor {
         }
     }
 
-    pub fn dtype(&self) -> DType {
-        match self.kind {
-            WeightKind::F32 => DType::F32,
-            WeightKind::F16 => DType::F16,
-            WeightKind::Q8 { .. } => DType::Q8_0,
-        }
-    }
-
     /// Bytes the kernels read for this matrix (scales included).
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.storage.bytes().len()
             + match &self.kind {
                 WeightKind::Q8 { scales } => scales.bytes().len(),
@@ -183,12 +174,12 @@ impl WeightTensor {
     }
 
     /// True when the data is read in place from the mapped file.
-    pub fn is_mapped(&self) -> bool {
+    pub(crate) fn is_mapped(&self) -> bool {
         matches!(self.storage, Storage::Mapped { .. })
     }
 
     /// Row `i` of a 2-D tensor, widened into `out`.
-    pub fn row_to_f32(&self, i: usize, out: &mut [f32]) {
+    pub(crate) fn row_to_f32(&self, i: usize, out: &mut [f32]) {
         let n = out.len();
         match self.data() {
             WeightData::F32(d) => out.copy_from_slice(&d[i * n..][..n]),
@@ -324,7 +315,7 @@ impl Checkpoint {
 
     /// The weight matrix `name` with exactly `shape`: f32, f16 and q8_0 in place, bf16 widened
     /// to f32. A q8_0 matrix `(N, K)` is int8 `name` plus f16 `name.scale` `(N, K / 32)`.
-    pub fn weight(&self, name: &str, shape: &[usize]) -> Result<WeightTensor> {
+    pub(crate) fn weight(&self, name: &str, shape: &[usize]) -> Result<WeightTensor> {
         let (file, entry, dtype) = self.checked(name, shape)?;
         let bytes = &file.map[entry.range.clone()];
         let mapped = || Storage::Mapped { file: Arc::clone(file), range: entry.range.clone() };
@@ -336,7 +327,7 @@ impl Checkpoint {
             DType::F32 | DType::BF16 => (Storage::OwnedF32(Arc::new(widen(dtype, bytes))), WeightKind::F32),
             DType::Q8_0 => (mapped(), WeightKind::Q8 { scales: self.q8_scales(name, shape)? }),
         };
-        Ok(WeightTensor { storage, kind, shape: shape.to_vec() })
+        Ok(WeightTensor { storage, kind })
     }
 
     /// The f16 block scales `(N, K / 32)` of the q8_0 matrix `name` `(N, K)`.

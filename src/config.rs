@@ -65,8 +65,6 @@ pub struct ModelConfig {
     pub layers: Vec<LayerSpec>,
     pub bos_token_id: Option<u32>,
     pub eos_token_id: Option<u32>,
-    /// Parsed for completeness: all attention math is f32 already, so it changes nothing.
-    pub reorder_and_upcast_attn: bool,
     /// GPT-2's `summary_*` fields: how `GPT2DoubleHeadsModel`'s multiple-choice head reads the
     /// hidden states (`None` for GPT-Neo).
     pub summary: Option<SummaryConfig>,
@@ -144,7 +142,11 @@ fn gpt2(f: &Fields) -> std::result::Result<ModelConfig, String> {
     let layer_norm_epsilon = f.float("layer_norm_epsilon")?.unwrap_or(1e-5);
     let scale_attn_weights = f.bool("scale_attn_weights")?.unwrap_or(true);
     let by_layer_idx = f.bool("scale_attn_by_inverse_layer_idx")?.unwrap_or(false);
-    let reorder_and_upcast_attn = f.bool("reorder_and_upcast_attn")?.unwrap_or(false);
+    // `reorder_and_upcast_attn` is checked to be a bool and has no effect: transformers then
+    // upcasts q and k to f32 and folds the score scale into the q·kᵀ product, which only matters
+    // for f16/bf16 activations. Quill's attention is f32 throughout, so either of transformers'
+    // paths gives Quill's scores up to the rounding of where the scale is applied.
+    f.bool("reorder_and_upcast_attn")?;
     let head_dim = (n_embd / n_head) as f32;
     let layers = (0..n_layer)
         .map(|i| {
@@ -170,7 +172,6 @@ fn gpt2(f: &Fields) -> std::result::Result<ModelConfig, String> {
         // transformers' GPT2Config defaults both to <|endoftext|>.
         bos_token_id: f.token_id("bos_token_id")?.or(Some(50256)),
         eos_token_id: f.token_id("eos_token_id")?.or(Some(50256)),
-        reorder_and_upcast_attn,
         summary: Some(summary(f)?),
     })
 }
@@ -222,7 +223,6 @@ fn gpt_neo(f: &Fields) -> std::result::Result<ModelConfig, String> {
         layers,
         bos_token_id: token("bos_token_id")?,
         eos_token_id: token("eos_token_id")?,
-        reorder_and_upcast_attn: false,
         summary: None,
     })
 }

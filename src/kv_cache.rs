@@ -41,7 +41,7 @@ enum Store {
 /// A layer has `slots` rows per head: position `p` lives in slot `p % slots`. A global layer has
 /// one slot per position of the context; a local (sliding-window) layer only needs the last
 /// positions its queries can see, so it keeps a ring of fewer slots that later positions reuse.
-pub struct KvArena {
+pub(crate) struct KvArena {
     store: Store,
     /// Slots per head of each layer.
     slots: Vec<usize>,
@@ -56,7 +56,7 @@ pub struct KvArena {
 impl KvArena {
     /// Room for `capacity` positions of `layer_slots.len()` layers of `n_head` heads of `head_dim`;
     /// layer `l` keeps `layer_slots[l]` (at most `capacity`) slots per head.
-    pub fn new(layer_slots: &[usize], n_head: usize, head_dim: usize, capacity: usize, kind: KvType) -> KvArena {
+    pub(crate) fn new(layer_slots: &[usize], n_head: usize, head_dim: usize, capacity: usize, kind: KvType) -> KvArena {
         let slots: Vec<usize> = layer_slots.iter().map(|&s| s.min(capacity)).collect();
         assert!(slots.iter().all(|&s| s > 0), "KV arena: a layer without slots");
         let mut starts = Vec::with_capacity(slots.len());
@@ -73,13 +73,19 @@ impl KvArena {
     }
 
     /// Bytes `new` allocates for the same arguments.
-    pub fn bytes_for(layer_slots: &[usize], n_head: usize, head_dim: usize, capacity: usize, kind: KvType) -> usize {
+    pub(crate) fn bytes_for(
+        layer_slots: &[usize],
+        n_head: usize,
+        head_dim: usize,
+        capacity: usize,
+        kind: KvType,
+    ) -> usize {
         let rows: usize = layer_slots.iter().map(|&s| s.min(capacity)).sum();
         2 * rows * n_head * head_dim * kind.size()
     }
 
     /// Bytes held by the arena.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         match &self.store {
             Store::F32 { keys, values } => (keys.len() + values.len()) * 4,
             Store::F16 { keys, values } => (keys.len() + values.len()) * 2,
@@ -87,31 +93,31 @@ impl KvArena {
     }
 
     /// Positions the arena can hold.
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// Slots per head of `layer` (`capacity` unless it is a ring).
-    pub fn slots(&self, layer: usize) -> usize {
+    pub(crate) fn slots(&self, layer: usize) -> usize {
         self.slots[layer]
     }
 
     /// Positions filled so far.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.len = 0;
     }
 
     /// Makes this arena hold the same sequence as `other` (same shape and element type): copies
     /// the slots `other` has filled, layer by layer and head by head, without allocating.
-    pub fn copy_from(&mut self, other: &KvArena) {
+    pub(crate) fn copy_from(&mut self, other: &KvArena) {
         assert!(
             self.slots == other.slots && self.n_head == other.n_head && self.head_dim == other.head_dim,
             "KV arena copy: the arenas differ in shape"
@@ -176,7 +182,7 @@ impl KvArena {
     }
 
     /// The key and value blocks `[H][slots, D]` of one layer.
-    pub fn layer(&self, layer: usize) -> (WeightData<'_>, WeightData<'_>) {
+    pub(crate) fn layer(&self, layer: usize) -> (WeightData<'_>, WeightData<'_>) {
         let size = self.n_head * self.slots[layer] * self.head_dim;
         let r = self.starts[layer]..self.starts[layer] + size;
         match &self.store {
@@ -188,7 +194,7 @@ impl KvArena {
 
 /// Bytes of memory the OS says are available (Linux: `MemAvailable` in /proc/meminfo); `None`
 /// where it cannot tell.
-pub fn available_memory() -> Option<u64> {
+pub(crate) fn available_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -197,7 +203,7 @@ pub fn available_memory() -> Option<u64> {
 
 /// Checks, before allocating, that a KV arena of `bytes` for `ctx` positions fits in `available`
 /// bytes of memory; the error says how many positions would.
-pub fn check_fits(bytes: usize, ctx: usize, available: Option<u64>) -> Result<()> {
+pub(crate) fn check_fits(bytes: usize, ctx: usize, available: Option<u64>) -> Result<()> {
     let Some(available) = available else { return Ok(()) };
     if bytes as u64 <= available {
         return Ok(());

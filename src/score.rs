@@ -132,6 +132,17 @@ impl Totals {
 /// not fed at all (only its label is needed). `batch` caps the tokens per forward pass (default:
 /// a window's context at once, then 128 scored positions a pass): `Some(1)` runs the decode
 /// kernels, as generation does after its prompt.
+///
+/// ```
+/// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-gpt2-hub");
+/// let model = quill::Model::load(&dir, &Default::default())?;
+/// let ids: Vec<u32> = (0..40).map(|i| 100 + i).collect();
+/// let (ctx, stride) = quill::score::resolve_settings(Some(16), Some(8), model.config().n_positions)?;
+/// let totals = quill::score::score(&model, &ids, ctx, stride, None, |_token| Ok(()))?;
+/// assert_eq!(totals.tokens_scored, 39); // every token but the first
+/// assert!(totals.perplexity() > 1.0);
+/// # Ok::<(), quill::Error>(())
+/// ```
 pub fn score(
     model: &Model,
     ids: &[u32],

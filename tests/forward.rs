@@ -151,7 +151,7 @@ fn compare_rows(what: &str, got: &[f32], want: &[f32], inputs: &Inputs, outer: u
 
 fn check_lm(what: &str, model: &Model, case: &Value, out: &ForwardOutput, inputs: &Inputs) {
     let want = &case["outputs"];
-    let cfg = &model.config;
+    let cfg = model.config();
     compare_rows(&format!("{what} logits"), &out.logits, &floats(&want["logits"]), inputs, 1, cfg.vocab_size);
     if let Some(loss) = want.get("loss").and_then(Value::as_f64) {
         let got = out.loss.expect("loss") as f64;
@@ -270,7 +270,7 @@ fn last_only_logits_are_the_last_row_of_all() {
         )
     });
     let (all, last) = (all.unwrap(), last.unwrap());
-    let v = model.config.vocab_size;
+    let v = model.config().vocab_size;
     assert_eq!(last.logits.len(), 2 * v);
     for b in 0..2 {
         // The same numbers up to summation order (one row runs a GEMV, ten a GEMM).
@@ -282,7 +282,7 @@ fn last_only_logits_are_the_last_row_of_all() {
 #[test]
 fn bad_shapes_and_ranges_are_clear_errors() {
     let model = load("gpt2");
-    let cfg = &model.config;
+    let cfg = model.config();
     let ids = [1u32, 2, 3, 4];
     let embeds = vec![0.0f32; 4 * cfg.n_embd];
     let mask3 = [1u8, 1, 1];

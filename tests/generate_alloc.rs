@@ -34,7 +34,7 @@ fn generation_allocates_per_run_not_per_token() {
                 .map(|n| {
                     let mut opts = opts.clone();
                     opts.max_new_tokens = n;
-                    let mut generator = Generator::new(opts, model.config.vocab_size).unwrap();
+                    let mut generator = Generator::new(opts, model.config().vocab_size).unwrap();
                     // Warm-up run: first-time allocations outside the generation loop.
                     session.reset();
                     generator.run(&mut session, &prompt, 0, |_| Ok(Flow::Continue)).unwrap();

@@ -48,7 +48,7 @@ fn run_batch_matches_transformers_batched_greedy() {
     assert_eq!(cases.len(), 2);
     for case in &cases {
         let model = Model::load(&data_dir().join(case["model_dir"].as_str().unwrap()), &Default::default()).unwrap();
-        let v = model.config.vocab_size;
+        let v = model.config().vocab_size;
         let rows = rows(case);
         let prompts: Vec<Vec<u32>> = rows.iter().map(|r| u32s(&r["ids"])).collect();
         let opts = DecodeOptions { eos_token_ids: vec![50256], ..DecodeOptions::greedy(20) };
@@ -87,7 +87,7 @@ fn run_batch_matches_transformers_batched_greedy() {
 #[test]
 fn sampled_rows_use_stream_i_and_beams_run_per_row() {
     let model = Model::load(&generate_util::hub(), &Default::default()).unwrap();
-    let v = model.config.vocab_size;
+    let v = model.config().vocab_size;
     let prompts: Vec<Vec<u32>> = rows(&batch_cases()[0]).iter().map(|r| u32s(&r["ids"])).collect();
     let sampling = Sampling { seed: 7, ..Sampling::default() };
     let opts = DecodeOptions { strategy: Strategy::Sample(sampling), ..DecodeOptions::greedy(12) };
@@ -182,7 +182,7 @@ fn prompts_file_text_output_sampling_and_beams() {
         strategy: Strategy::Sample(Sampling { seed: 5, ..Sampling::default() }),
         ..DecodeOptions::greedy(8)
     };
-    let mut generator = Generator::new(opts, model.config.vocab_size).unwrap();
+    let mut generator = Generator::new(opts, model.config().vocab_size).unwrap();
     let mut session = model.session(None).unwrap();
     let batch = generator.run_batch(&mut session, &prompts, |_, _| Ok(Flow::Continue)).unwrap();
     for (rec, g) in recs.iter().zip(&batch) {

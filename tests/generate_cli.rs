@@ -113,7 +113,7 @@ fn sliding_keeps_the_last_half_and_goes_on() {
     let ctx = 16;
     let mut session = model.session(Some(ctx)).unwrap();
     let opts = DecodeOptions { on_context_full: OnContextFull::Slide, ..DecodeOptions::greedy(40) };
-    let mut generator = Generator::new(opts, model.config.vocab_size).unwrap();
+    let mut generator = Generator::new(opts, model.config().vocab_size).unwrap();
     let slid = generator.run(&mut session, &prompt, 0, |_| Ok(Flow::Continue)).unwrap();
     assert_eq!(slid.finish_reason, FinishReason::Length);
     assert_eq!(slid.new_ids.len(), 40);
@@ -121,7 +121,7 @@ fn sliding_keeps_the_last_half_and_goes_on() {
 
     // Until the first slide, it is plain greedy decoding.
     let first = ctx + 1 - prompt.len();
-    let mut stop = Generator::new(DecodeOptions::greedy(40), model.config.vocab_size).unwrap();
+    let mut stop = Generator::new(DecodeOptions::greedy(40), model.config().vocab_size).unwrap();
     session.reset();
     let plain = stop.run(&mut session, &prompt, 0, |_| Ok(Flow::Continue)).unwrap();
     assert_eq!(plain.finish_reason, FinishReason::ContextFull);

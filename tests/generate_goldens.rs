@@ -36,7 +36,7 @@ fn repetition_penalty_matches_transformers_library() {
                 eos_token_ids: vec![50256],
                 ..DecodeOptions::greedy(case["args"]["max_new_tokens"].as_u64().unwrap() as usize)
             };
-            let mut generator = Generator::new(opts, model.config.vocab_size).unwrap();
+            let mut generator = Generator::new(opts, model.config().vocab_size).unwrap();
             session.reset();
             let got = generator
                 .run(&mut session, &u32s(&case["ids"]), 0, |_| Ok(quill::generate::Flow::Continue))

@@ -3,7 +3,6 @@
 mod common;
 
 use common::{check_prompt_logits, data_dir, golden, max_abs_diff, read_f32, u32s};
-use quill::generate::{greedy, GenerateOptions};
 use quill::model::LoadOptions;
 use quill::Model;
 
@@ -27,7 +26,7 @@ fn models() -> Vec<(String, Model, serde_json::Value)> {
 #[test]
 fn logits_match_transformers_at_every_position() {
     for (name, model, gold) in models() {
-        let v = model.config.vocab_size;
+        let v = model.config().vocab_size;
         for (k, p) in gold["prompts"].as_array().unwrap().iter().enumerate() {
             let ids = u32s(&p["ids"]);
             let mut session = model.session(None).unwrap();
@@ -41,7 +40,7 @@ fn logits_match_transformers_at_every_position() {
 #[test]
 fn incremental_decoding_equals_the_full_forward() {
     for (name, model, gold) in models() {
-        let v = model.config.vocab_size;
+        let v = model.config().vocab_size;
         for p in gold["prompts"].as_array().unwrap() {
             let ids = u32s(&p["ids"]);
             let mut full = Vec::new();
@@ -62,9 +61,8 @@ fn greedy_continuations_equal_transformers() {
         for (k, p) in gold["prompts"].as_array().unwrap().iter().enumerate() {
             let want = u32s(&p["greedy_ids"]);
             let mut session = model.session(None).unwrap();
-            let opts = GenerateOptions { max_new_tokens: 20, eos_token_id: model.config.eos_token_id };
-            let got = greedy(&mut session, &u32s(&p["ids"]), &opts, |_| Ok(())).unwrap();
-            assert_eq!(got.new_ids, want, "{name} prompt {k}");
+            let got = common::greedy(&mut session, &u32s(&p["ids"]), 20);
+            assert_eq!(got, want, "{name} prompt {k}");
         }
     }
 }
@@ -76,7 +74,7 @@ fn an_f16_kv_cache_stays_close() {
         let opts = LoadOptions { kv: quill::kv_cache::KvType::F16, ..Default::default() };
         let model = Model::load(&data_dir().join(name), &opts).unwrap();
         let gold = golden(&format!("{name}.json"));
-        let v = model.config.vocab_size;
+        let v = model.config().vocab_size;
         let mut worst = 0.0f32;
         for p in gold["prompts"].as_array().unwrap() {
             let ids = u32s(&p["ids"]);

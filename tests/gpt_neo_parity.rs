@@ -9,7 +9,6 @@ use common::{
     check_prompt_logits, data_dir, golden, max_abs_diff, read_f32, read_safetensors, u32s, write_safetensors,
 };
 use quill::config::AttentionKind;
-use quill::generate::{greedy, GenerateOptions};
 use quill::model::LoadOptions;
 use quill::Model;
 
@@ -36,10 +35,10 @@ fn prompts() -> Vec<serde_json::Value> {
 #[test]
 fn the_fixture_is_what_the_tests_assume() {
     let model = Model::load(&data_dir().join(NAME), &Default::default()).unwrap();
-    let kinds: Vec<_> = model.config.layers.iter().map(|l| l.attention).collect();
+    let kinds: Vec<_> = model.config().layers.iter().map(|l| l.attention).collect();
     let local = AttentionKind::Local { window: 8 };
     assert_eq!(kinds, [AttentionKind::Global, local, AttentionKind::Global, local]);
-    let n = model.config.n_positions;
+    let n = model.config().n_positions;
     let ring = model.kv_slots(n)[1];
     assert_eq!(model.kv_slots(n), [n, ring, n, ring]);
     let longest = prompts().iter().map(|p| u32s(&p["ids"]).len()).max().unwrap();
@@ -52,7 +51,7 @@ fn the_fixture_is_what_the_tests_assume() {
 #[test]
 fn logits_match_transformers_at_every_position() {
     for (name, model) in models() {
-        let v = model.config.vocab_size;
+        let v = model.config().vocab_size;
         for (k, p) in prompts().iter().enumerate() {
             let ids = u32s(&p["ids"]);
             let mut all = Vec::new();
@@ -65,7 +64,7 @@ fn logits_match_transformers_at_every_position() {
 #[test]
 fn incremental_decoding_equals_the_full_forward() {
     for (name, model) in models() {
-        let v = model.config.vocab_size;
+        let v = model.config().vocab_size;
         for (k, p) in prompts().iter().enumerate() {
             let ids = u32s(&p["ids"]);
             let mut full = Vec::new();
@@ -100,9 +99,8 @@ fn greedy_continuations_equal_transformers() {
         for (k, p) in prompts().iter().enumerate() {
             let want = u32s(&p["greedy_ids"]);
             let mut session = model.session(None).unwrap();
-            let opts = GenerateOptions { max_new_tokens: 20, eos_token_id: model.config.eos_token_id };
-            let got = greedy(&mut session, &u32s(&p["ids"]), &opts, |_| Ok(())).unwrap();
-            assert_eq!(got.new_ids, want, "{name} prompt {k}");
+            let got = common::greedy(&mut session, &u32s(&p["ids"]), 20);
+            assert_eq!(got, want, "{name} prompt {k}");
         }
     }
 }
@@ -111,7 +109,7 @@ fn greedy_continuations_equal_transformers() {
 #[test]
 fn a_short_context_gives_the_same_logits() {
     let model = Model::load(&data_dir().join(NAME), &Default::default()).unwrap();
-    let v = model.config.vocab_size;
+    let v = model.config().vocab_size;
     let p = &prompts()[3];
     let ids = u32s(&p["ids"]);
     let mut session = model.session(Some(ids.len())).unwrap();

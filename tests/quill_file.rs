@@ -110,8 +110,8 @@ fn an_f32_quill_file_gives_the_folders_logits_and_q8_0_stays_close() {
     let argmax = |v: &[f32]| quill::math::argmax(v);
     assert_eq!(argmax(&got), argmax(&want));
     // A decode step reads int8 values and f16 scales: 34 bytes per 32 weights instead of 128.
-    let f32_bytes = Model::load(&f32_file, &Default::default()).unwrap().weights.bytes_per_token() as f64;
-    let ratio = model.weights.bytes_per_token() as f64 / f32_bytes;
+    let f32_bytes = Model::load(&f32_file, &Default::default()).unwrap().weight_bytes_per_token() as f64;
+    let ratio = model.weight_bytes_per_token() as f64 / f32_bytes;
     assert!((ratio - 34.0 / 128.0).abs() < 1e-9, "bytes per token ratio {ratio}");
 }
 
@@ -200,7 +200,7 @@ fn broken_quill_files_are_clear_errors() {
 /// the two models' choices where they disagree, over every position of `ids`: fed at once (the
 /// prompt kernels) or, with `decode`, one token at a time (the decode kernels).
 fn quality(base: &Model, model: &Model, ids: &[u32], decode: bool) -> (f64, f64, f32) {
-    let v = base.config.vocab_size;
+    let v = base.config().vocab_size;
     let (mut a, mut b) = (Vec::new(), Vec::new());
     base.session(None).unwrap().feed_all_logits(ids, &mut a).unwrap();
     if decode {
@@ -238,7 +238,7 @@ fn f16_and_q8_0_stay_within_the_quality_bounds() {
     let text = std::fs::read_to_string(common::data_dir().join("score-text.txt")).unwrap();
     let tokenizer = quill::tokenizer::Tokenizer::from_model_dir(&common::hub()).unwrap();
     let ids = tokenizer.encode(&text);
-    let ids = &ids[..base.config.n_positions.min(ids.len())];
+    let ids = &ids[..base.config().n_positions.min(ids.len())];
     let mut failed = Vec::new();
     let level = quill_kernels::kernels().unwrap().level();
     for (kind, max_kl, min_top1) in [("f16", 1e-5, 0.999), ("q8_0", 2e-3, 0.95), ("q8_0-head-f16", 2e-3, 0.95)] {

@@ -41,7 +41,7 @@ fn loss_matches_transformers_strided_recipe() {
             for run in g["runs"].as_array().unwrap() {
                 let opt = |k: &str| run[k].as_u64().map(|v| v as usize);
                 let (ctx, stride) =
-                    score::resolve_settings(opt("ctx"), opt("stride"), model.config.n_positions).unwrap();
+                    score::resolve_settings(opt("ctx"), opt("stride"), model.config().n_positions).unwrap();
                 assert_eq!((ctx, stride), (opt("resolved_ctx").unwrap(), opt("resolved_stride").unwrap()));
                 let tag = format!("{name} [{}] ctx {ctx} stride {stride}", level.name());
 
@@ -83,7 +83,7 @@ fn loss_matches_transformers_strided_recipe() {
 
 /// Per-token NLL of `ids` in one fresh session, positions 1.. (plain log-softmax in f64).
 fn window_nlls(model: &Model, ids: &[u32]) -> Vec<f64> {
-    let v = model.config.vocab_size;
+    let v = model.config().vocab_size;
     let mut logits = Vec::new();
     model.session(Some(ids.len())).unwrap().feed_all_logits(ids, &mut logits).unwrap();
     (1..ids.len())

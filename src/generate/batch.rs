@@ -13,12 +13,12 @@ use crate::error::{Error, Result};
 use crate::model::Session;
 
 /// Prefixes an error of row `row` with the row, so that a caller knows which prompt failed.
-pub fn in_row(row: usize, e: Error) -> Error {
+pub(crate) fn in_row(row: usize, e: Error) -> Error {
     e.within(format!("batch row {row}"))
 }
 
 /// Checks that there is at least one row and that no row is empty.
-pub fn check_rows(prompts: &[Vec<u32>]) -> Result<()> {
+pub(crate) fn check_rows(prompts: &[Vec<u32>]) -> Result<()> {
     if prompts.is_empty() {
         return Err(Error::input("the batch has no prompts"));
     }

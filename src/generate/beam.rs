@@ -193,6 +193,19 @@ impl Hypotheses {
 }
 
 /// Beam search over N sessions of one model, reusable for several prompts.
+///
+/// ```
+/// use quill::generate::beam::{BeamOptions, BeamSearch};
+/// use quill::generate::DecodeOptions;
+/// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-gpt2-hub");
+/// let model = quill::Model::load(&dir, &Default::default())?;
+/// let beam = BeamOptions { num_return_sequences: 2, ..BeamOptions::new(4) };
+/// let mut search = BeamSearch::new(&model, None, DecodeOptions::greedy(6), beam)?;
+/// let out = search.run(&[464, 3290, 318])?;
+/// assert_eq!(out.sequences.len(), 2);
+/// assert!(out.sequences[0].score >= out.sequences[1].score);
+/// # Ok::<(), quill::Error>(())
+/// ```
 pub struct BeamSearch<'m> {
     opts: DecodeOptions,
     beam: BeamOptions,

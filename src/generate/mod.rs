@@ -6,12 +6,14 @@
 //! - [`processors`]: repetition penalty, temperature, top-k, top-p, min-p.
 //! - [`sampler`]: our PCG32 generator and the draw, reproducible on any machine and thread count.
 //! - [`stop`]: stop strings on streamed text, with hold-back.
-//! - [`config`]: defaults from a model folder's `generation_config.json`.
-//! - [`batch`]: several prompts as the rows of a batch ([`Generator::run_batch`]).
+//! - [`beam`]: beam search ([`beam::BeamSearch`]).
+//! - `batch`: several prompts as the rows of a batch ([`Generator::run_batch`],
+//!   [`beam::BeamSearch::run_batch`]).
 //!
-//! [`greedy`] with [`GenerateOptions`] is the simple entry point of version 1, kept as it was.
+//! The defaults a model folder's `generation_config.json` gives are read by
+//! [`crate::generation_config`].
 
-pub mod batch;
+mod batch;
 pub mod beam;
 pub mod processors;
 pub mod sampler;
@@ -24,14 +26,6 @@ use crate::math::{argmax, log_softmax_at_f64};
 use crate::model::Session;
 use processors::{LogitsProcessors, SeenTokens};
 use sampler::Pcg32;
-
-/// Options of [`greedy`].
-#[derive(Clone, Debug)]
-pub struct GenerateOptions {
-    pub max_new_tokens: usize,
-    /// Stop after producing this token (it is kept in the output, as transformers does).
-    pub eos_token_id: Option<u32>,
-}
 
 /// Sampling parameters (transformers' warpers), applied in this order: temperature, top-k,
 /// top-p, min-p.
@@ -128,12 +122,6 @@ impl DecodeOptions {
             }
         }
         Ok(())
-    }
-}
-
-impl From<&GenerateOptions> for DecodeOptions {
-    fn from(o: &GenerateOptions) -> Self {
-        DecodeOptions { eos_token_ids: o.eos_token_id.into_iter().collect(), ..DecodeOptions::greedy(o.max_new_tokens) }
     }
 }
 
@@ -331,17 +319,4 @@ impl Generator {
             self.raw.copy_from_slice(logits);
         }
     }
-}
-
-/// Greedy decoding from `prompt` on a fresh or continued session; `on_token` sees each new token
-/// as soon as it is chosen (for streaming) and may stop generation by returning an error.
-pub fn greedy(
-    session: &mut Session,
-    prompt: &[u32],
-    opts: &GenerateOptions,
-    mut on_token: impl FnMut(u32) -> Result<()>,
-) -> Result<Generation> {
-    let vocab = session.model().config.vocab_size;
-    let mut generator = Generator::new(DecodeOptions::from(opts), vocab)?;
-    generator.run(session, prompt, 0, |id| on_token(id).map(|()| Flow::Continue))
 }

@@ -133,8 +133,8 @@ impl Model {
     ///     &mut past,
     ///     &ForwardInput { batch: 2, input_ids: Some(&ids), labels: Some(&labels), output_hidden_states: true, ..Default::default() },
     /// )?;
-    /// assert_eq!(out.logits.len(), 2 * 3 * model.config.vocab_size);
-    /// assert_eq!(out.hidden_states.len(), model.config.n_layer + 1);
+    /// assert_eq!(out.logits.len(), 2 * 3 * model.config().vocab_size);
+    /// assert_eq!(out.hidden_states.len(), model.config().n_layer + 1);
     /// assert!(out.loss.unwrap() > 0.0);
     /// // The sessions now hold the 3 tokens: the next call passes only new ones.
     /// let next = model.forward(&mut past, &ForwardInput { batch: 2, input_ids: Some(&[13, 13]), ..Default::default() })?;

@@ -22,7 +22,7 @@ use quill_kernels::Kernels;
 pub use heads::{DoubleHeadsOutput, MultipleChoiceHead};
 pub use hf_forward::{ForwardInput, ForwardOutput, HeadMask, LogitsWanted, IGNORE_INDEX};
 pub use session::Session;
-pub use weights::{Linear, Qkv, QkvRows, Weights};
+pub(crate) use weights::Weights;
 
 use crate::checkpoint::{Checkpoint, DType, MatrixOrder};
 use crate::config::ModelConfig;
@@ -43,9 +43,9 @@ pub struct LoadOptions {
 /// A loaded model: its description, its weights (mostly views into the mapped checkpoint) and the
 /// kernel table it runs with.
 pub struct Model {
-    pub config: ModelConfig,
-    pub weights: Weights,
-    pub kernels: &'static Kernels,
+    pub(crate) config: ModelConfig,
+    pub(crate) weights: Weights,
+    pub(crate) kernels: &'static Kernels,
     checkpoint: Checkpoint,
     /// Element type of the KV arena of its sessions.
     kv_type: KvType,
@@ -90,9 +90,30 @@ impl Model {
         Ok(Model { config, weights, kernels, checkpoint, kv_type: opts.kv })
     }
 
+    /// The model's description (transformers' config, resolved).
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The kernel table the model runs with.
+    pub fn kernels(&self) -> &'static Kernels {
+        self.kernels
+    }
+
     /// Element type of the KV arena of this model's sessions.
     pub fn kv_type(&self) -> KvType {
         self.kv_type
+    }
+
+    /// Bytes of weights one decoding step reads: every matmul's weights and the lm_head.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        self.weights.bytes_per_token()
+    }
+
+    /// Bytes of weight matrices held in memory rather than read in place from the mapped file:
+    /// 0 when every matrix is used in place (data that is unaligned, or bf16, is copied once).
+    pub fn copied_weight_bytes(&self) -> usize {
+        self.weights.copied_bytes()
     }
 
     /// Total parameters (the tied lm_head counted once).

@@ -92,6 +92,17 @@ impl<'m> Session<'m> {
     }
 
     /// Appends `ids` to the sequence and returns the logits `[V]` after its last token.
+    ///
+    /// ```
+    /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-gpt2-hub");
+    /// let model = quill::Model::load(&dir, &Default::default())?;
+    /// let mut session = model.session(Some(16))?; // a KV cache of 16 positions
+    /// let logits = session.feed(&[464, 3290, 318])?;
+    /// let next = quill::math::argmax(logits) as u32;
+    /// session.feed(&[next])?; // the cache holds the past: feed only the new token
+    /// assert_eq!(session.len(), 4);
+    /// # Ok::<(), quill::Error>(())
+    /// ```
     pub fn feed(&mut self, ids: &[u32]) -> Result<&[f32]> {
         self.check(ids)?;
         let start = self.kv.len();

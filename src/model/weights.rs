@@ -9,21 +9,21 @@ use crate::config::{Arch, ModelConfig};
 use crate::error::Result;
 
 /// A dense layer `y = x · W + b` with `k` inputs and `n` outputs.
-pub struct Linear {
-    pub w: WeightTensor,
-    pub b: Option<TensorF32>,
-    pub k: usize,
-    pub n: usize,
-    pub layout: Layout,
+pub(crate) struct Linear {
+    pub(crate) w: WeightTensor,
+    pub(crate) b: Option<TensorF32>,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) layout: Layout,
 }
 
 impl Linear {
     /// `out[M, n] = x[M, k] · W + b`.
-    pub fn forward(&self, kernels: &Kernels, x: &[f32], out: &mut [f32]) {
+    pub(crate) fn forward(&self, kernels: &Kernels, x: &[f32], out: &mut [f32]) {
         kernels.matmul(x, self.weight(), self.b.as_ref().map(|b| b.data()), out);
     }
 
-    pub fn weight(&self) -> Weight<'_> {
+    pub(crate) fn weight(&self) -> Weight<'_> {
         Weight { data: self.w.data(), k: self.k, n: self.n, layout: self.layout }
     }
 
@@ -33,13 +33,13 @@ impl Linear {
 }
 
 /// LayerNorm parameters, each `(C)`.
-pub struct Norm {
-    pub gamma: TensorF32,
-    pub beta: TensorF32,
+pub(crate) struct Norm {
+    pub(crate) gamma: TensorF32,
+    pub(crate) beta: TensorF32,
 }
 
 /// The q, k and v projections of one layer.
-pub enum Qkv {
+pub(crate) enum Qkv {
     /// GPT-2's `c_attn`, `(C) → (3C)`: output row `i` holds q, k and v side by side.
     Fused(Linear),
     /// GPT-Neo's `q_proj`, `k_proj`, `v_proj`, each `(C) → (C)`: three `[M, C]` output blocks.
@@ -48,16 +48,16 @@ pub enum Qkv {
 
 /// Where [`Qkv::forward`] put q, k and v: row `i` of each starts at `start + i * stride`.
 #[derive(Clone, Copy, Debug)]
-pub struct QkvRows {
-    pub q: usize,
-    pub k: usize,
-    pub v: usize,
-    pub stride: usize,
+pub(crate) struct QkvRows {
+    pub(crate) q: usize,
+    pub(crate) k: usize,
+    pub(crate) v: usize,
+    pub(crate) stride: usize,
 }
 
 impl Qkv {
     /// Projects `x [M, C]` into `out` (at least `3·M·C` floats) and says where q, k and v are.
-    pub fn forward(&self, kernels: &Kernels, x: &[f32], out: &mut [f32]) -> QkvRows {
+    pub(crate) fn forward(&self, kernels: &Kernels, x: &[f32], out: &mut [f32]) -> QkvRows {
         match self {
             Qkv::Fused(w) => {
                 w.forward(kernels, x, &mut out[..x.len() / w.k * w.n]);
@@ -75,7 +75,7 @@ impl Qkv {
     }
 
     /// The matrices, in the order q, k, v (one for fused).
-    pub fn linears(&self) -> &[Linear] {
+    pub(crate) fn linears(&self) -> &[Linear] {
         match self {
             Qkv::Fused(w) => std::slice::from_ref(w),
             Qkv::Separate(ws) => &ws[..],
@@ -83,32 +83,32 @@ impl Qkv {
     }
 }
 
-pub struct LayerWeights {
-    pub ln_1: Norm,
-    pub qkv: Qkv,
+pub(crate) struct LayerWeights {
+    pub(crate) ln_1: Norm,
+    pub(crate) qkv: Qkv,
     /// Attention output projection: `(C) → (C)`.
-    pub attn_out: Linear,
-    pub ln_2: Norm,
+    pub(crate) attn_out: Linear,
+    pub(crate) ln_2: Norm,
     /// MLP up-projection: `(C) → (n_inner)`.
-    pub fc: Linear,
+    pub(crate) fc: Linear,
     /// MLP down-projection: `(n_inner) → (C)`.
-    pub proj: Linear,
+    pub(crate) proj: Linear,
 }
 
-pub struct Weights {
+pub(crate) struct Weights {
     /// Token embeddings `(V, C)`; also the lm_head unless the checkpoint has its own.
-    pub wte: WeightTensor,
+    pub(crate) wte: WeightTensor,
     /// Position embeddings `(n_positions, C)`.
-    pub wpe: WeightTensor,
-    pub layers: Vec<LayerWeights>,
-    pub ln_f: Norm,
+    pub(crate) wpe: WeightTensor,
+    pub(crate) layers: Vec<LayerWeights>,
+    pub(crate) ln_f: Norm,
     /// An untied lm_head `(V, C)`, when the checkpoint carries one that differs from wte.
-    pub lm_head: Option<WeightTensor>,
+    pub(crate) lm_head: Option<WeightTensor>,
 }
 
 impl Weights {
     /// The weights of `config` in `ckpt`, whose matrices are stored in `order`.
-    pub fn load(config: &ModelConfig, ckpt: &Checkpoint, order: MatrixOrder) -> Result<Weights> {
+    pub(crate) fn load(config: &ModelConfig, ckpt: &Checkpoint, order: MatrixOrder) -> Result<Weights> {
         // The hub's gpt2 files have bare names; save_pretrained writes them under `transformer.`.
         let prefix = if ckpt.get("transformer.wte.weight").is_some() { "transformer." } else { "" };
         let t = |name: &str, shape: &[usize]| ckpt.tensor_f32(&format!("{prefix}{name}"), shape);
@@ -173,12 +173,12 @@ impl Weights {
     }
 
     /// The `(V, C)` matrix that maps the final hidden state to logits.
-    pub fn lm_head(&self) -> &WeightTensor {
+    pub(crate) fn lm_head(&self) -> &WeightTensor {
         self.lm_head.as_ref().unwrap_or(&self.wte)
     }
 
     /// Bytes of weights a decode step reads: every matmul's weights and the lm_head.
-    pub fn bytes_per_token(&self) -> usize {
+    pub(crate) fn bytes_per_token(&self) -> usize {
         let bytes = |t: &WeightTensor| t.bytes();
         let layers: usize = self
             .layers
@@ -193,9 +193,22 @@ impl Weights {
         layers + bytes(self.lm_head())
     }
 
+    /// Bytes of the weight matrices (embeddings, every layer's, an untied lm_head) that are
+    /// copies rather than views into the mapped file.
+    pub(crate) fn copied_bytes(&self) -> usize {
+        let copied = |t: &WeightTensor| if t.is_mapped() { 0 } else { t.bytes() };
+        let layers: usize = self
+            .layers
+            .iter()
+            .flat_map(|l| l.qkv.linears().iter().chain([&l.attn_out, &l.fc, &l.proj]))
+            .map(|lin| copied(&lin.w))
+            .sum();
+        copied(&self.wte) + copied(&self.wpe) + layers + self.lm_head.as_ref().map_or(0, copied)
+    }
+
     /// The name of the first weight (in layer order) holding a NaN or an infinity, if any: a
     /// full pass over the weights, for diagnosing non-finite outputs.
-    pub fn first_non_finite(&self) -> Option<String> {
+    pub(crate) fn first_non_finite(&self) -> Option<String> {
         let finite_w = |t: &WeightTensor| {
             let d = t.data();
             (0..d.len()).all(|i| d.get(i).is_finite())
@@ -231,7 +244,7 @@ impl Weights {
         self.lm_head.as_ref().filter(|h| !finite_w(h)).map(|_| "lm_head".into())
     }
 
-    pub fn parameter_count(&self) -> usize {
+    pub(crate) fn parameter_count(&self) -> usize {
         let norm = |n: &Norm| 2 * n.gamma.data().len();
         let len = |t: &WeightTensor| t.data().len();
         let layers: usize = self

@@ -369,6 +369,15 @@ impl Tokenizer {
     }
 
     /// Token ids for `text`, as `GPT2Tokenizer.encode(text)` (no bos/eos added).
+    ///
+    /// ```
+    /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-gpt2-hub");
+    /// let tokenizer = quill::Tokenizer::from_model_dir(&dir)?;
+    /// let ids = tokenizer.encode("Hello world");
+    /// assert_eq!(ids, [15496, 995]);
+    /// assert_eq!(tokenizer.decode(&ids)?, "Hello world");
+    /// # Ok::<(), quill::Error>(())
+    /// ```
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let text = self.with_prefix(text);
         self.encode_segments(&self.segments(&text), &mut EncodeState::default())

@@ -174,13 +174,23 @@ pub fn resident_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Greedy continuation of `prompt` by up to `max_new` tokens, stopping after the model's eos (kept
+/// in the output), as transformers' `generate()` does.
+pub fn greedy(session: &mut quill::Session, prompt: &[u32], max_new: usize) -> Vec<u32> {
+    use quill::generate::{DecodeOptions, Flow, Generator};
+    let config = session.model().config();
+    let opts =
+        DecodeOptions { eos_token_ids: config.eos_token_id.into_iter().collect(), ..DecodeOptions::greedy(max_new) };
+    let mut generator = Generator::new(opts, config.vocab_size).unwrap();
+    generator.run(session, prompt, 0, |_| Ok(Flow::Continue)).unwrap().new_ids
+}
+
 /// One prompt of a large (uncommitted) golden: logits at the sampled columns and the full last
 /// row within 2e-4, then greedy tokens equal up to (and including) the first step whose top-2
 /// margin is within float tolerance, where either choice is right.
 pub fn check_large_prompt(session: &mut quill::Session, goldens: &Path, k: usize, p: &Value) {
-    use quill::generate::{greedy, GenerateOptions};
     let model = session.model();
-    let v = model.config.vocab_size;
+    let v = model.config().vocab_size;
     let ids = u32s(&p["ids"]);
     session.reset();
     let mut all = Vec::new();
@@ -197,8 +207,7 @@ pub fn check_large_prompt(session: &mut quill::Session, goldens: &Path, k: usize
     assert!(worst <= 2e-4, "prompt {k}: logits differ from transformers by {worst}");
 
     session.reset();
-    let opts = GenerateOptions { max_new_tokens: 20, eos_token_id: model.config.eos_token_id };
-    let got = greedy(session, &ids, &opts, |_| Ok(())).unwrap().new_ids;
+    let got = greedy(session, &ids, 20);
     let want = u32s(&p["greedy_ids"]);
     let margins = f32s(&p["greedy_margins"]);
     let sure = margins.iter().position(|&m| m < 1e-3).unwrap_or(want.len());
