@@ -68,7 +68,7 @@ const ENDOFTEXT: &str = "<|endoftext|>";
 #[derive(Clone, Debug)]
 pub struct Tokenizer {
     /// Every token string (vocabulary and added tokens) → id. The fast hasher: building the
-    /// merge table looks up three strings per merge, and SipHash made that a tenth of loading.
+    /// merge table looks up three strings per merge, where SipHash's cost shows in loading time.
     encoder: HashMap<String, u32, fast_hash::Seeded>,
     /// id → token string; `None` for ids not used by the files.
     tokens: Vec<Option<String>>,
