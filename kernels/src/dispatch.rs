@@ -5,7 +5,8 @@ use std::sync::OnceLock;
 
 use crate::team::parallel_for;
 
-use crate::{isa, Activation, AttentionHead, AttentionLayer, Layout, Weight, WeightData, Q8_BLOCK};
+use crate::isa::{self, Fns};
+use crate::{Activation, AttentionLayer, Layout, Weight, WeightData, Q8_BLOCK};
 
 /// A family of kernel implementations, from the portable reference up to the widest SIMD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -203,22 +204,6 @@ pub fn init(requested: Option<&str>) -> Result<&'static Kernels, LevelError> {
     let from_env = std::env::var("QUILL_KERNELS").ok().filter(|s| !s.is_empty());
     let k = select(requested.or(from_env.as_deref()))?;
     Ok(*CHOSEN.get_or_init(|| k))
-}
-
-/// Columns `n0..n1` of `out[M, N] = x · W + bias`, writing through a raw output pointer.
-type MatmulCols = unsafe fn(&[f32], Weight, Option<&[f32]>, *mut f32, usize, usize);
-type LayerNorm = unsafe fn(&[f32], &[f32], &[f32], f32, &mut [f32]);
-
-/// One implementation of every op. Each entry is `unsafe` to call: it needs its ISA and trusts
-/// its arguments' lengths, which the [`Kernels`] methods check.
-#[derive(Clone, Copy)]
-pub(crate) struct Fns {
-    pub matmul_cols: MatmulCols,
-    pub layernorm: LayerNorm,
-    pub activation: unsafe fn(Activation, &mut [f32]),
-    pub softmax: unsafe fn(&mut [f32]),
-    pub attention_head: unsafe fn(&AttentionHead, &mut [f32], *mut f32, usize),
-    pub sum: unsafe fn(&[f32]) -> f32,
 }
 
 /// A pointer into an output that several threads write, each to its own disjoint part.

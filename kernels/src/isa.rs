@@ -1,13 +1,31 @@
 //! Kernel tables per ISA: the generic `ops` instantiated inside `#[target_feature]` functions.
 //! A table is only handed out by `dispatch::select` after the CPU was seen to have its features.
 
+use crate::{Activation, AttentionHead, Weight};
+
+/// Columns `n0..n1` of `out[M, N] = x · W + bias`, writing through a raw output pointer.
+type MatmulCols = unsafe fn(&[f32], Weight, Option<&[f32]>, *mut f32, usize, usize);
+type LayerNorm = unsafe fn(&[f32], &[f32], &[f32], f32, &mut [f32]);
+
+/// One implementation of every op. Each entry is `unsafe` to call: it needs its ISA and trusts
+/// its arguments' lengths, which the [`Kernels`](crate::Kernels) methods check.
+#[derive(Clone, Copy)]
+pub(crate) struct Fns {
+    pub matmul_cols: MatmulCols,
+    pub layernorm: LayerNorm,
+    pub activation: unsafe fn(Activation, &mut [f32]),
+    pub softmax: unsafe fn(&mut [f32]),
+    pub attention_head: unsafe fn(&AttentionHead, &mut [f32], *mut f32, usize),
+    pub sum: unsafe fn(&[f32]) -> f32,
+}
+
 /// Instantiates every op for one vector type; `$q8` is how a single row meets q8_0 weights;
 /// `$mr × $nv` is the GEMM micro-kernel's register block (rows × vectors), sized to the ISA's
 /// register file.
 macro_rules! isa_table {
     ($name:ident, $features:literal, $simd:ty, $q8:ty, $mr:literal, $nv:literal) => {
         pub(crate) mod $name {
-            use crate::dispatch::Fns;
+            use super::Fns;
             use crate::{ops, Activation, AttentionHead, Weight};
 
             #[target_feature(enable = $features)]
@@ -70,7 +88,7 @@ isa_table!(neondot, "neon,dotprod", crate::simd::neon::Neon, ops::q8_sdot::SdotD
 
 /// The scalar reference, behind the same table shape.
 pub(crate) mod scalar {
-    use crate::dispatch::Fns;
+    use super::Fns;
     use crate::{scalar, Activation};
 
     unsafe fn layernorm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
