@@ -3,10 +3,11 @@
 
 use std::sync::OnceLock;
 
-use crate::team::parallel_for;
-
+use crate::activation::Activation;
+use crate::attention_args::AttentionLayer;
 use crate::isa::{self, Fns};
-use crate::{Activation, AttentionLayer, Layout, Weight, WeightData, Q8_BLOCK};
+use crate::team::parallel_for;
+use crate::weight::{Layout, Weight, WeightData, Q8_BLOCK};
 
 /// A family of kernel implementations, from the portable reference up to the widest SIMD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,7 +1,9 @@
 //! Kernel tables per ISA: the generic `ops` instantiated inside `#[target_feature]` functions.
 //! A table is only handed out by `dispatch::select` after the CPU was seen to have its features.
 
-use crate::{Activation, AttentionHead, Weight};
+use crate::activation::Activation;
+use crate::attention_args::AttentionHead;
+use crate::weight::Weight;
 
 /// Columns `n0..n1` of `out[M, N] = x · W + bias`, writing through a raw output pointer.
 type MatmulCols = unsafe fn(&[f32], Weight, Option<&[f32]>, *mut f32, usize, usize);
@@ -26,7 +28,10 @@ macro_rules! isa_table {
     ($name:ident, $features:literal, $simd:ty, $q8:ty, $mr:literal, $nv:literal) => {
         pub(crate) mod $name {
             use super::Fns;
-            use crate::{ops, Activation, AttentionHead, Weight};
+            use crate::activation::Activation;
+            use crate::attention_args::AttentionHead;
+            use crate::ops;
+            use crate::weight::Weight;
 
             #[target_feature(enable = $features)]
             unsafe fn matmul_cols(x: &[f32], w: Weight, bias: Option<&[f32]>, out: *mut f32, n0: usize, n1: usize) {
@@ -89,7 +94,8 @@ isa_table!(neondot, "neon,dotprod", crate::simd::neon::Neon, ops::q8_sdot::SdotD
 /// The scalar reference, behind the same table shape.
 pub(crate) mod scalar {
     use super::Fns;
-    use crate::{scalar, Activation};
+    use crate::activation::Activation;
+    use crate::scalar;
 
     unsafe fn layernorm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
         scalar::layernorm(x, gamma, beta, eps, out)

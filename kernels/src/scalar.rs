@@ -1,8 +1,10 @@
 //! Scalar reference kernels: the readable twin and test oracle of every SIMD variant, and the
 //! kernels of the `scalar` level on CPUs without a supported vector ISA.
 
+use crate::activation::Activation;
+use crate::attention_args::AttentionHead;
 use crate::elem::Elem;
-use crate::{Activation, AttentionHead, Layout, Weight, WeightData, Q8_BLOCK};
+use crate::weight::{Layout, Weight, WeightData, Q8_BLOCK};
 
 /// `out[M, N] = x[M, K] · W + bias`.
 pub fn matmul(x: &[f32], w: Weight, bias: Option<&[f32]>, out: &mut [f32]) {

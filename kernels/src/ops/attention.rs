@@ -2,9 +2,10 @@
 
 use super::attention_tiles::{attend_tiles, worth_tiles};
 use super::vector::{axpy, dot, softmax};
+use crate::attention_args::AttentionHead;
 use crate::elem::Elem;
 use crate::simd::Simd;
-use crate::{AttentionHead, WeightData};
+use crate::weight::WeightData;
 
 /// # Safety
 /// As every `ops` kernel; `out` must be valid for rows `i * out_stride .. + D`.

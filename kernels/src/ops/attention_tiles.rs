@@ -13,9 +13,9 @@ use std::cell::RefCell;
 
 use super::matmul::micro_kernel;
 use super::vector::softmax;
+use crate::attention_args::AttentionHead;
 use crate::elem::Elem;
 use crate::simd::Simd;
-use crate::AttentionHead;
 
 thread_local! {
     /// Per-thread panels and probability rows, grown once to the largest size seen.

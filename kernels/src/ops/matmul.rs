@@ -13,7 +13,7 @@ use half::f16;
 
 use crate::elem::Elem;
 use crate::simd::Simd;
-use crate::{Layout, Weight, WeightData, Q8_BLOCK};
+use crate::weight::{Layout, Weight, WeightData, Q8_BLOCK};
 
 /// Depth of one packed panel: `KC × NR` floats stay in L1 while `M / MR` micro-kernels use them.
 const KC: usize = 256;

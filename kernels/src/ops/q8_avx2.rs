@@ -23,7 +23,7 @@ use std::cell::RefCell;
 use super::matmul::{Q8Matmul, Q8Rows, PREFETCH_ROWS};
 use crate::simd::x86::Avx2;
 use crate::simd::Simd;
-use crate::Q8_BLOCK;
+use crate::weight::Q8_BLOCK;
 
 /// Activations quantized per block for one row, integer dots with `vpmaddubsw`.
 pub(crate) struct MaddubsDots;

@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use super::matmul::{widen_f16, Q8Matmul, Q8Rows, PREFETCH_ROWS};
 use crate::simd::neon::Neon;
 use crate::simd::Simd;
-use crate::{Weight, Q8_BLOCK};
+use crate::weight::{Weight, Q8_BLOCK};
 
 /// Activations quantized per block, integer dots with `sdot` (the `neondot` level).
 pub(crate) struct SdotDots;

@@ -18,7 +18,7 @@ use half::f16;
 
 use super::matmul::{Q8Matmul, Q8Rows, PREFETCH_ROWS};
 use crate::simd::Simd;
-use crate::{Weight, Q8_BLOCK};
+use crate::weight::{Weight, Q8_BLOCK};
 
 /// Activations quantized per block, integer dots with `vpdpbusd` (the `avx512vnni` level).
 pub(crate) struct VnniDots;

@@ -1,9 +1,9 @@
 //! Row-wise kernels: dot, axpy, layernorm, activations, softmax, sum.
 
+use crate::activation::Activation;
 use crate::elem::Elem;
 use crate::scalar;
 use crate::simd::{exp, tanh, Simd};
-use crate::Activation;
 
 /// `a · b`, with `b` in f32 or f16.
 #[inline(always)]
