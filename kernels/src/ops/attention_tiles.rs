@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 
-use super::matmul::micro_kernel;
+use super::matmul::micro_kernel::micro_kernel;
 use super::vector::softmax;
 use crate::attention_args::AttentionHead;
 use crate::elem::Elem;

@@ -20,7 +20,9 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-use super::matmul::{Q8Matmul, Q8Rows, PREFETCH_ROWS};
+use super::matmul::prefetch::PREFETCH_ROWS;
+use super::matmul::rows::Q8Rows;
+use super::matmul::Q8Matmul;
 use crate::simd::x86::Avx2;
 use crate::simd::Simd;
 use crate::weight::Q8_BLOCK;

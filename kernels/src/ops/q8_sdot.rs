@@ -16,7 +16,10 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 use std::cell::RefCell;
 
-use super::matmul::{widen_f16, Q8Matmul, Q8Rows, PREFETCH_ROWS};
+use super::matmul::gemv::widen_f16;
+use super::matmul::prefetch::PREFETCH_ROWS;
+use super::matmul::rows::Q8Rows;
+use super::matmul::Q8Matmul;
 use crate::simd::neon::Neon;
 use crate::simd::Simd;
 use crate::weight::{Weight, Q8_BLOCK};

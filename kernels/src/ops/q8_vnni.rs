@@ -16,7 +16,9 @@ use std::cell::RefCell;
 
 use half::f16;
 
-use super::matmul::{Q8Matmul, Q8Rows, PREFETCH_ROWS};
+use super::matmul::prefetch::PREFETCH_ROWS;
+use super::matmul::rows::Q8Rows;
+use super::matmul::Q8Matmul;
 use crate::simd::Simd;
 use crate::weight::{Weight, Q8_BLOCK};
 

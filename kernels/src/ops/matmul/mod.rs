@@ -1,0 +1,192 @@
+//! Matmul with f32 activations and f32 or f16 weights in either layout, or q8_0 weights stored
+//! `(out, in)`.
+//!
+//! One row (decode) is a GEMV that streams every weight exactly once, which is what bounds
+//! decoding: the weights do not fit in cache, so speed is memory bandwidth. More rows (prefill)
+//! go through a cache-blocked GEMM: W is packed (and widened from f16) one `KC × NR` panel at a
+//! time, then an `MR × NR` register-blocked micro-kernel multiplies the panel with every `MR`
+//! rows of x, prefetching the next panel's weights as it goes.
+//!
+//! This file chooses the path; the paths live in
+//! - `gemv.rs`: the GEMVs (one row of either layout; a few rows of `(out, in)`),
+//! - `gemm_in_out.rs`: the GEMM for `(in, out)` weights,
+//! - `gemm_out_in.rs`: the GEMM for `(out, in)` weights (f32, f16, and q8_0 widened),
+//! - `rows.rs`: an `(out, in)` weight's rows as those kernels read them,
+//! - `micro_kernel.rs`: the register-blocked tile both GEMMs (and attention's tiles) run,
+//! - `pack.rs`: packing x and `(in, out)` weight panels, and the buffers for it,
+//! - `prefetch.rs`: how far ahead the GEMVs prefetch, and the micro-kernels' line fetcher.
+//!
+//! The levels' own q8_0 kernels (integer dots) are `ops::q8_*`, behind [`Q8Matmul`].
+
+mod gemm_in_out;
+mod gemm_out_in;
+pub(crate) mod gemv;
+pub(crate) mod micro_kernel;
+mod pack;
+pub(crate) mod prefetch;
+pub(crate) mod rows;
+
+use half::f16;
+
+use self::gemm_in_out::gemm_in_out;
+use self::gemm_out_in::{gemm_out_in, OutStart};
+use self::gemv::{gemv_in_out, gemv_one_row_out_in, gemv_out_in, gemv_q8};
+use self::rows::{PlainRows, Q8Rows};
+use crate::elem::Elem;
+use crate::simd::Simd;
+use crate::weight::{Layout, Weight, WeightData};
+
+/// From this many rows on, the GEMM path is used.
+const GEMM_MIN_ROWS: usize = 2;
+
+/// Whether an `(out, in)` f32/f16 matmul of `m` rows streams the weights once per tile of
+/// [`gemv_out_in`](gemv::gemv_out_in) instead of running the GEMM, whose panels of NR rows of x
+/// (NR = 32 with AVX-512, 16 with AVX2 and NEON) are mostly padding for a short prompt: below
+/// 3/4 of NR.
+/// 2-token f16 prompts ran 4× faster; the measured crossover was about 24 rows on AVX-512 and
+/// 12 on AVX2 (docs/PERFORMANCE.md, session 7; NEON is not measured).
+#[inline(always)]
+fn few_rows<S: Simd, const NV: usize>(m: usize) -> bool {
+    4 * m < 3 * NV * S::LANES
+}
+
+/// Columns `n0..n1` of `out[M, N] = x[M, K] · W + bias`.
+///
+/// # Safety
+/// The CPU supports `S`; `out` is valid for writes of `M × N` floats; no other thread writes
+/// columns `n0..n1` of it meanwhile.
+#[inline(always)]
+pub(crate) unsafe fn matmul_cols<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
+    x: &[f32],
+    w: Weight,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    match w.data {
+        WeightData::F32(d) => matmul_typed::<S, f32, MR, NV>(x, d, w, bias, out, n0, n1),
+        WeightData::F16(d) => matmul_typed::<S, half::f16, MR, NV>(x, d, w, bias, out, n0, n1),
+        WeightData::Q8_0 { q, scales } => matmul_q8::<S, D, MR, NV>(x, q, scales, w, bias, out, n0, n1),
+    }
+}
+
+/// Bias (or zero) into columns `n0..n1` of every output row.
+#[inline(always)]
+unsafe fn init_out(m: usize, n: usize, bias: Option<&[f32]>, out: *mut f32, n0: usize, n1: usize) {
+    for i in 0..m {
+        let row = std::slice::from_raw_parts_mut(out.add(i * n + n0), n1 - n0);
+        match bias {
+            Some(b) => row.copy_from_slice(&b[n0..n1]),
+            None => row.fill(0.0),
+        }
+    }
+}
+
+/// How activations meet q8_0 weights: the level's choice, measured in docs/PERFORMANCE.md
+/// ("q8_0 decode: widen or integer dots").
+pub(crate) trait Q8Matmul {
+    /// `out[j] += x · W[j, :]` for `j` in `n0..n1`: one row (decode).
+    ///
+    /// # Safety
+    /// As [`matmul_cols`], and the CPU has what the implementation needs.
+    unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize);
+
+    /// Columns `n0..n1` of `out[M, N] += x · Wᵀ`: several rows (a prompt). By default exact:
+    /// the weights widened into the f32 GEMM.
+    ///
+    /// # Safety
+    /// As [`matmul_cols`], and the CPU has what the implementation needs.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn gemm<S: Simd, const MR: usize, const NV: usize>(
+        x: &[f32],
+        m: usize,
+        rows: Q8Rows,
+        shape: Weight,
+        out: *mut f32,
+        n0: usize,
+        n1: usize,
+    ) {
+        gemm_out_in::<S, Q8Rows, MR, NV>(x, m, rows, shape, OutStart::Ready, out, n0, n1)
+    }
+}
+
+/// Weights widened to f32, activations kept f32: exact with respect to the stored weights.
+pub(crate) struct WidenWeights;
+
+impl Q8Matmul for WidenWeights {
+    #[inline(always)]
+    unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
+        gemv_q8::<S>(x, w, out, n0, n1)
+    }
+}
+
+/// q8_0 weights `(N, K)`: the level's q8_0 GEMV for a single row (decode), its GEMM for more.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn matmul_q8<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
+    x: &[f32],
+    q: &[i8],
+    scales: &[f16],
+    w: Weight,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    let (k, n) = (w.k, w.n);
+    let m = x.len() / k;
+    init_out(m, n, bias, out, n0, n1);
+    let rows = Q8Rows { q: q.as_ptr(), scales: scales.as_ptr(), k };
+    if m < GEMM_MIN_ROWS {
+        for i in 0..m {
+            D::gemv::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
+        }
+    } else {
+        D::gemm::<S, MR, NV>(x, m, rows, w, out, n0, n1);
+    }
+}
+
+#[inline(always)]
+unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
+    x: &[f32],
+    data: &[E],
+    w: Weight,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    let (k, n) = (w.k, w.n);
+    let m = x.len() / k;
+    // The GEMVs add to out, so it starts as the bias; the GEMMs write the bias with their first
+    // K step's tiles, with no pass over out before them.
+    let gemv = m < GEMM_MIN_ROWS || (w.layout == Layout::OutIn && few_rows::<S, NV>(m));
+    if gemv {
+        init_out(m, n, bias, out, n0, n1);
+    }
+    match w.layout {
+        Layout::InOut if gemv => {
+            for i in 0..m {
+                gemv_in_out::<S, E>(&x[i * k..][..k], data.as_ptr(), n, out.add(i * n), n0, n1)
+            }
+        }
+        Layout::InOut => gemm_in_out::<S, E, MR, NV>(x, m, data.as_ptr(), w, bias, out, n0, n1),
+        // f16 decodes one weight row at a time, with 256-bit vectors on AVX-512 too (both
+        // measured faster than four-row tiles: docs/PERFORMANCE.md, sessions 9 and 10). f32,
+        // which needs more bandwidth per multiply-add, measured 2–6% slower one row at a time
+        // on Zen 1.
+        Layout::OutIn if m < GEMM_MIN_ROWS && std::mem::size_of::<E>() == 2 => {
+            gemv_one_row_out_in::<S::F16Gemv, E>(x, data.as_ptr(), k, out, n0, n1)
+        }
+        Layout::OutIn if m < GEMM_MIN_ROWS => gemv_out_in::<S, E, 1>(x, data.as_ptr(), k, n, out, n0, n1),
+        // Four rows of x per tile where 32 registers hold the 16 accumulators, else two.
+        Layout::OutIn if gemv && S::REGISTERS >= 32 => gemv_out_in::<S, E, 4>(x, data.as_ptr(), k, n, out, n0, n1),
+        Layout::OutIn if gemv => gemv_out_in::<S, E, 2>(x, data.as_ptr(), k, n, out, n0, n1),
+        Layout::OutIn => {
+            let rows = PlainRows { w: data.as_ptr(), k };
+            gemm_out_in::<S, PlainRows<E>, MR, NV>(x, m, rows, w, OutStart::Bias(bias), out, n0, n1)
+        }
+    }
+}
