@@ -288,6 +288,10 @@ impl Kernels {
         if let Some(b) = bias {
             assert_eq!(b.len(), n, "matmul: bias is not N long");
         }
+        // The kernels take at least one row: the f16 `(out, in)` GEMV reads a row of x per call.
+        if m == 0 {
+            return;
+        }
         let threads = rayon::current_num_threads();
         let dst = SharedOut(out.as_mut_ptr());
         if threads <= 1 || m * k * n < PARALLEL_MIN_MACS {

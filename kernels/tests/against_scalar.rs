@@ -613,3 +613,27 @@ fn q8_0_weights_stored_in_out_are_refused() {
     let w = Weight { data: WeightData::Q8_0 { q: &q, scales: &d }, k: 32, n: 2, layout: Layout::InOut };
     select(Some("scalar")).unwrap().matmul(&[0.0; 32], w, None, &mut [0.0; 2]);
 }
+
+/// No rows of x (M = 0): nothing to compute and nothing written, at every level, for every weight
+/// type and layout.
+#[test]
+fn a_matmul_of_no_rows_writes_nothing() {
+    let (k, n) = (64, 40);
+    let w = Rng(0x0E).vec(k * n);
+    let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+    let (mut q, mut d) = (vec![0i8; n * k], vec![f16::ZERO; n * k / Q8_BLOCK]);
+    quantize_q8_0(&w, &mut q, &mut d);
+    let weights = [
+        (WeightData::F32(&w), Layout::InOut),
+        (WeightData::F32(&w), Layout::OutIn),
+        (WeightData::F16(&w16), Layout::InOut),
+        (WeightData::F16(&w16), Layout::OutIn),
+        (WeightData::Q8_0 { q: &q, scales: &d }, Layout::OutIn),
+    ];
+    let bias = vec![1.0; n];
+    for (data, layout) in weights {
+        for kernels in levels() {
+            with_thread_counts(|_| kernels.matmul(&[], Weight { data, k, n, layout }, Some(&bias), &mut []));
+        }
+    }
+}
