@@ -17,6 +17,8 @@ mod attention_args;
 mod dispatch;
 mod elem;
 mod isa;
+#[cfg(test)]
+mod matmul_path_tests;
 mod ops;
 pub mod scalar;
 mod simd;

@@ -39,15 +39,106 @@ use crate::weight::{Layout, Weight, WeightData};
 /// From this many rows on, the GEMM path is used.
 const GEMM_MIN_ROWS: usize = 2;
 
-/// Whether an `(out, in)` f32/f16 matmul of `m` rows streams the weights once per tile of
+/// Whether an `(out, in)` f32/f16 matmul of `m` rows on `level` streams the weights once per tile of
 /// [`gemv_out_in`](gemv::gemv_out_in) instead of running the GEMM, whose panels of NR rows of x
 /// (NR = 32 with AVX-512, 16 with AVX2 and NEON) are mostly padding for a short prompt: below
 /// 3/4 of NR.
 /// 2-token f16 prompts ran 4× faster; the measured crossover was about 24 rows on AVX-512 and
 /// 12 on AVX2 (docs/PERFORMANCE.md, session 7; NEON is not measured).
 #[inline(always)]
-fn few_rows<S: Simd, const NV: usize>(m: usize) -> bool {
-    4 * m < 3 * NV * S::LANES
+fn few_rows(m: usize, level: LevelShape) -> bool {
+    4 * m < 3 * level.panel_rows
+}
+
+/// What the path choice needs to know of a level.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LevelShape {
+    /// Rows of x in a GEMM panel: NR = NV · LANES.
+    pub(crate) panel_rows: usize,
+    /// Vector registers of the ISA.
+    pub(crate) registers: usize,
+}
+
+impl LevelShape {
+    /// The shape of a level with vectors `S` and GEMM tiles `NV` vectors wide.
+    #[inline(always)]
+    pub(crate) const fn of<S: Simd, const NV: usize>() -> LevelShape {
+        LevelShape { panel_rows: NV * S::LANES, registers: S::REGISTERS }
+    }
+}
+
+/// The weights' element type, as the path choice sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WeightType {
+    F32,
+    F16,
+    Q8_0,
+}
+
+/// The kernel a matmul runs: one per arm of [`MatmulPath::choose`]. "One row" is fewer than
+/// [`GEMM_MIN_ROWS`]. Each path has a test (kernels/src/matmul_path_tests.rs): the choice picks it
+/// for a representative shape, and its result matches the scalar reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MatmulPath {
+    /// `(in, out)` f32/f16, one row: [`gemv_in_out`].
+    GemvInOut,
+    /// `(in, out)` f32/f16, more rows: [`gemm_in_out`].
+    GemmInOut,
+    /// `(out, in)` f16, one row: [`gemv_one_row_out_in`], on the level's [`Simd::F16Gemv`].
+    GemvOneRowOutIn,
+    /// `(out, in)` f32, one row: [`gemv_out_in`], tiles of one row of x.
+    GemvOutIn1,
+    /// `(out, in)` f32/f16, a few rows ([`few_rows`]) on a level with 32 registers:
+    /// [`gemv_out_in`], tiles of four rows of x.
+    GemvOutIn4,
+    /// `(out, in)` f32/f16, a few rows on a level with fewer registers: [`gemv_out_in`], tiles of
+    /// two rows of x.
+    GemvOutIn2,
+    /// `(out, in)` f32/f16, more rows: [`gemm_out_in`].
+    GemmOutIn,
+    /// q8_0, one row: the level's [`Q8Matmul::gemv`].
+    Q8Gemv,
+    /// q8_0, more rows: the level's [`Q8Matmul::gemm`].
+    Q8Gemm,
+}
+
+impl MatmulPath {
+    /// The path for `m` rows of x times `weights` stored as `layout`, on a level shaped `level`.
+    #[inline(always)]
+    pub(crate) fn choose(layout: Layout, weights: WeightType, m: usize, level: LevelShape) -> MatmulPath {
+        let one_row = m < GEMM_MIN_ROWS;
+        match (weights, layout) {
+            (WeightType::Q8_0, _) if one_row => MatmulPath::Q8Gemv,
+            (WeightType::Q8_0, _) => MatmulPath::Q8Gemm,
+            (_, Layout::InOut) if one_row => MatmulPath::GemvInOut,
+            (_, Layout::InOut) => MatmulPath::GemmInOut,
+            // f16 decodes one weight row at a time, with 256-bit vectors on AVX-512 too (both
+            // measured faster than four-row tiles: docs/PERFORMANCE.md, sessions 9 and 10). f32,
+            // which needs more bandwidth per multiply-add, measured 2–6% slower one row at a time
+            // on Zen 1.
+            (WeightType::F16, Layout::OutIn) if one_row => MatmulPath::GemvOneRowOutIn,
+            (_, Layout::OutIn) if one_row => MatmulPath::GemvOutIn1,
+            // Four rows of x per tile where 32 registers hold the 16 accumulators, else two.
+            (_, Layout::OutIn) if few_rows(m, level) && level.registers >= 32 => MatmulPath::GemvOutIn4,
+            (_, Layout::OutIn) if few_rows(m, level) => MatmulPath::GemvOutIn2,
+            (_, Layout::OutIn) => MatmulPath::GemmOutIn,
+        }
+    }
+
+    /// Whether the path adds to out, which must then start as the bias: every path but the
+    /// f32/f16 GEMMs, which write the bias with their first K step's tiles, with no pass over out
+    /// before them.
+    #[inline(always)]
+    fn adds_to_out(self) -> bool {
+        !matches!(self, MatmulPath::GemmInOut | MatmulPath::GemmOutIn)
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The path the calling thread's last matmul took (tests only): the tests of each path check
+    /// that a level took it before they compare its result.
+    pub(crate) static PATH_TAKEN: std::cell::Cell<Option<MatmulPath>> = const { std::cell::Cell::new(None) };
 }
 
 /// Columns `n0..n1` of `out[M, N] = x[M, K] · W + bias`.
@@ -137,14 +228,21 @@ unsafe fn matmul_q8<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
 ) {
     let (k, n) = (w.k, w.n);
     let m = x.len() / k;
-    init_out(m, n, bias, out, n0, n1);
+    let path = MatmulPath::choose(w.layout, WeightType::Q8_0, m, LevelShape::of::<S, NV>());
+    #[cfg(test)]
+    PATH_TAKEN.set(Some(path));
+    if path.adds_to_out() {
+        init_out(m, n, bias, out, n0, n1);
+    }
     let rows = Q8Rows { q: q.as_ptr(), scales: scales.as_ptr(), k };
-    if m < GEMM_MIN_ROWS {
-        for i in 0..m {
-            D::gemv::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
+    match path {
+        MatmulPath::Q8Gemv => {
+            for i in 0..m {
+                D::gemv::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
+            }
         }
-    } else {
-        D::gemm::<S, MR, NV>(x, m, rows, w, out, n0, n1);
+        MatmulPath::Q8Gemm => D::gemm::<S, MR, NV>(x, m, rows, w, out, n0, n1),
+        other => unreachable!("q8_0 weights on the {other:?} path"),
     }
 }
 
@@ -160,33 +258,28 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
 ) {
     let (k, n) = (w.k, w.n);
     let m = x.len() / k;
-    // The GEMVs add to out, so it starts as the bias; the GEMMs write the bias with their first
-    // K step's tiles, with no pass over out before them.
-    let gemv = m < GEMM_MIN_ROWS || (w.layout == Layout::OutIn && few_rows::<S, NV>(m));
-    if gemv {
+    let weights = if E::IS_F32 { WeightType::F32 } else { WeightType::F16 };
+    let path = MatmulPath::choose(w.layout, weights, m, LevelShape::of::<S, NV>());
+    #[cfg(test)]
+    PATH_TAKEN.set(Some(path));
+    if path.adds_to_out() {
         init_out(m, n, bias, out, n0, n1);
     }
-    match w.layout {
-        Layout::InOut if gemv => {
+    match path {
+        MatmulPath::GemvInOut => {
             for i in 0..m {
                 gemv_in_out::<S, E>(&x[i * k..][..k], data.as_ptr(), n, out.add(i * n), n0, n1)
             }
         }
-        Layout::InOut => gemm_in_out::<S, E, MR, NV>(x, m, data.as_ptr(), w, bias, out, n0, n1),
-        // f16 decodes one weight row at a time, with 256-bit vectors on AVX-512 too (both
-        // measured faster than four-row tiles: docs/PERFORMANCE.md, sessions 9 and 10). f32,
-        // which needs more bandwidth per multiply-add, measured 2–6% slower one row at a time
-        // on Zen 1.
-        Layout::OutIn if m < GEMM_MIN_ROWS && std::mem::size_of::<E>() == 2 => {
-            gemv_one_row_out_in::<S::F16Gemv, E>(x, data.as_ptr(), k, out, n0, n1)
-        }
-        Layout::OutIn if m < GEMM_MIN_ROWS => gemv_out_in::<S, E, 1>(x, data.as_ptr(), k, n, out, n0, n1),
-        // Four rows of x per tile where 32 registers hold the 16 accumulators, else two.
-        Layout::OutIn if gemv && S::REGISTERS >= 32 => gemv_out_in::<S, E, 4>(x, data.as_ptr(), k, n, out, n0, n1),
-        Layout::OutIn if gemv => gemv_out_in::<S, E, 2>(x, data.as_ptr(), k, n, out, n0, n1),
-        Layout::OutIn => {
+        MatmulPath::GemmInOut => gemm_in_out::<S, E, MR, NV>(x, m, data.as_ptr(), w, bias, out, n0, n1),
+        MatmulPath::GemvOneRowOutIn => gemv_one_row_out_in::<S::F16Gemv, E>(x, data.as_ptr(), k, out, n0, n1),
+        MatmulPath::GemvOutIn1 => gemv_out_in::<S, E, 1>(x, data.as_ptr(), k, n, out, n0, n1),
+        MatmulPath::GemvOutIn4 => gemv_out_in::<S, E, 4>(x, data.as_ptr(), k, n, out, n0, n1),
+        MatmulPath::GemvOutIn2 => gemv_out_in::<S, E, 2>(x, data.as_ptr(), k, n, out, n0, n1),
+        MatmulPath::GemmOutIn => {
             let rows = PlainRows { w: data.as_ptr(), k };
             gemm_out_in::<S, PlainRows<E>, MR, NV>(x, m, rows, w, OutStart::Bias(bias), out, n0, n1)
         }
+        other => unreachable!("f32 or f16 weights on the {other:?} path"),
     }
 }
