@@ -12,6 +12,8 @@
 //! methods, which check every length and split large ops across the threads of the current
 //! rayon pool (run on a spinning team of that size, kernels/src/team.rs).
 
+#![warn(unsafe_op_in_unsafe_fn)]
+
 mod activation;
 mod attention_args;
 mod dispatch;

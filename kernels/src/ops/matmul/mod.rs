@@ -144,8 +144,12 @@ thread_local! {
 /// Columns `n0..n1` of `out[M, N] = x[M, K] · W + bias`.
 ///
 /// # Safety
-/// The CPU supports `S`; `out` is valid for writes of `M × N` floats; no other thread writes
-/// columns `n0..n1` of it meanwhile.
+/// The CPU supports `S` (and what `D` needs); the shapes agree as [`Kernels::matmul`] checks them
+/// (`x` holds M ≥ 1 rows of K, W holds K × N elements and, for q8_0, is `(N, K)` with one scale
+/// per block of 32, the bias holds N floats); `n0 ≤ n1 ≤ N`; `out` is valid for writes of
+/// `M × N` floats; no other thread writes columns `n0..n1` of it meanwhile.
+///
+/// [`Kernels::matmul`]: crate::Kernels::matmul
 #[inline(always)]
 pub(crate) unsafe fn matmul_cols<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
     x: &[f32],
@@ -155,21 +159,31 @@ pub(crate) unsafe fn matmul_cols<S: Simd, D: Q8Matmul, const MR: usize, const NV
     n0: usize,
     n1: usize,
 ) {
-    match w.data {
-        WeightData::F32(d) => matmul_typed::<S, f32, MR, NV>(x, d, w, bias, out, n0, n1),
-        WeightData::F16(d) => matmul_typed::<S, half::f16, MR, NV>(x, d, w, bias, out, n0, n1),
-        WeightData::Q8_0 { q, scales } => matmul_q8::<S, D, MR, NV>(x, q, scales, w, bias, out, n0, n1),
+    // SAFETY: the contract above is each path's.
+    unsafe {
+        match w.data {
+            WeightData::F32(d) => matmul_typed::<S, f32, MR, NV>(x, d, w, bias, out, n0, n1),
+            WeightData::F16(d) => matmul_typed::<S, half::f16, MR, NV>(x, d, w, bias, out, n0, n1),
+            WeightData::Q8_0 { q, scales } => matmul_q8::<S, D, MR, NV>(x, q, scales, w, bias, out, n0, n1),
+        }
     }
 }
 
 /// Bias (or zero) into columns `n0..n1` of every output row.
+///
+/// # Safety
+/// `out` is valid for writes at columns `n0..n1` of `m` rows of `n`; the bias, if any, holds at
+/// least `n1` floats.
 #[inline(always)]
 unsafe fn init_out(m: usize, n: usize, bias: Option<&[f32]>, out: *mut f32, n0: usize, n1: usize) {
-    for i in 0..m {
-        let row = std::slice::from_raw_parts_mut(out.add(i * n + n0), n1 - n0);
-        match bias {
-            Some(b) => row.copy_from_slice(&b[n0..n1]),
-            None => row.fill(0.0),
+    // SAFETY: rows `i < m`, columns `n0..n1` of out, which the caller vouched for.
+    unsafe {
+        for i in 0..m {
+            let row = std::slice::from_raw_parts_mut(out.add(i * n + n0), n1 - n0);
+            match bias {
+                Some(b) => row.copy_from_slice(&b[n0..n1]),
+                None => row.fill(0.0),
+            }
         }
     }
 }
@@ -180,14 +194,17 @@ pub(crate) trait Q8Matmul {
     /// `out[j] += x · W[j, :]` for `j` in `n0..n1`: one row (decode).
     ///
     /// # Safety
-    /// As [`matmul_cols`], and the CPU has what the implementation needs.
+    /// The CPU supports `S` and what the implementation needs; `x` is one row of K (a multiple
+    /// of 32); `w` holds rows `n0..n1`; `out` is valid for reads and writes at `n0..n1`, which no
+    /// other thread writes meanwhile.
     unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize);
 
     /// Columns `n0..n1` of `out[M, N] += x · Wᵀ`: several rows (a prompt). By default exact:
     /// the weights widened into the f32 GEMM.
     ///
     /// # Safety
-    /// As [`matmul_cols`], and the CPU has what the implementation needs.
+    /// As [`matmul_cols`] for q8_0 weights (`x` holds `m` rows of K, `shape` is the weight's),
+    /// and the CPU has what the implementation needs; `out` is read as well as written.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     unsafe fn gemm<S: Simd, const MR: usize, const NV: usize>(
@@ -199,7 +216,9 @@ pub(crate) trait Q8Matmul {
         n0: usize,
         n1: usize,
     ) {
-        gemm_out_in::<S, Q8Rows, MR, NV>(x, m, rows, shape, OutStart::Ready, out, n0, n1)
+        // SAFETY: this method's contract is `gemm_out_in`'s for q8_0 rows, and out already holds
+        // the bias.
+        unsafe { gemm_out_in::<S, Q8Rows, MR, NV>(x, m, rows, shape, OutStart::Ready, out, n0, n1) }
     }
 }
 
@@ -209,11 +228,15 @@ pub(crate) struct WidenWeights;
 impl Q8Matmul for WidenWeights {
     #[inline(always)]
     unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
-        gemv_q8::<S>(x, w, out, n0, n1)
+        // SAFETY: the trait method's contract is `gemv_q8`'s.
+        unsafe { gemv_q8::<S>(x, w, out, n0, n1) }
     }
 }
 
 /// q8_0 weights `(N, K)`: the level's q8_0 GEMV for a single row (decode), its GEMM for more.
+///
+/// # Safety
+/// As [`matmul_cols`], with `q` and `scales` the weights' data.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn matmul_q8<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
@@ -226,26 +249,32 @@ unsafe fn matmul_q8<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
     n0: usize,
     n1: usize,
 ) {
-    let (k, n) = (w.k, w.n);
-    let m = x.len() / k;
-    let path = MatmulPath::choose(w.layout, WeightType::Q8_0, m, LevelShape::of::<S, NV>());
-    #[cfg(test)]
-    PATH_TAKEN.set(Some(path));
-    if path.adds_to_out() {
-        init_out(m, n, bias, out, n0, n1);
-    }
-    let rows = Q8Rows { q: q.as_ptr(), scales: scales.as_ptr(), k };
-    match path {
-        MatmulPath::Q8Gemv => {
-            for i in 0..m {
-                D::gemv::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
-            }
+    // SAFETY: as `matmul_cols` (the contract above): out holds M rows of N, x M rows of K, and the
+    // weights N rows of K bytes and K / 32 scales; the paths' contracts are that one.
+    unsafe {
+        let (k, n) = (w.k, w.n);
+        let m = x.len() / k;
+        let path = MatmulPath::choose(w.layout, WeightType::Q8_0, m, LevelShape::of::<S, NV>());
+        #[cfg(test)]
+        PATH_TAKEN.set(Some(path));
+        if path.adds_to_out() {
+            init_out(m, n, bias, out, n0, n1);
         }
-        MatmulPath::Q8Gemm => D::gemm::<S, MR, NV>(x, m, rows, w, out, n0, n1),
-        other => unreachable!("q8_0 weights on the {other:?} path"),
+        let rows = Q8Rows { q: q.as_ptr(), scales: scales.as_ptr(), k };
+        match path {
+            MatmulPath::Q8Gemv => {
+                for i in 0..m {
+                    D::gemv::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
+                }
+            }
+            MatmulPath::Q8Gemm => D::gemm::<S, MR, NV>(x, m, rows, w, out, n0, n1),
+            other => unreachable!("q8_0 weights on the {other:?} path"),
+        }
     }
 }
 
+/// # Safety
+/// As [`matmul_cols`], with `data` the weights' elements.
 #[inline(always)]
 unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
     x: &[f32],
@@ -256,30 +285,35 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
     n0: usize,
     n1: usize,
 ) {
-    let (k, n) = (w.k, w.n);
-    let m = x.len() / k;
-    let weights = if E::IS_F32 { WeightType::F32 } else { WeightType::F16 };
-    let path = MatmulPath::choose(w.layout, weights, m, LevelShape::of::<S, NV>());
-    #[cfg(test)]
-    PATH_TAKEN.set(Some(path));
-    if path.adds_to_out() {
-        init_out(m, n, bias, out, n0, n1);
-    }
-    match path {
-        MatmulPath::GemvInOut => {
-            for i in 0..m {
-                gemv_in_out::<S, E>(&x[i * k..][..k], data.as_ptr(), n, out.add(i * n), n0, n1)
+    // SAFETY: as `matmul_cols` (the contract above): out holds M rows of N, x M rows of K, and
+    // `data` K × N elements in `w.layout`; each path's contract is that one (a GEMV gets row i of x
+    // and of out).
+    unsafe {
+        let (k, n) = (w.k, w.n);
+        let m = x.len() / k;
+        let weights = if E::IS_F32 { WeightType::F32 } else { WeightType::F16 };
+        let path = MatmulPath::choose(w.layout, weights, m, LevelShape::of::<S, NV>());
+        #[cfg(test)]
+        PATH_TAKEN.set(Some(path));
+        if path.adds_to_out() {
+            init_out(m, n, bias, out, n0, n1);
+        }
+        match path {
+            MatmulPath::GemvInOut => {
+                for i in 0..m {
+                    gemv_in_out::<S, E>(&x[i * k..][..k], data.as_ptr(), n, out.add(i * n), n0, n1)
+                }
             }
+            MatmulPath::GemmInOut => gemm_in_out::<S, E, MR, NV>(x, m, data.as_ptr(), w, bias, out, n0, n1),
+            MatmulPath::GemvOneRowOutIn => gemv_one_row_out_in::<S::F16Gemv, E>(x, data.as_ptr(), k, out, n0, n1),
+            MatmulPath::GemvOutIn1 => gemv_out_in::<S, E, 1>(x, data.as_ptr(), k, n, out, n0, n1),
+            MatmulPath::GemvOutIn4 => gemv_out_in::<S, E, 4>(x, data.as_ptr(), k, n, out, n0, n1),
+            MatmulPath::GemvOutIn2 => gemv_out_in::<S, E, 2>(x, data.as_ptr(), k, n, out, n0, n1),
+            MatmulPath::GemmOutIn => {
+                let rows = PlainRows { w: data.as_ptr(), k };
+                gemm_out_in::<S, PlainRows<E>, MR, NV>(x, m, rows, w, OutStart::Bias(bias), out, n0, n1)
+            }
+            other => unreachable!("f32 or f16 weights on the {other:?} path"),
         }
-        MatmulPath::GemmInOut => gemm_in_out::<S, E, MR, NV>(x, m, data.as_ptr(), w, bias, out, n0, n1),
-        MatmulPath::GemvOneRowOutIn => gemv_one_row_out_in::<S::F16Gemv, E>(x, data.as_ptr(), k, out, n0, n1),
-        MatmulPath::GemvOutIn1 => gemv_out_in::<S, E, 1>(x, data.as_ptr(), k, n, out, n0, n1),
-        MatmulPath::GemvOutIn4 => gemv_out_in::<S, E, 4>(x, data.as_ptr(), k, n, out, n0, n1),
-        MatmulPath::GemvOutIn2 => gemv_out_in::<S, E, 2>(x, data.as_ptr(), k, n, out, n0, n1),
-        MatmulPath::GemmOutIn => {
-            let rows = PlainRows { w: data.as_ptr(), k };
-            gemm_out_in::<S, PlainRows<E>, MR, NV>(x, m, rows, w, OutStart::Bias(bias), out, n0, n1)
-        }
-        other => unreachable!("f32 or f16 weights on the {other:?} path"),
     }
 }

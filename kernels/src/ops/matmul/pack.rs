@@ -29,6 +29,10 @@ pub(super) fn pack_rows<const R: usize>(x: &[f32], m: usize, k: usize, dst: &mut
 
 /// Packs `W[k0..k0+kc, j0..j0+nc]` of an `(in, out)` W with `n` columns as one `[kc][NR]`
 /// panel of f32, zero-padding columns past `nc`.
+///
+/// # Safety
+/// The CPU supports `S`; `w` holds rows `k0..k0 + kc` of `n` elements, with `j0 + nc ≤ n` and
+/// `nc ≤ NR` (NV · LANES); `panel` holds at least `kc × NR` floats.
 #[inline(always)]
 pub(super) unsafe fn pack_panel<S: Simd, E: Elem, const NV: usize>(
     w: *const E,
@@ -39,16 +43,20 @@ pub(super) unsafe fn pack_panel<S: Simd, E: Elem, const NV: usize>(
     nc: usize,
     panel: &mut [f32],
 ) {
-    let nr = NV * S::LANES;
-    for kk in 0..kc {
-        let (src, row) = (w.add((k0 + kk) * n + j0), panel.as_mut_ptr().add(kk * nr));
-        if nc == nr {
-            for v in 0..NV {
-                E::load::<S>(src.add(v * S::LANES)).store(row.add(v * S::LANES));
-            }
-        } else {
-            for c in 0..nr {
-                *row.add(c) = if c < nc { (*src.add(c)).to_f32() } else { 0.0 };
+    // SAFETY: the contract above: row `k0 + kk` of W is read at columns `j0..j0 + nc` (whole
+    // vectors when nc = NR), into row kk of the panel, NR floats.
+    unsafe {
+        let nr = NV * S::LANES;
+        for kk in 0..kc {
+            let (src, row) = (w.add((k0 + kk) * n + j0), panel.as_mut_ptr().add(kk * nr));
+            if nc == nr {
+                for v in 0..NV {
+                    E::load::<S>(src.add(v * S::LANES)).store(row.add(v * S::LANES));
+                }
+            } else {
+                for c in 0..nr {
+                    *row.add(c) = if c < nc { (*src.add(c)).to_f32() } else { 0.0 };
+                }
             }
         }
     }

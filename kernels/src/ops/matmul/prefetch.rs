@@ -37,20 +37,26 @@ impl LineFetch {
     }
 
     /// Prefetches the next line, if any.
+    ///
+    /// # Safety
+    /// The CPU supports `S`. (The lines may be any addresses: prefetches never fault.)
     #[inline(always)]
     pub(super) unsafe fn next<S: Simd>(&mut self) {
-        if self.left == 0 {
-            return;
-        }
-        S::prefetch(self.at);
-        self.left -= 1;
-        self.left_in_run -= 1;
-        if self.left_in_run == 0 {
-            self.run = self.run.wrapping_add(self.stride);
-            self.at = self.run;
-            self.left_in_run = self.run_lines;
-        } else {
-            self.at = self.at.wrapping_add(64);
+        // SAFETY: the CPU supports `S` (the contract above); a prefetch never faults.
+        unsafe {
+            if self.left == 0 {
+                return;
+            }
+            S::prefetch(self.at);
+            self.left -= 1;
+            self.left_in_run -= 1;
+            if self.left_in_run == 0 {
+                self.run = self.run.wrapping_add(self.stride);
+                self.at = self.run;
+                self.left_in_run = self.run_lines;
+            } else {
+                self.at = self.at.wrapping_add(64);
+            }
         }
     }
 }
