@@ -6,9 +6,11 @@ use crate::attention_args::AttentionHead;
 use crate::elem::Elem;
 use crate::weight::{Layout, Weight, WeightData, Q8_BLOCK};
 
-/// `out[M, N] = x[M, K] · W + bias`.
+/// `out[M, N] = x[M, K] · W + bias`, with `M = x.len() / K`.
 pub fn matmul(x: &[f32], w: Weight, bias: Option<&[f32]>, out: &mut [f32]) {
-    // SAFETY: `out` is a live exclusive slice of M×N floats; the columns are all of 0..N.
+    assert!(out.len() >= x.len() / w.k * w.n, "scalar::matmul: out is shorter than M×N");
+    // SAFETY: `out` is a live exclusive slice of at least M×N floats (checked above); the columns
+    // are all of 0..N.
     unsafe { matmul_cols(x, w, bias, out.as_mut_ptr(), 0, w.n) }
 }
 
@@ -128,7 +130,11 @@ pub fn softmax(x: &mut [f32]) {
 /// Attention of one head: `out[i] = softmax(scale · q[i] · Kᵀ) · V` over the visible positions.
 /// `scores` is scratch of at least `T` floats; row `i` of the output is `out[i * out_stride ..][..D]`.
 pub fn attention(h: &AttentionHead, scores: &mut [f32], out: &mut [f32], out_stride: usize) {
-    // SAFETY: `out` is a live exclusive slice; the caller's lengths were checked by `Kernels`.
+    assert!(
+        h.n_queries == 0 || out.len() >= (h.n_queries - 1) * out_stride + h.d,
+        "scalar::attention: out is shorter than its rows"
+    );
+    // SAFETY: `out` is a live exclusive slice that holds every query's row (checked above).
     unsafe { attention_head(h, scores, out.as_mut_ptr(), out_stride) }
 }
 

@@ -637,3 +637,36 @@ fn a_matmul_of_no_rows_writes_nothing() {
         }
     }
 }
+
+/// The scalar reference is a safe API: an output too short for M × N is refused, not written past.
+#[test]
+#[should_panic(expected = "scalar::matmul: out is shorter than M×N")]
+fn scalar_matmul_refuses_a_short_output() {
+    let w = [0.5f32; 4 * 3];
+    let weight = Weight { data: WeightData::F32(&w), k: 4, n: 3, layout: Layout::InOut };
+    scalar::matmul(&[1.0; 2 * 4], weight, None, &mut [0.0; 2 * 3 - 1]);
+}
+
+/// As [`scalar_matmul_refuses_a_short_output`], for attention's output rows.
+#[test]
+#[should_panic(expected = "scalar::attention: out is shorter than its rows")]
+fn scalar_attention_refuses_a_short_output() {
+    let (d, m) = (4, 3);
+    let (q, kv) = (vec![0.1; m * d], vec![0.2; m * d]);
+    let layer = AttentionLayer {
+        q: &q,
+        q_stride: d,
+        keys: WeightData::F32(&kv),
+        values: WeightData::F32(&kv),
+        head_stride: m * d,
+        slots: m,
+        n_head: 1,
+        d,
+        n_queries: m,
+        first_pos: 0,
+        scale: 1.0,
+        window: None,
+        extras: AttentionExtras::default(),
+    };
+    scalar::attention(&layer.head(0), &mut [0.0; 3], &mut [0.0; 3 * 4 - 1], d);
+}
