@@ -353,8 +353,7 @@ impl Kernels {
     }
 
     /// The activation in place; a prompt's worth (at least [`PARALLEL_MIN_ELEMENTS`]) split
-    /// across the pool: on one thread GELU was ~1.5% of a one-thread prompt, and the other
-    /// thread waited for it.
+    /// across the pool, so that the other threads do not wait while one computes it all.
     pub fn activation(&self, kind: Activation, x: &mut [f32]) {
         let (len, threads) = (x.len(), rayon::current_num_threads());
         if threads <= 1 || len < PARALLEL_MIN_ELEMENTS {

@@ -535,7 +535,7 @@ fn q8_0_integer_dots_stay_within_the_activation_rounding() {
 
 /// Extreme but finite blocks. One so small that 127 / max |x| overflows quantizes to zeros on
 /// the integer levels, and every level matches its oracle. One whose |x| sum overflows f32 (each
-/// value ~1e37) must stay finite on the integer levels (it once got a NaN scale there); the
+/// value ~1e37) must stay finite on the integer levels (its scale must not become NaN); the
 /// widening levels multiply x by the int8 weight before the scale and overflow from |x| ≈ 2.7e36
 /// on, as any f32 arithmetic on such activations would, so they are not asked. GEMV and GEMM.
 #[test]

@@ -1,8 +1,8 @@
 //! Attention of a prompt's queries in tiles: the GEMM's micro-kernel, twice per block of queries.
 //!
 //! One query at a time (ops::attention) reads every visible key and value once per query and
-//! ends each score with a horizontal sum, so a 128-token prompt after 896 tokens of context cost
-//! 2.3–2.6 ms more per token than at depth 0 (docs/PERFORMANCE.md). Here a head's visible keys
+//! ends each score with a horizontal sum, so a prompt's cost per token grows with the context it
+//! follows (docs/PERFORMANCE.md, prompt attention in tiles). Here a head's visible keys
 //! are packed once per call into `D × NR` panels (keys transposed, NR keys wide) and its values
 //! into `span × NR` panels (NR of the D columns wide); then each block of MR queries runs
 //! [`micro_kernel`] for `scores = q · Kᵀ` (MR × NR scores per panel, no horizontal sums) and,
@@ -59,7 +59,7 @@ pub(crate) unsafe fn attend_tiles<S: Simd, E: Elem, const MR: usize, const NV: u
         let row_len = hi + nr;
         let sizes = [key_panels * d * nr, d_panels * span * nr, MR * row_len, MR * d, MR * nr];
         let need: usize = sizes.iter().sum();
-        // Taken out of the thread-local and put back after, so that no closure holds the vector code.
+        // Taken out of the thread-local and put back after: no closure may hold the vector code.
         let mut scratch = SCRATCH.with(|cell| cell.take());
         if scratch.len() < need {
             scratch.resize(need, 0.0);

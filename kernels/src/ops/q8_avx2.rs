@@ -117,7 +117,7 @@ unsafe fn quantize_block(x: *const f32) -> (__m256i, f32) {
     // SAFETY: the contract above: four loads of eight floats from `x`, which holds 32.
     unsafe {
         // Loops, not closures: a closure would not inherit the caller's target features, and its
-        // intrinsics became calls.
+        // intrinsics would become calls.
         let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
         let inf = _mm256_set1_ps(f32::INFINITY);
         let (mut v, mut amax, mut bad) = ([_mm256_setzero_ps(); 4], _mm256_setzero_ps(), 0);
@@ -149,14 +149,16 @@ unsafe fn quantize_block(x: *const f32) -> (__m256i, f32) {
 /// Blocks whose integer sums are gathered into one vector (two unpack-and-add rounds leave one
 /// lane per block in each 128-bit half) before a single conversion and FMA with their scales.
 /// The two multiply-adds per block share one pipe on Zen 1 and bound the loop there; a
-/// conversion and an FMA per block add work to that pipe and the conversion's single one, the
-/// folding runs on the shuffle and add pipes instead (decode +7%, docs/PERFORMANCE.md).
+/// conversion and an FMA per block would add work to that pipe and to the conversion's single
+/// one, while the folding runs on the shuffle and add pipes (docs/PERFORMANCE.md, q8_0 decoding
+/// on AVX2).
 const GROUP: usize = 4;
 
 /// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W q8_0 `(N, K)`, x quantized.
 ///
-/// One weight row at a time: tiles of two or four rows sharing each x block's registers
-/// decoded 12–14% slower on Zen 1 (x's blocks are L1 loads either way; docs/PERFORMANCE.md).
+/// One weight row at a time: one weight stream in flight. Tiles of two or four rows would share
+/// each x block's registers, but x's blocks are L1 loads either way, and the extra streams cost
+/// more than that saves (docs/PERFORMANCE.md, q8_0 decoding on AVX2).
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; W holds N × K bytes and N × K / 32 scales; `out` is valid for
@@ -177,8 +179,8 @@ unsafe fn gemv_q8_maddubs(x: &QuantizedRow, w: Q8Rows, out: *mut f32, n0: usize,
             let mut acc = _mm256_setzero_ps();
             for b in (0..grouped).step_by(GROUP) {
                 let at = b * Q8_BLOCK;
-                // The same lines eight rows on keep enough of them in flight; into L1 (T0)
-                // decoded 5% faster than into L2 (T1) on Zen 4, and without it 25% slower.
+                // The same lines eight rows on keep enough of them in flight; into L1 (T0), as
+                // this loop reads them soon after (docs/PERFORMANCE.md, GEMV prefetch distance).
                 _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + PREFETCH_ROWS * k));
                 _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + 64 + PREFETCH_ROWS * k));
                 let dot = |i: usize| {

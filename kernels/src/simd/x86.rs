@@ -147,7 +147,7 @@ impl Simd for Avx2 {
             #[allow(clippy::needless_range_loop)]
             for v in 0..NV {
                 let r: [__m256; 6] = std::array::from_fn(|i| acc[i][v].0);
-                // t[2q], t[2q + 1]: rows 2q and 2q + 1 interleaved, columns 0–1 and 2–3 of each lane.
+                // t[2q], t[2q + 1]: rows 2q and 2q + 1 interleaved, columns 0–1 and 2–3 per lane.
                 let t = [lo(r[0], r[1]), hi(r[0], r[1]), lo(r[2], r[3]), hi(r[2], r[3])];
                 let t2 = [lo(r[4], r[5]), hi(r[4], r[5]), zero, zero];
                 // u[i]: rows 0–3 (w[i]: rows 4–7) of column 4·lane + i, in each 128-bit lane.
@@ -169,8 +169,9 @@ impl Simd for Avx2 {
                         if c < cols {
                             let d = dst.add(c * ld);
                             let (mut four, mut two) = (_mm256_castps256_ps128(x), _mm256_extractf128_ps::<1>(x));
-                            // `loadl`/`storel_epi64` move 8 bytes at any alignment (`_mm_load_sd` and
-                            // `_mm_store_sd` would read an f64 through the pointer: d may be 4-aligned).
+                            // `loadl`/`storel_epi64` move 8 bytes at any alignment (`_mm_load_sd`
+                            // and `_mm_store_sd` would read an f64 through the pointer: d may be
+                            // 4-aligned).
                             if accumulate {
                                 four = _mm_add_ps(four, _mm_loadu_ps(d));
                                 two = _mm_add_ps(two, _mm_castsi128_ps(_mm_loadl_epi64(d.add(4) as *const __m128i)));
@@ -318,7 +319,7 @@ impl Simd for Avx512 {
             #[allow(clippy::needless_range_loop)]
             for v in 0..NV {
                 let r: [__m512; 8] = std::array::from_fn(|i| acc[i][v].0);
-                // t[2q], t[2q + 1]: rows 2q and 2q + 1 interleaved, columns 0–1 and 2–3 of each lane.
+                // t[2q], t[2q + 1]: rows 2q and 2q + 1 interleaved, columns 0–1 and 2–3 per lane.
                 let t = [lo(r[0], r[1]), hi(r[0], r[1]), lo(r[2], r[3]), hi(r[2], r[3])];
                 let t2 = [lo(r[4], r[5]), hi(r[4], r[5]), lo(r[6], r[7]), hi(r[6], r[7])];
                 // u[i]: rows 0–3 (w[i]: rows 4–7) of column 4·lane + i, in each 128-bit lane.
@@ -332,8 +333,8 @@ impl Simd for Avx512 {
                 };
                 for i in 0..4 {
                     let (u, w) = (quad(&t, i), quad(&t2, i));
-                    // Lanes (u0, u1, w0, w1) reordered to (u0, w0, u1, w1), and the same for lanes 2
-                    // and 3: each 256-bit half is then one column.
+                    // Lanes (u0, u1, w0, w1) reordered to (u0, w0, u1, w1), and the same for lanes
+                    // 2 and 3: each 256-bit half is then one column.
                     let (first, last) = (_mm512_shuffle_f32x4::<0x44>(u, w), _mm512_shuffle_f32x4::<0xEE>(u, w));
                     let (low, high) =
                         (_mm512_shuffle_f32x4::<0xD8>(first, first), _mm512_shuffle_f32x4::<0xD8>(last, last));

@@ -44,8 +44,8 @@ pub(super) unsafe fn gemm_in_out<S: Simd, E: Elem, const MR: usize, const NV: us
         let nr = NV * S::LANES;
         let group = NG.next_multiple_of(nr);
         let blocks = m.div_ceil(MR);
-        // Taken out of the thread-local and put back after, so that no closure holds the vector code
-        // (closures would not inherit the caller's target features).
+        // Taken out of the thread-local and put back after, so that no closure holds the vector
+        // code (closures would not inherit the caller's target features).
         let mut scratch = SCRATCH.with(|cell| cell.take());
         let need = KC * nr + blocks * MR * k + MR * nr;
         if scratch.len() < need {
@@ -55,9 +55,9 @@ pub(super) unsafe fn gemm_in_out<S: Simd, E: Elem, const MR: usize, const NV: us
             let (panel, rest) = scratch.split_at_mut(KC * nr);
             let (xp, tile) = rest.split_at_mut(blocks * MR * k);
             pack_rows::<MR>(x, m, k, xp);
-            // Panels in the order they are multiplied: column groups, then K steps, then the group's
-            // panels. Each is packed just before its micro-tiles (the packed copy stays in L1), and
-            // those micro-tiles prefetch the next panel's rows of W.
+            // Panels in the order they are multiplied: column groups, then K steps, then the
+            // group's panels. Each is packed just before its micro-tiles (the packed copy stays in
+            // L1), and those micro-tiles prefetch the next panel's rows of W.
             let mut order = (n0..n1).step_by(group).flat_map(|g0| {
                 let g1 = (g0 + group).min(n1);
                 (0..k).step_by(KC).flat_map(move |k0| (g0..g1).step_by(nr).map(move |j0| (k0, j0, nr.min(g1 - j0))))

@@ -65,9 +65,9 @@ pub(super) unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const N
         {
             let (xt, rest) = scratch.split_at_mut(panels * k * nr);
             let (a_pad, tile) = rest.split_at_mut(MC_OUT_IN.next_multiple_of(MR) * KC_OUT_IN);
-            // xᵀ panels: panel p holds rows p·NR.. of x as [K][NR], zero-padded past M. (In the
-            // levels' code the compiler turned this transposition into AVX-512 scatters: 5% of a
-            // prompt; [`pack_rows`] is compiled apart, for the NR of each level.)
+            // xᵀ panels: panel p holds rows p·NR.. of x as [K][NR], zero-padded past M.
+            // [`pack_rows`] is compiled apart, for the NR of each level: inlined into the levels'
+            // code, this transposition would become slow AVX-512 scatters.
             const { assert!(NV * S::LANES == 16 || NV * S::LANES == 32, "a GEMM panel of 16 or 32 rows of x") };
             match nr {
                 16 => pack_rows::<16>(x, m, k, xt),
@@ -91,7 +91,7 @@ pub(super) unsafe fn gemm_out_in<S: Simd, R: OutInRows, const MR: usize, const N
                     }
                     a_pad[rows * KC_OUT_IN..padded * KC_OUT_IN].fill(0.0);
                     // The next block's weight rows are fetched over this block's micro-tiles: read
-                    // in bursts, one block at a time, they left the widening waiting on DRAM.
+                    // in bursts, one block at a time, they would stall the widening on DRAM.
                     let next = if jb + rows < n1 {
                         Some((jb + rows, k0, kc))
                     } else {

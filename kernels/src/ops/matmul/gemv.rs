@@ -48,7 +48,7 @@ pub(super) unsafe fn gemv_out_in<S: Simd, E: Elem, const XR: usize>(
                 let mut acc = [[S::zero(); 4]; XR];
                 let mut i = 0;
                 while i < full {
-                    // Indexed, not iterated: loops LLVM unrolls, with the accumulators in registers.
+                    // Indexed, not iterated: loops LLVM unrolls, accumulators in registers.
                     #[allow(clippy::needless_range_loop)]
                     for r in 0..4 {
                         // The same column eight rows on: keeps enough lines in flight.
@@ -71,11 +71,10 @@ pub(super) unsafe fn gemv_out_in<S: Simd, E: Elem, const XR: usize>(
 }
 
 /// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W stored `(N, K)`: decoding's GEMV, one weight
-/// row per pass with four accumulators along K. Against tiles of four rows (the few-row path's
-/// shape at one row of x) it keeps one weight stream in flight at a time, which decoded an f16
-/// file 8–9% faster on Zen 1, as the q8_0 GEMV found. On an AVX-512 Xeon it is run with 256-bit
-/// vectors ([`Simd::F16Gemv`]): 512-bit ones were 9% slower than the tiles there, eight
-/// accumulators of them level with the tiles, 256-bit ones 3–8% faster (docs/PERFORMANCE.md).
+/// row per pass with four accumulators along K. Unlike tiles of four rows (the few-row path's
+/// shape at one row of x) it keeps one weight stream in flight at a time, as the q8_0 GEMVs do.
+/// It runs on the level's [`Simd::F16Gemv`] vectors: 256-bit ones on AVX-512 too, which stream
+/// f16 weights faster than 512-bit ones (docs/PERFORMANCE.md, f16 decoding).
 ///
 /// # Safety
 /// The CPU supports `S`; `x` holds at least `k` floats; `w` holds rows `n0..n1` of `k` elements;

@@ -39,12 +39,11 @@ use crate::weight::{Layout, Weight, WeightData};
 /// From this many rows on, the GEMM path is used.
 const GEMM_MIN_ROWS: usize = 2;
 
-/// Whether an `(out, in)` f32/f16 matmul of `m` rows on `level` streams the weights once per tile of
-/// [`gemv_out_in`](gemv::gemv_out_in) instead of running the GEMM, whose panels of NR rows of x
-/// (NR = 32 with AVX-512, 16 with AVX2 and NEON) are mostly padding for a short prompt: below
-/// 3/4 of NR.
-/// 2-token f16 prompts ran 4× faster; the measured crossover was about 24 rows on AVX-512 and
-/// 12 on AVX2 (docs/PERFORMANCE.md, session 7; NEON is not measured).
+/// Whether an `(out, in)` f32/f16 matmul of `m` rows on `level` streams the weights once per
+/// tile of [`gemv_out_in`](gemv::gemv_out_in) instead of running the GEMM, whose panels of NR rows
+/// of x (NR = 32 with AVX-512, 16 with AVX2 and NEON) are mostly padding for a short prompt:
+/// below 3/4 of NR, where the tiles beat the GEMM on AVX2 and AVX-512 (docs/PERFORMANCE.md,
+/// few-row GEMV tiles; NEON takes the same rule without a measurement of its own).
 #[inline(always)]
 fn few_rows(m: usize, level: LevelShape) -> bool {
     4 * m < 3 * level.panel_rows
@@ -112,10 +111,9 @@ impl MatmulPath {
             (WeightType::Q8_0, _) => MatmulPath::Q8Gemm,
             (_, Layout::InOut) if one_row => MatmulPath::GemvInOut,
             (_, Layout::InOut) => MatmulPath::GemmInOut,
-            // f16 decodes one weight row at a time, with 256-bit vectors on AVX-512 too (both
-            // measured faster than four-row tiles: docs/PERFORMANCE.md, sessions 9 and 10). f32,
-            // which needs more bandwidth per multiply-add, measured 2–6% slower one row at a time
-            // on Zen 1.
+            // f16 decodes one weight row at a time (one weight stream in flight), on 256-bit
+            // vectors on AVX-512 too; f32, with twice the bytes per multiply-add, decodes faster
+            // in tiles of four weight rows (docs/PERFORMANCE.md, f16 decoding).
             (WeightType::F16, Layout::OutIn) if one_row => MatmulPath::GemvOneRowOutIn,
             (_, Layout::OutIn) if one_row => MatmulPath::GemvOutIn1,
             // Four rows of x per tile where 32 registers hold the 16 accumulators, else two.
@@ -188,8 +186,8 @@ unsafe fn init_out(m: usize, n: usize, bias: Option<&[f32]>, out: *mut f32, n0: 
     }
 }
 
-/// How activations meet q8_0 weights: the level's choice, measured in docs/PERFORMANCE.md
-/// ("q8_0 decode: widen or integer dots").
+/// How activations meet q8_0 weights: the level's choice (docs/PERFORMANCE.md, q8_0 decode:
+/// widen or integer dots).
 pub(crate) trait Q8Matmul {
     /// `out[j] += x · W[j, :]` for `j` in `n0..n1`: one row (decode).
     ///

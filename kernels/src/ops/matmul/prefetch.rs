@@ -3,9 +3,9 @@
 
 use crate::simd::Simd;
 
-/// How many rows ahead the `(out, in)` GEMVs prefetch. Four rows (3 KB of q8_0 at K = 768)
-/// left the q8_0 GEMVs waiting on memory; eight gained 7–16% there and up to 10% for f16 on one
-/// thread, nothing lost for f32 (docs/PERFORMANCE.md, session 4).
+/// How many rows ahead the `(out, in)` GEMVs prefetch. q8_0 rows are short (768 bytes at
+/// K = 768), so four rows ahead are too little to hide memory latency; eight are enough, for f16
+/// too, and cost f32 nothing (docs/PERFORMANCE.md, GEMV prefetch distance).
 pub(crate) const PREFETCH_ROWS: usize = 8;
 
 /// Cache lines to prefetch from inside micro-kernels, one at a time: `rows` runs of bytes,
