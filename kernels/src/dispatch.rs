@@ -352,7 +352,7 @@ impl Kernels {
         unsafe { (self.fns.layernorm)(x, gamma, beta, eps, out) }
     }
 
-    /// The activation in place; a prompt's worth (at least [`PARALLEL_MIN_ELEMENTS`]) split
+    /// The activation in place; a prompt's worth (at least `PARALLEL_MIN_ELEMENTS`) split
     /// across the pool, so that the other threads do not wait while one computes it all.
     pub fn activation(&self, kind: Activation, x: &mut [f32]) {
         let (len, threads) = (x.len(), rayon::current_num_threads());

@@ -26,7 +26,7 @@ pub(crate) unsafe fn micro_kernel<S: Simd, const MR: usize, const NV: usize>(
 }
 
 /// k steps of [`micro_tile`] between two prefetches (lines left over are issued after the
-/// tile). At [`KC`](super::gemm_in_out::KC) that spreads 32 lines over a micro-tile: what one
+/// tile). At the `(in, out)` GEMM's depth `KC` that spreads 32 lines over a micro-tile: what one
 /// AVX-512 panel of f32 weights (256 rows × 128 bytes) needs over the 16 micro-tiles of a
 /// 128-row prompt.
 const FETCH_EVERY: usize = 8;

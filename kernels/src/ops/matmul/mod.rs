@@ -40,10 +40,10 @@ use crate::weight::{Layout, Weight, WeightData};
 const GEMM_MIN_ROWS: usize = 2;
 
 /// Whether an `(out, in)` f32/f16 matmul of `m` rows on `level` streams the weights once per
-/// tile of [`gemv_out_in`](gemv::gemv_out_in) instead of running the GEMM, whose panels of NR rows
-/// of x (NR = 32 with AVX-512, 16 with AVX2 and NEON) are mostly padding for a short prompt:
-/// below 3/4 of NR, where the tiles beat the GEMM on AVX2 and AVX-512 (docs/PERFORMANCE.md,
-/// few-row GEMV tiles; NEON takes the same rule without a measurement of its own).
+/// tile of [`gemv_out_in`] instead of running the GEMM, whose panels of NR rows of x (NR = 32
+/// with AVX-512, 16 with AVX2 and NEON) are mostly padding for a short prompt: below 3/4 of NR,
+/// where the tiles beat the GEMM on AVX2 and AVX-512 (docs/PERFORMANCE.md, few-row GEMV tiles;
+/// NEON takes the same rule without a measurement of its own).
 #[inline(always)]
 fn few_rows(m: usize, level: LevelShape) -> bool {
     4 * m < 3 * level.panel_rows
@@ -81,7 +81,7 @@ pub(crate) enum WeightType {
 pub(crate) enum MatmulPath {
     /// `(in, out)` f32/f16, one row: [`gemv_in_out`].
     GemvInOut,
-    /// `(in, out)` f32/f16, more rows: [`gemm_in_out`].
+    /// `(in, out)` f32/f16, more rows: [`gemm_in_out()`].
     GemmInOut,
     /// `(out, in)` f16, one row: [`gemv_one_row_out_in`], on the level's [`Simd::F16Gemv`].
     GemvOneRowOutIn,
@@ -93,7 +93,7 @@ pub(crate) enum MatmulPath {
     /// `(out, in)` f32/f16, a few rows on a level with fewer registers: [`gemv_out_in`], tiles of
     /// two rows of x.
     GemvOutIn2,
-    /// `(out, in)` f32/f16, more rows: [`gemm_out_in`].
+    /// `(out, in)` f32/f16, more rows: [`gemm_out_in()`].
     GemmOutIn,
     /// q8_0, one row: the level's [`Q8Matmul::gemv`].
     Q8Gemv,
