@@ -144,8 +144,8 @@ thread_local! {
 /// # Safety
 /// The CPU supports `S` (and what `D` needs); the shapes agree as [`Kernels::matmul`] checks them
 /// (`x` holds M ≥ 1 rows of K, W holds K × N elements and, for q8_0, is `(N, K)` with one scale
-/// per block of 32, the bias holds N floats); `n0 ≤ n1 ≤ N`; `out` is valid for writes of
-/// `M × N` floats; no other thread writes columns `n0..n1` of it meanwhile.
+/// per block of 32, the bias holds N floats); `n0 ≤ n1 ≤ N`; `out` is valid for reads and
+/// writes of `M × N` floats; no other thread writes columns `n0..n1` of it meanwhile.
 ///
 /// [`Kernels::matmul`]: crate::Kernels::matmul
 #[inline(always)]
