@@ -3,9 +3,11 @@
 
 use std::sync::OnceLock;
 
+use crate::activation::Activation;
+use crate::attention_args::AttentionLayer;
+use crate::isa::{self, Fns};
 use crate::team::parallel_for;
-
-use crate::{isa, Activation, AttentionHead, AttentionLayer, Layout, Weight, WeightData, Q8_BLOCK};
+use crate::weight::{Layout, Weight, WeightData, Q8_BLOCK};
 
 /// A family of kernel implementations, from the portable reference up to the widest SIMD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -205,22 +207,6 @@ pub fn init(requested: Option<&str>) -> Result<&'static Kernels, LevelError> {
     Ok(*CHOSEN.get_or_init(|| k))
 }
 
-/// Columns `n0..n1` of `out[M, N] = x · W + bias`, writing through a raw output pointer.
-type MatmulCols = unsafe fn(&[f32], Weight, Option<&[f32]>, *mut f32, usize, usize);
-type LayerNorm = unsafe fn(&[f32], &[f32], &[f32], f32, &mut [f32]);
-
-/// One implementation of every op. Each entry is `unsafe` to call: it needs its ISA and trusts
-/// its arguments' lengths, which the [`Kernels`] methods check.
-#[derive(Clone, Copy)]
-pub(crate) struct Fns {
-    pub matmul_cols: MatmulCols,
-    pub layernorm: LayerNorm,
-    pub activation: unsafe fn(Activation, &mut [f32]),
-    pub softmax: unsafe fn(&mut [f32]),
-    pub attention_head: unsafe fn(&AttentionHead, &mut [f32], *mut f32, usize),
-    pub sum: unsafe fn(&[f32]) -> f32,
-}
-
 /// A pointer into an output that several threads write, each to its own disjoint part.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
@@ -302,6 +288,10 @@ impl Kernels {
         if let Some(b) = bias {
             assert_eq!(b.len(), n, "matmul: bias is not N long");
         }
+        // The kernels take at least one row: the f16 `(out, in)` GEMV reads a row of x per call.
+        if m == 0 {
+            return;
+        }
         let threads = rayon::current_num_threads();
         let dst = SharedOut(out.as_mut_ptr());
         if threads <= 1 || m * k * n < PARALLEL_MIN_MACS {
@@ -362,9 +352,8 @@ impl Kernels {
         unsafe { (self.fns.layernorm)(x, gamma, beta, eps, out) }
     }
 
-    /// The activation in place; a prompt's worth (at least [`PARALLEL_MIN_ELEMENTS`]) split
-    /// across the pool: on one thread GELU was ~1.5% of a one-thread prompt, and the other
-    /// thread waited for it.
+    /// The activation in place; a prompt's worth (at least `PARALLEL_MIN_ELEMENTS`) split
+    /// across the pool, so that the other threads do not wait while one computes it all.
     pub fn activation(&self, kind: Activation, x: &mut [f32]) {
         let (len, threads) = (x.len(), rayon::current_num_threads());
         if threads <= 1 || len < PARALLEL_MIN_ELEMENTS {

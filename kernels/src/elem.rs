@@ -23,7 +23,8 @@ impl Elem for f32 {
     }
     #[inline(always)]
     unsafe fn load<S: Simd>(p: *const f32) -> S {
-        S::load(p)
+        // SAFETY: as `Elem::load` requires of the caller, which `Simd::load` asks for.
+        unsafe { S::load(p) }
     }
 }
 
@@ -35,6 +36,8 @@ impl Elem for f16 {
     }
     #[inline(always)]
     unsafe fn load<S: Simd>(p: *const f16) -> S {
-        S::load_f16(p as *const u16)
+        // SAFETY: as `Elem::load` requires of the caller: `p` holds `LANES` f16, which
+        // `Simd::load_f16` reads as bits.
+        unsafe { S::load_f16(p as *const u16) }
     }
 }

@@ -1,12 +1,16 @@
 //! Scalar reference kernels: the readable twin and test oracle of every SIMD variant, and the
 //! kernels of the `scalar` level on CPUs without a supported vector ISA.
 
+use crate::activation::Activation;
+use crate::attention_args::AttentionHead;
 use crate::elem::Elem;
-use crate::{Activation, AttentionHead, Layout, Weight, WeightData, Q8_BLOCK};
+use crate::weight::{Layout, Weight, WeightData, Q8_BLOCK};
 
-/// `out[M, N] = x[M, K] · W + bias`.
+/// `out[M, N] = x[M, K] · W + bias`, with `M = x.len() / K`.
 pub fn matmul(x: &[f32], w: Weight, bias: Option<&[f32]>, out: &mut [f32]) {
-    // SAFETY: `out` is a live exclusive slice of M×N floats; the columns are all of 0..N.
+    assert!(out.len() >= x.len() / w.k * w.n, "scalar::matmul: out is shorter than M×N");
+    // SAFETY: `out` is a live exclusive slice of at least M×N floats (checked above); the columns
+    // are all of 0..N.
     unsafe { matmul_cols(x, w, bias, out.as_mut_ptr(), 0, w.n) }
 }
 
@@ -16,8 +20,10 @@ pub fn matmul(x: &[f32], w: Weight, bias: Option<&[f32]>, out: &mut [f32]) {
 /// `out` must be valid for writes of `M × N` floats, where `M = x.len() / K`.
 pub(crate) unsafe fn matmul_cols(x: &[f32], w: Weight, bias: Option<&[f32]>, out: *mut f32, n0: usize, n1: usize) {
     match w.data {
-        WeightData::F32(d) => matmul_cols_typed(x, d, w.k, w.n, w.layout, bias, out, n0, n1),
-        WeightData::F16(d) => matmul_cols_typed(x, d, w.k, w.n, w.layout, bias, out, n0, n1),
+        // SAFETY: the contract above is `matmul_cols_typed`'s.
+        WeightData::F32(d) => unsafe { matmul_cols_typed(x, d, w.k, w.n, w.layout, bias, out, n0, n1) },
+        // SAFETY: as above.
+        WeightData::F16(d) => unsafe { matmul_cols_typed(x, d, w.k, w.n, w.layout, bias, out, n0, n1) },
         WeightData::Q8_0 { q, scales } => {
             // Each output: per block, the int8 dot product in f32, times the block's scale.
             let k = w.k;
@@ -30,13 +36,15 @@ pub(crate) unsafe fn matmul_cols(x: &[f32], w: Weight, bias: Option<&[f32]>, out
                         acc += dot * scales[(j * k) / Q8_BLOCK + b].to_f32();
                     }
                     // SAFETY: row i, column j lies inside the M×N output the caller vouched for.
-                    *out.add(i * w.n + j) = acc;
+                    unsafe { *out.add(i * w.n + j) = acc };
                 }
             }
         }
     }
 }
 
+/// # Safety
+/// `out` must be valid for writes of `M × n` floats, where `M = x.len() / k`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn matmul_cols_typed<E: Elem>(
     x: &[f32],
@@ -51,7 +59,7 @@ unsafe fn matmul_cols_typed<E: Elem>(
 ) {
     for (i, x_row) in x.chunks_exact(k).enumerate() {
         // SAFETY: row i, columns n0..n1 lie inside the M×N output the caller vouched for.
-        let out_row = std::slice::from_raw_parts_mut(out.add(i * n + n0), n1 - n0);
+        let out_row = unsafe { std::slice::from_raw_parts_mut(out.add(i * n + n0), n1 - n0) };
         match bias {
             Some(b) => out_row.copy_from_slice(&b[n0..n1]),
             None => out_row.fill(0.0),
@@ -122,7 +130,11 @@ pub fn softmax(x: &mut [f32]) {
 /// Attention of one head: `out[i] = softmax(scale · q[i] · Kᵀ) · V` over the visible positions.
 /// `scores` is scratch of at least `T` floats; row `i` of the output is `out[i * out_stride ..][..D]`.
 pub fn attention(h: &AttentionHead, scores: &mut [f32], out: &mut [f32], out_stride: usize) {
-    // SAFETY: `out` is a live exclusive slice; the caller's lengths were checked by `Kernels`.
+    assert!(
+        h.n_queries == 0 || out.len() >= (h.n_queries - 1) * out_stride + h.d,
+        "scalar::attention: out is shorter than its rows"
+    );
+    // SAFETY: `out` is a live exclusive slice that holds every query's row (checked above).
     unsafe { attention_head(h, scores, out.as_mut_ptr(), out_stride) }
 }
 
@@ -130,12 +142,16 @@ pub fn attention(h: &AttentionHead, scores: &mut [f32], out: &mut [f32], out_str
 /// `out` must be valid for writes of rows `i * out_stride .. + D` for every query `i`.
 pub(crate) unsafe fn attention_head(h: &AttentionHead, scores: &mut [f32], out: *mut f32, out_stride: usize) {
     match (h.keys, h.values) {
-        (WeightData::F32(k), WeightData::F32(v)) => attend(h, k, v, scores, out, out_stride),
-        (WeightData::F16(k), WeightData::F16(v)) => attend(h, k, v, scores, out, out_stride),
+        // SAFETY: the contract above is `attend`'s.
+        (WeightData::F32(k), WeightData::F32(v)) => unsafe { attend(h, k, v, scores, out, out_stride) },
+        // SAFETY: as above.
+        (WeightData::F16(k), WeightData::F16(v)) => unsafe { attend(h, k, v, scores, out, out_stride) },
         _ => unreachable!("keys and values of one type, f32 or f16 (checked by Kernels::attention)"),
     }
 }
 
+/// # Safety
+/// `out` must be valid for writes of rows `i * stride .. + D` for every query `i`.
 unsafe fn attend<E: Elem>(
     h: &AttentionHead,
     keys: &[E],
@@ -158,7 +174,7 @@ unsafe fn attend<E: Elem>(
         h.finish_probs(row, start, pos);
         let visible = &row[start..=pos];
         // SAFETY: row i of the output, D floats, as the caller vouched.
-        let o = std::slice::from_raw_parts_mut(out.add(i * stride), d);
+        let o = unsafe { std::slice::from_raw_parts_mut(out.add(i * stride), d) };
         o.fill(0.0);
         for (&p, j) in visible.iter().zip(start..=pos) {
             for (ov, vv) in o.iter_mut().zip(&values[h.row(j)..][..d]) {

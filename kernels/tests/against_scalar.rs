@@ -535,7 +535,7 @@ fn q8_0_integer_dots_stay_within_the_activation_rounding() {
 
 /// Extreme but finite blocks. One so small that 127 / max |x| overflows quantizes to zeros on
 /// the integer levels, and every level matches its oracle. One whose |x| sum overflows f32 (each
-/// value ~1e37) must stay finite on the integer levels (it once got a NaN scale there); the
+/// value ~1e37) must stay finite on the integer levels (its scale must not become NaN); the
 /// widening levels multiply x by the int8 weight before the scale and overflow from |x| ≈ 2.7e36
 /// on, as any f32 arithmetic on such activations would, so they are not asked. GEMV and GEMM.
 #[test]
@@ -612,4 +612,61 @@ fn q8_0_weights_stored_in_out_are_refused() {
     let (q, d) = (vec![0i8; 64], vec![f16::ZERO; 2]);
     let w = Weight { data: WeightData::Q8_0 { q: &q, scales: &d }, k: 32, n: 2, layout: Layout::InOut };
     select(Some("scalar")).unwrap().matmul(&[0.0; 32], w, None, &mut [0.0; 2]);
+}
+
+/// No rows of x (M = 0): nothing to compute and nothing written, at every level, for every weight
+/// type and layout.
+#[test]
+fn a_matmul_of_no_rows_writes_nothing() {
+    let (k, n) = (64, 40);
+    let w = Rng(0x0E).vec(k * n);
+    let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+    let (mut q, mut d) = (vec![0i8; n * k], vec![f16::ZERO; n * k / Q8_BLOCK]);
+    quantize_q8_0(&w, &mut q, &mut d);
+    let weights = [
+        (WeightData::F32(&w), Layout::InOut),
+        (WeightData::F32(&w), Layout::OutIn),
+        (WeightData::F16(&w16), Layout::InOut),
+        (WeightData::F16(&w16), Layout::OutIn),
+        (WeightData::Q8_0 { q: &q, scales: &d }, Layout::OutIn),
+    ];
+    let bias = vec![1.0; n];
+    for (data, layout) in weights {
+        for kernels in levels() {
+            with_thread_counts(|_| kernels.matmul(&[], Weight { data, k, n, layout }, Some(&bias), &mut []));
+        }
+    }
+}
+
+/// The scalar reference is a safe API: an output too short for M × N is refused, not written past.
+#[test]
+#[should_panic(expected = "scalar::matmul: out is shorter than M×N")]
+fn scalar_matmul_refuses_a_short_output() {
+    let w = [0.5f32; 4 * 3];
+    let weight = Weight { data: WeightData::F32(&w), k: 4, n: 3, layout: Layout::InOut };
+    scalar::matmul(&[1.0; 2 * 4], weight, None, &mut [0.0; 2 * 3 - 1]);
+}
+
+/// As [`scalar_matmul_refuses_a_short_output`], for attention's output rows.
+#[test]
+#[should_panic(expected = "scalar::attention: out is shorter than its rows")]
+fn scalar_attention_refuses_a_short_output() {
+    let (d, m) = (4, 3);
+    let (q, kv) = (vec![0.1; m * d], vec![0.2; m * d]);
+    let layer = AttentionLayer {
+        q: &q,
+        q_stride: d,
+        keys: WeightData::F32(&kv),
+        values: WeightData::F32(&kv),
+        head_stride: m * d,
+        slots: m,
+        n_head: 1,
+        d,
+        n_queries: m,
+        first_pos: 0,
+        scale: 1.0,
+        window: None,
+        extras: AttentionExtras::default(),
+    };
+    scalar::attention(&layer.head(0), &mut [0.0; 3], &mut [0.0; 3 * 4 - 1], d);
 }

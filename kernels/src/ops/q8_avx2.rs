@@ -20,10 +20,12 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-use super::matmul::{Q8Matmul, Q8Rows, PREFETCH_ROWS};
+use super::matmul::prefetch::PREFETCH_ROWS;
+use super::matmul::rows::Q8Rows;
+use super::matmul::Q8Matmul;
 use crate::simd::x86::Avx2;
 use crate::simd::Simd;
-use crate::Q8_BLOCK;
+use crate::weight::Q8_BLOCK;
 
 /// Activations quantized per block for one row, integer dots with `vpmaddubsw`.
 pub(crate) struct MaddubsDots;
@@ -38,11 +40,16 @@ impl Q8Matmul for MaddubsDots {
     /// then reads.
     #[inline(always)]
     unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
-        ROW.with(|row| {
-            let mut row = row.borrow_mut();
-            row.quantize(x);
-            gemv_q8_maddubs(&row, w, out, n0, n1)
-        })
+        // SAFETY: the trait's contract (at this level the CPU has AVX2, FMA and F16C; `x` is one
+        // row of K, a multiple of 32; W holds rows `n0..n1`; out is valid at `n0..n1`) is what
+        // `quantize` and `gemv_q8_maddubs` need.
+        unsafe {
+            ROW.with(|row| {
+                let mut row = row.borrow_mut();
+                row.quantize(x);
+                gemv_q8_maddubs(&row, w, out, n0, n1)
+            })
+        }
     }
 
     // Prompts: the trait's exact GEMM (see the module doc).
@@ -66,15 +73,19 @@ impl QuantizedRow {
     /// The CPU has AVX2; `x.len()` is a multiple of 32.
     #[target_feature(enable = "avx2")]
     unsafe fn quantize(&mut self, x: &[f32]) {
-        self.q.resize(x.len(), 0);
-        self.abs.resize(x.len(), 0);
-        self.d.resize(x.len() / Q8_BLOCK, 0.0);
-        for (b, d) in self.d.iter_mut().enumerate() {
-            let at = b * Q8_BLOCK;
-            let (q, scale) = quantize_block(x.as_ptr().add(at));
-            *d = scale;
-            _mm256_storeu_si256(self.q.as_mut_ptr().add(at) as *mut __m256i, q);
-            _mm256_storeu_si256(self.abs.as_mut_ptr().add(at) as *mut __m256i, _mm256_abs_epi8(q));
+        // SAFETY: the contract above: the buffers were just resized to K bytes, K bytes and K / 32
+        // scales, and block b reads 32 floats of x and writes 32 bytes of each from `b · 32`.
+        unsafe {
+            self.q.resize(x.len(), 0);
+            self.abs.resize(x.len(), 0);
+            self.d.resize(x.len() / Q8_BLOCK, 0.0);
+            for (b, d) in self.d.iter_mut().enumerate() {
+                let at = b * Q8_BLOCK;
+                let (q, scale) = quantize_block(x.as_ptr().add(at));
+                *d = scale;
+                _mm256_storeu_si256(self.q.as_mut_ptr().add(at) as *mut __m256i, q);
+                _mm256_storeu_si256(self.abs.as_mut_ptr().add(at) as *mut __m256i, _mm256_abs_epi8(q));
+            }
         }
     }
 
@@ -84,11 +95,15 @@ impl QuantizedRow {
     /// The CPU has AVX; `b` is below the number of blocks quantized.
     #[inline(always)]
     unsafe fn block(&self, b: usize) -> (__m256i, __m256i) {
-        let at = b * Q8_BLOCK;
-        (
-            _mm256_loadu_si256(self.q.as_ptr().add(at) as *const __m256i),
-            _mm256_loadu_si256(self.abs.as_ptr().add(at) as *const __m256i),
-        )
+        // SAFETY: the contract above: block b's 32 bytes of each buffer lie inside the blocks
+        // quantized.
+        unsafe {
+            let at = b * Q8_BLOCK;
+            (
+                _mm256_loadu_si256(self.q.as_ptr().add(at) as *const __m256i),
+                _mm256_loadu_si256(self.abs.as_ptr().add(at) as *const __m256i),
+            )
+        }
     }
 }
 
@@ -99,89 +114,101 @@ impl QuantizedRow {
 /// The CPU has AVX2; `x` is valid for reading 32 floats.
 #[inline(always)]
 unsafe fn quantize_block(x: *const f32) -> (__m256i, f32) {
-    // Loops, not closures: a closure would not inherit the caller's target features, and its
-    // intrinsics became calls.
-    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
-    let inf = _mm256_set1_ps(f32::INFINITY);
-    let (mut v, mut amax, mut bad) = ([_mm256_setzero_ps(); 4], _mm256_setzero_ps(), 0);
-    for (i, v) in v.iter_mut().enumerate() {
-        *v = _mm256_loadu_ps(x.add(8 * i));
-        let a = _mm256_and_ps(*v, magnitude);
-        amax = _mm256_max_ps(amax, a);
-        // NaN is unordered, so "not less than infinity" catches NaN and ±infinity.
-        bad |= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf));
+    // SAFETY: the contract above: four loads of eight floats from `x`, which holds 32.
+    unsafe {
+        // Loops, not closures: a closure would not inherit the caller's target features, and its
+        // intrinsics would become calls.
+        let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        let (mut v, mut amax, mut bad) = ([_mm256_setzero_ps(); 4], _mm256_setzero_ps(), 0);
+        for (i, v) in v.iter_mut().enumerate() {
+            *v = _mm256_loadu_ps(x.add(8 * i));
+            let a = _mm256_and_ps(*v, magnitude);
+            amax = _mm256_max_ps(amax, a);
+            // NaN is unordered, so "not less than infinity" catches NaN and ±infinity.
+            bad |= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf));
+        }
+        let amax = Avx2(amax).hmax();
+        let finite = bad == 0;
+        let d = if finite { amax / 127.0 } else { f32::NAN };
+        let inv = 127.0 / amax;
+        let inv = _mm256_set1_ps(if finite && inv.is_finite() { inv } else { 0.0 });
+        // Round to nearest, ties to even; |x| · inv ≤ 127, so the narrowing packs never saturate.
+        let mut n = [_mm256_setzero_si256(); 4];
+        for (n, v) in n.iter_mut().zip(v) {
+            *n = _mm256_cvtps_epi32(_mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm256_mul_ps(v, inv),
+            ));
+        }
+        // The packs interleave 128-bit lanes: 4-byte groups come out as 0 2 4 6 1 3 5 7.
+        let packed = _mm256_packs_epi16(_mm256_packs_epi32(n[0], n[1]), _mm256_packs_epi32(n[2], n[3]));
+        (_mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)), d)
     }
-    let amax = Avx2(amax).hmax();
-    let finite = bad == 0;
-    let d = if finite { amax / 127.0 } else { f32::NAN };
-    let inv = 127.0 / amax;
-    let inv = _mm256_set1_ps(if finite && inv.is_finite() { inv } else { 0.0 });
-    // Round to nearest, ties to even; |x| · inv ≤ 127, so the narrowing packs never saturate.
-    let mut n = [_mm256_setzero_si256(); 4];
-    for (n, v) in n.iter_mut().zip(v) {
-        *n = _mm256_cvtps_epi32(_mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
-            v, inv,
-        )));
-    }
-    // The packs interleave 128-bit lanes: 4-byte groups come out as 0 2 4 6 1 3 5 7.
-    let packed = _mm256_packs_epi16(_mm256_packs_epi32(n[0], n[1]), _mm256_packs_epi32(n[2], n[3]));
-    (_mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)), d)
 }
 
 /// Blocks whose integer sums are gathered into one vector (two unpack-and-add rounds leave one
 /// lane per block in each 128-bit half) before a single conversion and FMA with their scales.
 /// The two multiply-adds per block share one pipe on Zen 1 and bound the loop there; a
-/// conversion and an FMA per block add work to that pipe and the conversion's single one, the
-/// folding runs on the shuffle and add pipes instead (decode +7%, docs/PERFORMANCE.md).
+/// conversion and an FMA per block would add work to that pipe and to the conversion's single
+/// one, while the folding runs on the shuffle and add pipes (docs/PERFORMANCE.md, q8_0 decoding
+/// on AVX2).
 const GROUP: usize = 4;
 
 /// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W q8_0 `(N, K)`, x quantized.
 ///
-/// One weight row at a time: tiles of two or four rows sharing each x block's registers
-/// decoded 12–14% slower on Zen 1 (x's blocks are L1 loads either way; docs/PERFORMANCE.md).
+/// One weight row at a time: one weight stream in flight. Tiles of two or four rows would share
+/// each x block's registers, but x's blocks are L1 loads either way, and the extra streams cost
+/// more than that saves (docs/PERFORMANCE.md, q8_0 decoding on AVX2).
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; W holds N × K bytes and N × K / 32 scales; `out` is valid for
 /// writes at `n0..n1`; `x` was quantized from K values.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn gemv_q8_maddubs(x: &QuantizedRow, w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
-    let (k, blocks) = (w.k, w.k / Q8_BLOCK);
-    let grouped = blocks - blocks % GROUP;
-    let ones = _mm256_set1_epi16(1);
-    for j in n0..n1 {
-        let (row, scales) = (w.q.add(j * k), w.scales.add(j * blocks));
-        let mut acc = _mm256_setzero_ps();
-        for b in (0..grouped).step_by(GROUP) {
-            let at = b * Q8_BLOCK;
-            // The same lines eight rows on keep enough of them in flight; into L1 (T0)
-            // decoded 5% faster than into L2 (T1) on Zen 4, and without it 25% slower.
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + PREFETCH_ROWS * k));
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + 64 + PREFETCH_ROWS * k));
-            let dot = |i: usize| {
-                let (xq, xa) = x.block(b + i);
-                block_dot(row.add(at + i * Q8_BLOCK), xq, xa, ones)
-            };
-            // Per 128-bit half: lanes of blocks b, b + 1, b, b + 1 (and b + 2, b + 3).
-            let fold = |v0: __m256i, v1: __m256i| {
-                _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1))
-            };
-            let (s01, s23) = (fold(dot(0), dot(1)), fold(dot(2), dot(3)));
-            // Per 128-bit half: one lane per block, b .. b + 4; exact, as |sum| < 2^24.
-            let sums = _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
-            // The row's four f16 scales, twice (one 64-bit load, duplicated), and x's four
-            // scales, twice.
-            let dw = _mm256_cvtph_ps(_mm_castpd_si128(_mm_loaddup_pd(scales.add(b) as *const f64)));
-            let dx = _mm256_broadcast_ps(&*(x.d.as_ptr().add(b) as *const __m128));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, dx), acc);
+    // SAFETY: the contract above: row j < n1 of W (K bytes, K / 32 scales), blocks below K / 32
+    // (groups of four below `grouped`, their four f16 scales read as one 8-byte load); x's buffers
+    // hold K bytes and K / 32 scales, and `x.d`'s four scales at a multiple of four are an aligned
+    // `__m128` (the buffer comes from the global allocator, whose blocks are 16-byte aligned on
+    // x86_64); prefetches never fault.
+    unsafe {
+        let (k, blocks) = (w.k, w.k / Q8_BLOCK);
+        let grouped = blocks - blocks % GROUP;
+        let ones = _mm256_set1_epi16(1);
+        for j in n0..n1 {
+            let (row, scales) = (w.q.add(j * k), w.scales.add(j * blocks));
+            let mut acc = _mm256_setzero_ps();
+            for b in (0..grouped).step_by(GROUP) {
+                let at = b * Q8_BLOCK;
+                // The same lines eight rows on keep enough of them in flight; into L1 (T0), as
+                // this loop reads them soon after (docs/PERFORMANCE.md, GEMV prefetch distance).
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + PREFETCH_ROWS * k));
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + 64 + PREFETCH_ROWS * k));
+                let dot = |i: usize| {
+                    let (xq, xa) = x.block(b + i);
+                    block_dot(row.add(at + i * Q8_BLOCK), xq, xa, ones)
+                };
+                // Per 128-bit half: lanes of blocks b, b + 1, b, b + 1 (and b + 2, b + 3).
+                let fold = |v0: __m256i, v1: __m256i| {
+                    _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1))
+                };
+                let (s01, s23) = (fold(dot(0), dot(1)), fold(dot(2), dot(3)));
+                // Per 128-bit half: one lane per block, b .. b + 4; exact, as |sum| < 2^24.
+                let sums = _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
+                // The row's four f16 scales, twice (one 64-bit load, duplicated), and x's four
+                // scales, twice.
+                let dw = _mm256_cvtph_ps(_mm_castpd_si128(_mm_loaddup_pd(scales.add(b) as *const f64)));
+                let dx = _mm256_broadcast_ps(&*(x.d.as_ptr().add(b) as *const __m128));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, dx), acc);
+            }
+            // The last blocks (K / 32 not a multiple of four) one at a time.
+            for b in grouped..blocks {
+                let (xq, xa) = x.block(b);
+                let dot = block_dot(row.add(b * Q8_BLOCK), xq, xa, ones);
+                let scale = _mm256_set1_ps((*scales.add(b)).to_f32() * *x.d.get_unchecked(b));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
+            }
+            *out.add(j) += Avx2(acc).hsum();
         }
-        // The last blocks (K / 32 not a multiple of four) one at a time.
-        for b in grouped..blocks {
-            let (xq, xa) = x.block(b);
-            let dot = block_dot(row.add(b * Q8_BLOCK), xq, xa, ones);
-            let scale = _mm256_set1_ps((*scales.add(b)).to_f32() * *x.d.get_unchecked(b));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
-        }
-        *out.add(j) += Avx2(acc).hsum();
     }
 }
 
@@ -191,6 +218,9 @@ unsafe fn gemv_q8_maddubs(x: &QuantizedRow, w: Q8Rows, out: *mut f32, n0: usize,
 /// The CPU has AVX2; `w` is valid for reading 32 bytes.
 #[inline(always)]
 unsafe fn block_dot(w: *const i8, xq: __m256i, xa: __m256i, ones: __m256i) -> __m256i {
-    let signed = _mm256_sign_epi8(_mm256_loadu_si256(w as *const __m256i), xq);
-    _mm256_madd_epi16(_mm256_maddubs_epi16(xa, signed), ones)
+    // SAFETY: the contract above: one 32-byte load from `w`.
+    unsafe {
+        let signed = _mm256_sign_epi8(_mm256_loadu_si256(w as *const __m256i), xq);
+        _mm256_madd_epi16(_mm256_maddubs_epi16(xa, signed), ones)
+    }
 }

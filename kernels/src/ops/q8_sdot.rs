@@ -16,10 +16,13 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 use std::cell::RefCell;
 
-use super::matmul::{widen_f16, Q8Matmul, Q8Rows, PREFETCH_ROWS};
+use super::matmul::gemv::widen_f16;
+use super::matmul::prefetch::PREFETCH_ROWS;
+use super::matmul::rows::Q8Rows;
+use super::matmul::Q8Matmul;
 use crate::simd::neon::Neon;
 use crate::simd::Simd;
-use crate::{Weight, Q8_BLOCK};
+use crate::weight::{Weight, Q8_BLOCK};
 
 /// Activations quantized per block, integer dots with `sdot` (the `neondot` level).
 pub(crate) struct SdotDots;
@@ -34,12 +37,17 @@ impl Q8Matmul for SdotDots {
     /// then reads.
     #[inline(always)]
     unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            s.quantize(x);
-            // One row: the output stride is never used.
-            tile_dots::<1>(&mut s, 1, w, 0, out, n0, n1)
-        })
+        // SAFETY: the trait's contract (at this level the CPU has NEON and dotprod; `x` is one row
+        // of K, a multiple of 32; W holds rows `n0..n1`; out is valid at `n0..n1`) is what
+        // `quantize` and `tile_dots` need; with one row the output stride is not used.
+        unsafe {
+            SCRATCH.with(|s| {
+                let mut s = s.borrow_mut();
+                s.quantize(x);
+                // One row: the output stride is never used.
+                tile_dots::<1>(&mut s, 1, w, 0, out, n0, n1)
+            })
+        }
     }
 
     /// Each thread quantizes the M rows itself (M × K values, against M × K × (n1 - n0) products).
@@ -53,11 +61,16 @@ impl Q8Matmul for SdotDots {
         n0: usize,
         n1: usize,
     ) {
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            s.quantize(x);
-            tile_dots::<GEMM_X_ROWS>(&mut s, m, rows, shape.n, out, n0, n1)
-        })
+        // SAFETY: the trait's contract (at this level the CPU has NEON and dotprod; `x` holds `m`
+        // rows of K, a multiple of 32; out is valid for `m` rows of N at columns `n0..n1`) is what
+        // `quantize` and `tile_dots` need.
+        unsafe {
+            SCRATCH.with(|s| {
+                let mut s = s.borrow_mut();
+                s.quantize(x);
+                tile_dots::<GEMM_X_ROWS>(&mut s, m, rows, shape.n, out, n0, n1)
+            })
+        }
     }
 }
 
@@ -79,10 +92,14 @@ impl QuantizedRows {
     /// `x.len()` is a multiple of 32.
     #[target_feature(enable = "neon")]
     unsafe fn quantize(&mut self, x: &[f32]) {
-        self.q.resize(x.len(), 0);
-        self.d.resize(x.len() / Q8_BLOCK, 0.0);
-        for (b, d) in self.d.iter_mut().enumerate() {
-            *d = quantize_block(x.as_ptr().add(b * Q8_BLOCK), self.q.as_mut_ptr().add(b * Q8_BLOCK));
+        // SAFETY: the contract above: the buffers were just resized to `x.len()` bytes and
+        // `x.len() / 32` scales, and block b reads 32 floats and writes 32 bytes from `b · 32`.
+        unsafe {
+            self.q.resize(x.len(), 0);
+            self.d.resize(x.len() / Q8_BLOCK, 0.0);
+            for (b, d) in self.d.iter_mut().enumerate() {
+                *d = quantize_block(x.as_ptr().add(b * Q8_BLOCK), self.q.as_mut_ptr().add(b * Q8_BLOCK));
+            }
         }
     }
 }
@@ -93,22 +110,26 @@ impl QuantizedRows {
 /// `x` is valid for reading 32 floats, `q` for writing 32 bytes.
 #[inline(always)]
 unsafe fn quantize_block(x: *const f32, q: *mut i8) -> f32 {
-    let v: [float32x4_t; 8] = std::array::from_fn(|i| vld1q_f32(x.add(4 * i)));
-    // FMAX propagates NaN, so a NaN or an infinity anywhere leaves `amax` non-finite.
-    let amax = vmaxvq_f32(v.iter().fold(vdupq_n_f32(0.0), |m, &a| vmaxq_f32(m, vabsq_f32(a))));
-    let finite = amax.is_finite();
-    let d = if finite { amax / 127.0 } else { f32::NAN };
-    // Zero for an all-zero block, and for one so small that 127 / amax overflows (< ~4e-37).
-    let inv = 127.0 / amax;
-    let inv = vdupq_n_f32(if finite && inv.is_finite() { inv } else { 0.0 });
-    // FCVTNS rounds to nearest, ties to even; |x| · inv ≤ 127, so narrowing never saturates.
-    let n: [int16x4_t; 8] = std::array::from_fn(|i| vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[i], inv))));
-    for half in 0..2 {
-        let lo = vqmovn_s16(vcombine_s16(n[4 * half], n[4 * half + 1]));
-        let hi = vqmovn_s16(vcombine_s16(n[4 * half + 2], n[4 * half + 3]));
-        vst1q_s8(q.add(16 * half), vcombine_s8(lo, hi));
+    // SAFETY: the contract above: eight loads of four floats from `x`, two stores of 16 bytes to
+    // `q`.
+    unsafe {
+        let v: [float32x4_t; 8] = std::array::from_fn(|i| vld1q_f32(x.add(4 * i)));
+        // FMAX propagates NaN, so a NaN or an infinity anywhere leaves `amax` non-finite.
+        let amax = vmaxvq_f32(v.iter().fold(vdupq_n_f32(0.0), |m, &a| vmaxq_f32(m, vabsq_f32(a))));
+        let finite = amax.is_finite();
+        let d = if finite { amax / 127.0 } else { f32::NAN };
+        // Zero for an all-zero block, and for one so small that 127 / amax overflows (< ~4e-37).
+        let inv = 127.0 / amax;
+        let inv = vdupq_n_f32(if finite && inv.is_finite() { inv } else { 0.0 });
+        // FCVTNS rounds to nearest, ties to even; |x| · inv ≤ 127, so narrowing never saturates.
+        let n: [int16x4_t; 8] = std::array::from_fn(|i| vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[i], inv))));
+        for half in 0..2 {
+            let lo = vqmovn_s16(vcombine_s16(n[4 * half], n[4 * half + 1]));
+            let hi = vqmovn_s16(vcombine_s16(n[4 * half + 2], n[4 * half + 3]));
+            vst1q_s8(q.add(16 * half), vcombine_s8(lo, hi));
+        }
+        d
     }
-    d
 }
 
 /// `acc + Σ` of the products of `a` and `b` taken four bytes per lane.
@@ -119,13 +140,15 @@ unsafe fn quantize_block(x: *const f32, q: *mut i8) -> f32 {
 #[inline]
 unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     // SAFETY: a register-to-register instruction (no memory, no flags); the caller has dotprod.
-    asm!(
-        "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-        acc = inout(vreg) acc,
-        a = in(vreg) a,
-        b = in(vreg) b,
-        options(pure, nomem, nostack, preserves_flags)
-    );
+    unsafe {
+        asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        )
+    };
     acc
 }
 
@@ -154,45 +177,50 @@ unsafe fn tile_dots<const XR: usize>(
     n0: usize,
     n1: usize,
 ) {
-    let (k, blocks) = (w.k, w.k / Q8_BLOCK);
-    x.wd.resize(W_ROWS * blocks, 0.0);
-    for j0 in (n0..n1).step_by(W_ROWS) {
-        let jr = W_ROWS.min(n1 - j0);
-        let row_of = |r: usize| j0 + if r < jr { r } else { 0 };
-        for r in 0..W_ROWS {
-            widen_f16::<Neon>(w.scales.add(row_of(r) * blocks), &mut x.wd[r * blocks..(r + 1) * blocks]);
-        }
-        let wq: [*const i8; W_ROWS] = std::array::from_fn(|r| w.q.add(row_of(r) * k));
-        let wd: [*const f32; W_ROWS] = std::array::from_fn(|r| x.wd.as_ptr().add(r * blocks));
-        for i0 in (0..m).step_by(XR) {
-            let ir = XR.min(m - i0);
-            let xrow = |i: usize| i0 + if i < ir { i } else { 0 };
-            let xq: [*const i8; XR] = std::array::from_fn(|i| x.q.as_ptr().add(xrow(i) * k));
-            let xd: [*const f32; XR] = std::array::from_fn(|i| x.d.as_ptr().add(xrow(i) * blocks));
-            let mut acc = [[vdupq_n_f32(0.0); W_ROWS]; XR];
-            for b in 0..blocks {
-                let at = b * Q8_BLOCK;
-                let wv: [[int8x16_t; 2]; W_ROWS] = std::array::from_fn(|r| {
-                    if XR == 1 && b % 2 == 0 {
-                        // Decode streams the weights: the same line eight rows on keeps
-                        // enough of them in flight.
-                        Neon::prefetch(wq[r].wrapping_add(at + PREFETCH_ROWS * k));
-                    }
-                    [vld1q_s8(wq[r].add(at)), vld1q_s8(wq[r].add(at + 16))]
-                });
-                for i in 0..XR {
-                    let (x0, x1) = (vld1q_s8(xq[i].add(at)), vld1q_s8(xq[i].add(at + 16)));
-                    let dx = *xd[i].add(b);
-                    for r in 0..W_ROWS {
-                        let dot = sdot(sdot(vdupq_n_s32(0), wv[r][0], x0), wv[r][1], x1);
-                        acc[i][r] = vfmaq_n_f32(acc[i][r], vcvtq_f32_s32(dot), dx * *wd[r].add(b));
+    // SAFETY: the contract above: weight rows `row_of(r)` < n1 (K bytes and K / 32 scales each), x
+    // rows `xrow(i)` < m, blocks below K / 32 (32 bytes from `b · 32`), and out rows `i0 + i` < m
+    // at columns `j0 + r` < n1 (stride n, unused with one row); prefetches never fault.
+    unsafe {
+        let (k, blocks) = (w.k, w.k / Q8_BLOCK);
+        x.wd.resize(W_ROWS * blocks, 0.0);
+        for j0 in (n0..n1).step_by(W_ROWS) {
+            let jr = W_ROWS.min(n1 - j0);
+            let row_of = |r: usize| j0 + if r < jr { r } else { 0 };
+            for r in 0..W_ROWS {
+                widen_f16::<Neon>(w.scales.add(row_of(r) * blocks), &mut x.wd[r * blocks..(r + 1) * blocks]);
+            }
+            let wq: [*const i8; W_ROWS] = std::array::from_fn(|r| w.q.add(row_of(r) * k));
+            let wd: [*const f32; W_ROWS] = std::array::from_fn(|r| x.wd.as_ptr().add(r * blocks));
+            for i0 in (0..m).step_by(XR) {
+                let ir = XR.min(m - i0);
+                let xrow = |i: usize| i0 + if i < ir { i } else { 0 };
+                let xq: [*const i8; XR] = std::array::from_fn(|i| x.q.as_ptr().add(xrow(i) * k));
+                let xd: [*const f32; XR] = std::array::from_fn(|i| x.d.as_ptr().add(xrow(i) * blocks));
+                let mut acc = [[vdupq_n_f32(0.0); W_ROWS]; XR];
+                for b in 0..blocks {
+                    let at = b * Q8_BLOCK;
+                    let wv: [[int8x16_t; 2]; W_ROWS] = std::array::from_fn(|r| {
+                        if XR == 1 && b % 2 == 0 {
+                            // Decode streams the weights: the same line eight rows on keeps
+                            // enough of them in flight.
+                            Neon::prefetch(wq[r].wrapping_add(at + PREFETCH_ROWS * k));
+                        }
+                        [vld1q_s8(wq[r].add(at)), vld1q_s8(wq[r].add(at + 16))]
+                    });
+                    for i in 0..XR {
+                        let (x0, x1) = (vld1q_s8(xq[i].add(at)), vld1q_s8(xq[i].add(at + 16)));
+                        let dx = *xd[i].add(b);
+                        for r in 0..W_ROWS {
+                            let dot = sdot(sdot(vdupq_n_s32(0), wv[r][0], x0), wv[r][1], x1);
+                            acc[i][r] = vfmaq_n_f32(acc[i][r], vcvtq_f32_s32(dot), dx * *wd[r].add(b));
+                        }
                     }
                 }
-            }
-            for (i, row) in acc.iter().enumerate().take(ir) {
-                let o = out.add((i0 + i) * n + j0);
-                for (r, a) in row.iter().enumerate().take(jr) {
-                    *o.add(r) += vaddvq_f32(*a);
+                for (i, row) in acc.iter().enumerate().take(ir) {
+                    let o = out.add((i0 + i) * n + j0);
+                    for (r, a) in row.iter().enumerate().take(jr) {
+                        *o.add(r) += vaddvq_f32(*a);
+                    }
                 }
             }
         }

@@ -1,0 +1,134 @@
+//! One test per [`MatmulPath`]: [`MatmulPath::choose`] picks it for a representative shape, and
+//! at every level of this CPU that takes it for that shape, its result matches the scalar
+//! reference. A path no level here takes (tiles of two rows of x need a level with 16 registers,
+//! tiles of four one with 32) is checked for its choice only, and says so on stderr.
+
+use half::f16;
+
+use crate::dispatch::{select, Level};
+use crate::ops::matmul::{LevelShape, MatmulPath, WeightType, PATH_TAKEN};
+use crate::scalar;
+use crate::weight::{quantize_q8_0, Layout, Weight, WeightData, Q8_BLOCK};
+
+/// The levels' shapes as the choice sees them: AVX2 (16 registers, panels of 16 rows of x),
+/// AVX-512 (32 registers, 32 rows), NEON (32 registers, 16 rows).
+const AVX2: LevelShape = LevelShape { panel_rows: 16, registers: 16 };
+const AVX512: LevelShape = LevelShape { panel_rows: 32, registers: 32 };
+const NEON: LevelShape = LevelShape { panel_rows: 16, registers: 32 };
+const EVERY_SHAPE: [LevelShape; 3] = [AVX2, AVX512, NEON];
+
+/// K (whole q8_0 blocks, more than one four-vector step) and N (partial tiles of weight rows).
+const K: usize = 64;
+const N: usize = 37;
+
+/// Deterministic values in [-1, 1).
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// `path` is chosen for `m` rows of `weights` stored as `layout` on each of `shapes`; then every
+/// level of this CPU that takes `path` for the shape (on one thread, so that the path taken is
+/// this thread's) matches the scalar reference.
+fn check(path: MatmulPath, layout: Layout, weights: WeightType, m: usize, shapes: &[LevelShape]) {
+    for &shape in shapes {
+        assert_eq!(MatmulPath::choose(layout, weights, m, shape), path, "choice for M = {m} on {shape:?}");
+    }
+    let x = values(0x51, m * K);
+    let w = values(0x52, K * N);
+    let bias = values(0x53, N);
+    let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+    let (mut q, mut scales) = (vec![0i8; N * K], vec![f16::ZERO; N * K / Q8_BLOCK]);
+    quantize_q8_0(&w, &mut q, &mut scales);
+    let data = match weights {
+        WeightType::F32 => WeightData::F32(&w),
+        WeightType::F16 => WeightData::F16(&w16),
+        WeightType::Q8_0 => WeightData::Q8_0 { q: &q, scales: &scales },
+    };
+    let weight = Weight { data, k: K, n: N, layout };
+    let mut want = vec![0.0; m * N];
+    scalar::matmul(&x, weight, Some(&bias), &mut want);
+    let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let mut ran = Vec::new();
+    for level in Level::available() {
+        let kernels = select(Some(level.name())).unwrap();
+        let mut got = vec![f32::NAN; m * N];
+        let taken = one_thread.install(|| {
+            PATH_TAKEN.set(None);
+            kernels.matmul(&x, weight, Some(&bias), &mut got);
+            PATH_TAKEN.get()
+        });
+        if taken != Some(path) {
+            continue;
+        }
+        // Levels that quantize x to int8 per block are off by at most half a step of each
+        // block's scale (max |x| / 127 ≤ 1/127) times |w| ≤ 1 per product.
+        let tol = if level.quantizes_q8_activations(m) { K as f32 / 254.0 * 1.01 } else { 2e-5 * (K as f32).sqrt() };
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let err = (g - w).abs() / w.abs().max(1.0);
+            assert!(err <= tol, "{path:?} at {level:?}, M = {m}: element {i}: got {g}, want {w}");
+        }
+        ran.push(level);
+    }
+    if ran.is_empty() {
+        eprintln!("{path:?}: no level of this CPU takes it; only the choice was checked");
+    }
+}
+
+#[test]
+fn gemv_in_out() {
+    check(MatmulPath::GemvInOut, Layout::InOut, WeightType::F32, 1, &EVERY_SHAPE);
+    check(MatmulPath::GemvInOut, Layout::InOut, WeightType::F16, 1, &EVERY_SHAPE);
+}
+
+#[test]
+fn gemm_in_out() {
+    check(MatmulPath::GemmInOut, Layout::InOut, WeightType::F32, 5, &EVERY_SHAPE);
+    check(MatmulPath::GemmInOut, Layout::InOut, WeightType::F16, 5, &EVERY_SHAPE);
+}
+
+#[test]
+fn gemv_one_row_out_in() {
+    check(MatmulPath::GemvOneRowOutIn, Layout::OutIn, WeightType::F16, 1, &EVERY_SHAPE);
+}
+
+#[test]
+fn gemv_out_in_1() {
+    check(MatmulPath::GemvOutIn1, Layout::OutIn, WeightType::F32, 1, &EVERY_SHAPE);
+}
+
+#[test]
+fn gemv_out_in_4() {
+    check(MatmulPath::GemvOutIn4, Layout::OutIn, WeightType::F32, 3, &[AVX512, NEON]);
+    check(MatmulPath::GemvOutIn4, Layout::OutIn, WeightType::F16, 3, &[AVX512, NEON]);
+}
+
+#[test]
+fn gemv_out_in_2() {
+    check(MatmulPath::GemvOutIn2, Layout::OutIn, WeightType::F32, 3, &[AVX2]);
+    check(MatmulPath::GemvOutIn2, Layout::OutIn, WeightType::F16, 3, &[AVX2]);
+}
+
+#[test]
+fn gemm_out_in() {
+    // 24 rows: the first count past few rows on every level (3/4 of AVX-512's 32-row panel).
+    check(MatmulPath::GemmOutIn, Layout::OutIn, WeightType::F32, 24, &EVERY_SHAPE);
+    check(MatmulPath::GemmOutIn, Layout::OutIn, WeightType::F16, 24, &EVERY_SHAPE);
+}
+
+#[test]
+fn q8_gemv() {
+    check(MatmulPath::Q8Gemv, Layout::OutIn, WeightType::Q8_0, 1, &EVERY_SHAPE);
+}
+
+#[test]
+fn q8_gemm() {
+    check(MatmulPath::Q8Gemm, Layout::OutIn, WeightType::Q8_0, 3, &EVERY_SHAPE);
+}
