@@ -6,7 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use quill_kernels::{
-    f16, kernels, quantize_q8_0, AttentionExtras, AttentionLayer, Layout, Weight, WeightData, Q8_BLOCK,
+    f16, kernels, quantize_q8_0, AttentionExtras, AttentionLayer, KvData, Layout, Weight, WeightData, Q8_BLOCK,
 };
 
 fn data(n: usize) -> Vec<f32> {
@@ -100,8 +100,8 @@ fn attention(c: &mut Criterion) {
         let layer = AttentionLayer {
             q: &q,
             q_stride: 3 * h * d,
-            keys: WeightData::F32(&keys),
-            values: WeightData::F32(&values),
+            keys: KvData::F32(&keys),
+            values: KvData::F32(&values),
             head_stride: t * d,
             slots: t,
             n_head: h,

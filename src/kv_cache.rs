@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use half::f16;
-use quill_kernels::WeightData;
+use quill_kernels::KvData;
 
 /// Element type of the KV arena: f32 (exact, the default) or f16 (half the memory and the bytes
 /// attention reads per token, as llama.cpp's default cache).
@@ -182,12 +182,12 @@ impl KvArena {
     }
 
     /// The key and value blocks `[H][slots, D]` of one layer.
-    pub(crate) fn layer(&self, layer: usize) -> (WeightData<'_>, WeightData<'_>) {
+    pub(crate) fn layer(&self, layer: usize) -> (KvData<'_>, KvData<'_>) {
         let size = self.n_head * self.slots[layer] * self.head_dim;
         let r = self.starts[layer]..self.starts[layer] + size;
         match &self.store {
-            Store::F32 { keys, values } => (WeightData::F32(&keys[r.clone()]), WeightData::F32(&values[r])),
-            Store::F16 { keys, values } => (WeightData::F16(&keys[r.clone()]), WeightData::F16(&values[r])),
+            Store::F32 { keys, values } => (KvData::F32(&keys[r.clone()]), KvData::F32(&values[r])),
+            Store::F16 { keys, values } => (KvData::F16(&keys[r.clone()]), KvData::F16(&values[r])),
         }
     }
 }
@@ -228,9 +228,9 @@ mod tests {
         assert!(msg.contains("a `ctx` of 262144 or less"), "{msg}");
         assert!(!msg.contains("--"), "the library names no flag: {msg}");
     }
-    use quill_kernels::WeightData;
+    use quill_kernels::KvData;
 
-    fn f32s(d: WeightData) -> Vec<f32> {
+    fn f32s(d: KvData) -> Vec<f32> {
         (0..d.len()).map(|i| d.get(i)).collect()
     }
 

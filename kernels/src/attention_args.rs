@@ -1,7 +1,43 @@
 //! What attention takes: one layer's queries and KV cache ([`AttentionLayer`]), the forward
 //! API's extras, and the view of one head the per-head kernels see ([`AttentionHead`]).
 
-use crate::weight::WeightData;
+use half::f16;
+
+/// Cached keys or values as the KV cache stores them: f32, or f16 (half the bytes per token).
+#[derive(Clone, Copy, Debug)]
+pub enum KvData<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl<'a> KvData<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            KvData::F32(d) => d.len(),
+            KvData::F16(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Elements `range`.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> KvData<'a> {
+        match *self {
+            KvData::F32(d) => KvData::F32(&d[range]),
+            KvData::F16(d) => KvData::F16(&d[range]),
+        }
+    }
+
+    /// Element `i`, widened to f32.
+    pub fn get(&self, i: usize) -> f32 {
+        match *self {
+            KvData::F32(d) => d[i],
+            KvData::F16(d) => d[i].to_f32(),
+        }
+    }
+}
 
 /// Attention of one layer: every head's new queries over that head's cached keys and values.
 ///
@@ -15,9 +51,9 @@ pub struct AttentionLayer<'a> {
     /// Keys `[H][slots, D]`, f32 or f16: head `h`'s block starts at `h * head_stride`; position
     /// `j` is in slot `j % slots`, so a block of fewer slots than positions is a ring (local
     /// attention).
-    pub keys: WeightData<'a>,
+    pub keys: KvData<'a>,
     /// Values, laid out (and typed) as `keys`.
-    pub values: WeightData<'a>,
+    pub values: KvData<'a>,
     pub head_stride: usize,
     pub slots: usize,
     pub n_head: usize,
@@ -54,9 +90,9 @@ pub struct AttentionHead<'a> {
     pub q: &'a [f32],
     pub q_stride: usize,
     /// Keys `[slots, D]`; position `j` in slot `j % slots`.
-    pub keys: WeightData<'a>,
+    pub keys: KvData<'a>,
     /// Values `[slots, D]`, as the keys.
-    pub values: WeightData<'a>,
+    pub values: KvData<'a>,
     pub slots: usize,
     pub d: usize,
     pub n_queries: usize,

@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use crate::activation::Activation;
-use crate::attention_args::AttentionLayer;
+use crate::attention_args::{AttentionLayer, KvData};
 use crate::isa::{self, Fns};
 use crate::team::parallel_for;
 use crate::weight::{Layout, Weight, WeightData, Q8_BLOCK};
@@ -401,10 +401,7 @@ impl Kernels {
             "attention: keys or values shorter than H blocks"
         );
         assert!(
-            matches!(
-                (layer.keys, layer.values),
-                (WeightData::F32(_), WeightData::F32(_)) | (WeightData::F16(_), WeightData::F16(_))
-            ),
+            matches!((layer.keys, layer.values), (KvData::F32(_), KvData::F32(_)) | (KvData::F16(_), KvData::F16(_))),
             "attention: keys and values of different types"
         );
         // Scores scratch per head: one reused row of T, or every query's row when kept.

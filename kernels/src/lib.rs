@@ -28,7 +28,7 @@ mod team;
 mod weight;
 
 pub use activation::Activation;
-pub use attention_args::{AttentionExtras, AttentionHead, AttentionLayer};
+pub use attention_args::{AttentionExtras, AttentionHead, AttentionLayer, KvData};
 pub use dispatch::{cpu_features, init, kernels, physical_cores, select, Kernels, Level, LevelError};
 pub use half::f16;
 pub use weight::{quantize_q8_0, Layout, Weight, WeightData, Q8_BLOCK};

@@ -2,7 +2,7 @@
 //! kernels of the `scalar` level on CPUs without a supported vector ISA.
 
 use crate::activation::Activation;
-use crate::attention_args::AttentionHead;
+use crate::attention_args::{AttentionHead, KvData};
 use crate::elem::Elem;
 use crate::weight::{Layout, Weight, WeightData, Q8_BLOCK};
 
@@ -143,9 +143,9 @@ pub fn attention(h: &AttentionHead, scores: &mut [f32], out: &mut [f32], out_str
 pub(crate) unsafe fn attention_head(h: &AttentionHead, scores: &mut [f32], out: *mut f32, out_stride: usize) {
     match (h.keys, h.values) {
         // SAFETY: the contract above is `attend`'s.
-        (WeightData::F32(k), WeightData::F32(v)) => unsafe { attend(h, k, v, scores, out, out_stride) },
+        (KvData::F32(k), KvData::F32(v)) => unsafe { attend(h, k, v, scores, out, out_stride) },
         // SAFETY: as above.
-        (WeightData::F16(k), WeightData::F16(v)) => unsafe { attend(h, k, v, scores, out, out_stride) },
+        (KvData::F16(k), KvData::F16(v)) => unsafe { attend(h, k, v, scores, out, out_stride) },
         _ => unreachable!("keys and values of one type, f32 or f16 (checked by Kernels::attention)"),
     }
 }

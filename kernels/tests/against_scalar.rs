@@ -2,8 +2,8 @@
 //! slices, both weight layouts, f32, f16 and q8_0 weights, one and many threads.
 
 use quill_kernels::{
-    f16, quantize_q8_0, scalar, select, Activation, AttentionExtras, AttentionLayer, Kernels, Layout, Level, Weight,
-    WeightData, Q8_BLOCK,
+    f16, quantize_q8_0, scalar, select, Activation, AttentionExtras, AttentionLayer, Kernels, KvData, Layout, Level,
+    Weight, WeightData, Q8_BLOCK,
 };
 
 /// Deterministic xorshift values in [-1, 1).
@@ -210,9 +210,7 @@ fn attention_matches_scalar() {
         let values = rng.vec(h * cap * d);
         let keys16: Vec<f16> = keys.iter().map(|&v| f16::from_f32(v)).collect();
         let values16: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
-        for (kd, vd) in
-            [(WeightData::F32(&keys), WeightData::F32(&values)), (WeightData::F16(&keys16), WeightData::F16(&values16))]
-        {
+        for (kd, vd) in [(KvData::F32(&keys), KvData::F32(&values)), (KvData::F16(&keys16), KvData::F16(&values16))] {
             let layer = AttentionLayer {
                 q: &q,
                 q_stride,
@@ -274,8 +272,8 @@ fn window_layer<'a>(
     AttentionLayer {
         q,
         q_stride: h * d,
-        keys: WeightData::F32(keys),
-        values: WeightData::F32(values),
+        keys: KvData::F32(keys),
+        values: KvData::F32(values),
         head_stride: stride,
         slots,
         n_head: h,
@@ -337,8 +335,8 @@ fn attention_extras_match_a_direct_computation() {
         let layer = AttentionLayer {
             q: &q,
             q_stride: h * d,
-            keys: WeightData::F32(&keys),
-            values: WeightData::F32(&values),
+            keys: KvData::F32(&keys),
+            values: KvData::F32(&values),
             head_stride: t * d,
             slots: t,
             n_head: h,
@@ -656,8 +654,8 @@ fn scalar_attention_refuses_a_short_output() {
     let layer = AttentionLayer {
         q: &q,
         q_stride: d,
-        keys: WeightData::F32(&kv),
-        values: WeightData::F32(&kv),
+        keys: KvData::F32(&kv),
+        values: KvData::F32(&kv),
         head_stride: m * d,
         slots: m,
         n_head: 1,

@@ -3,9 +3,9 @@
 use super::attention_tiles::{attend_tiles, worth_tiles};
 use super::vector::{axpy, dot, softmax};
 use crate::attention_args::AttentionHead;
+use crate::attention_args::KvData;
 use crate::elem::Elem;
 use crate::simd::Simd;
-use crate::weight::WeightData;
 
 /// # Safety
 /// The CPU supports `S`; the head's keys and values hold its `slots × D` elements (checked by
@@ -21,10 +21,8 @@ pub(crate) unsafe fn attention_head<S: Simd, const MR: usize, const NV: usize>(
     // SAFETY: the contract above is `attend`'s.
     unsafe {
         match (h.keys, h.values) {
-            (WeightData::F32(k), WeightData::F32(v)) => attend::<S, f32, MR, NV>(h, k, v, scores, out, out_stride),
-            (WeightData::F16(k), WeightData::F16(v)) => {
-                attend::<S, half::f16, MR, NV>(h, k, v, scores, out, out_stride)
-            }
+            (KvData::F32(k), KvData::F32(v)) => attend::<S, f32, MR, NV>(h, k, v, scores, out, out_stride),
+            (KvData::F16(k), KvData::F16(v)) => attend::<S, half::f16, MR, NV>(h, k, v, scores, out, out_stride),
             _ => unreachable!("keys and values of one type, f32 or f16 (checked by Kernels::attention)"),
         }
     }
