@@ -363,7 +363,7 @@ struct Sequence {
 impl Sequence {
     fn record(&self, with_logprobs: bool, with_total: bool) -> Value {
         let g = &self.generation;
-        let mut r = json!({ "new_ids": g.new_ids, "text": self.text, "finish_reason": g.finish_reason.name() });
+        let mut r = sequence_record(&g.new_ids, &self.text, g.finish_reason);
         if with_logprobs {
             r["logprobs"] = json!(g.logprobs);
         }
@@ -372,6 +372,48 @@ impl Sequence {
         }
         r
     }
+}
+
+/// One sequence's fields in the JSON record: "new_ids", "text", "finish_reason"; the caller
+/// adds those of its kind ("logprobs", "total_logprob", or a beam's "score").
+fn sequence_record(new_ids: &[u32], text: &str, finish_reason: FinishReason) -> Value {
+    json!({ "new_ids": new_ids, "text": text, "finish_reason": finish_reason.name() })
+}
+
+/// The JSON record of one prompt, for greedy decoding, sampling and beams alike: the best
+/// sequence's fields, "index" in a batch, "prompt_ids", "seed" when sampled, and with
+/// --num-return-sequences (even 1) "sequences", every sequence's fields best first.
+fn json_record(
+    args: &GenerateArgs,
+    best: Value,
+    index: Option<usize>,
+    prompt_ids: &[u32],
+    seed: Option<u64>,
+    all: impl FnOnce() -> Vec<Value>,
+) -> Value {
+    let mut record = best;
+    if let Some(i) = index {
+        record["index"] = json!(i);
+    }
+    record["prompt_ids"] = json!(prompt_ids);
+    if let Some(seed) = seed {
+        record["seed"] = json!(seed);
+    }
+    if args.num_return_sequences.is_some() {
+        record["sequences"] = Value::Array(all());
+    }
+    record
+}
+
+/// Each sequence after the prompt, best first, a blank line between.
+fn print_texts<'a>(prompt: &str, texts: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    for (i, text) in texts.into_iter().enumerate() {
+        if i > 0 {
+            println("")?;
+        }
+        println(&format!("{prompt}{text}"))?;
+    }
+    Ok(())
 }
 
 /// What generates: a beam search, or a session and a generator.
@@ -541,26 +583,11 @@ fn generate_row(
         Strategy::Greedy => None,
     };
     if args.json {
-        let mut record = sequences[0].record(args.logprobs, false);
-        if let Some(i) = index {
-            record["index"] = json!(i);
-        }
-        record["prompt_ids"] = json!(prompt_ids);
-        if let Some(seed) = seed {
-            record["seed"] = json!(seed);
-        }
-        if args.num_return_sequences.is_some() {
-            record["sequences"] = sequences.iter().map(|s| s.record(args.logprobs, true)).collect();
-        }
-        println(&record.to_string())?;
+        let best = sequences[0].record(args.logprobs, false);
+        let all = || sequences.iter().map(|s| s.record(args.logprobs, true)).collect();
+        println(&json_record(args, best, index, prompt_ids, seed, all).to_string())?;
     } else if !streaming {
-        // Best first, a blank line between sequences.
-        for (i, s) in sequences.iter().enumerate() {
-            if i > 0 {
-                println("")?;
-            }
-            println(&format!("{prompt}{}", s.text))?;
-        }
+        print_texts(prompt, sequences.iter().map(|s| s.text.as_str()))?;
     }
     if args.stats {
         print_stats(load_time, prompt_ids.len(), &sequences, seed, index);
@@ -594,31 +621,19 @@ fn print_beams(
         }
         stream.finish();
         let text = stream.text().to_string();
-        records.push(json!({
-            "new_ids": s.new_ids, "text": text, "finish_reason": s.finish_reason.name(), "score": s.score
-        }));
+        let mut record = sequence_record(&s.new_ids, &text, s.finish_reason);
+        record["score"] = json!(s.score);
+        records.push(record);
         texts.push(text);
     }
     if g.sequences.iter().any(|s| s.finish_reason == FinishReason::ContextFull) {
         eprintln!("note: {}the context is full ({capacity} positions): the beams stopped there", row_prefix(index));
     }
     if args.json {
-        let mut record = records[0].clone();
-        if let Some(i) = index {
-            record["index"] = json!(i);
-        }
-        record["prompt_ids"] = json!(prompt_ids);
-        if args.num_return_sequences.is_some() {
-            record["sequences"] = Value::Array(records);
-        }
-        println(&record.to_string())?;
+        let best = records[0].clone();
+        println(&json_record(args, best, index, prompt_ids, None, || records).to_string())?;
     } else {
-        for (i, text) in texts.iter().enumerate() {
-            if i > 0 {
-                println("")?;
-            }
-            println(&format!("{prompt}{text}"))?;
-        }
+        print_texts(prompt, texts.iter().map(String::as_str))?;
     }
     if args.stats {
         let per_s = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
