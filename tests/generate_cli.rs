@@ -246,6 +246,17 @@ fn invalid_values_are_usage_errors() {
         (&["--on-context-full", "wrap"], &["wrap"]),
         (&["--top-k", "-1"], &["-1"]),
         (&["--seed", "x"], &["--seed"]),
+        // With beams: the range checks of the flags first, as without, then the beam checks.
+        (&["--num-beams", "2", "--top-p", "2"], &["--top-p 2 is out of range"]),
+        (&["--num-beams", "2", "--temperature", "-1"], &["--temperature -1 is out of range"]),
+        (&["--num-beams", "2", "--repetition-penalty", "0"], &["--repetition-penalty 0 is out of range"]),
+        (&["--num-beams", "2", "--num-return-sequences", "0"], &["--num-return-sequences 0"]),
+        (&["--num-beams", "2", "--stop", ""], &["--stop", "empty"]),
+        (&["--num-beams", "2", "--logprobs"], &["--json"]),
+        (&["--num-beams", "2", "--min-p", "0.1"], &["--num-beams 2 is beam search", "drop --min-p"]),
+        (&["--num-beams", "2", "--top-p", "0.5"], &["drop --top-p"]),
+        (&["--num-beams", "2", "--length-penalty", "inf"], &["--length-penalty inf is not a finite number"]),
+        (&["--num-beams", "2", "--length-penalty", "nan"], &["--length-penalty NaN is not a finite number"]),
     ];
     for (extra, needles) in cases {
         let args = g(extra);
@@ -255,4 +266,58 @@ fn invalid_values_are_usage_errors() {
     // top-k 0 disables top-k, as in transformers: not an error.
     let v = generate_json(&hub(), PROMPT, &["-n", "2", "--top-k", "0", "--seed", "1"]);
     assert_eq!(v["new_ids"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn generation_config_defaults_apply_to_beams_as_to_greedy() {
+    let dir = hub_with_generation_config(Some(r#"{"repetition_penalty": 1.3, "max_new_tokens": 6}"#));
+    for mode in [&[][..], &["--num-beams", "3"][..]] {
+        let from_file = generate_json(dir.path(), PROMPT, mode);
+        let mut flags = vec!["--repetition-penalty", "1.3", "-n", "6"];
+        flags.extend_from_slice(mode);
+        assert_eq!(from_file, generate_json(&hub(), PROMPT, &flags), "{mode:?}");
+        // A flag wins over the file.
+        let mut flags = vec!["-n", "4"];
+        flags.extend_from_slice(mode);
+        assert_eq!(generate_json(dir.path(), PROMPT, &flags)["new_ids"].as_array().unwrap().len(), 4, "{mode:?}");
+    }
+}
+
+#[test]
+fn beams_and_generation_config_clashes_are_usage_errors() {
+    let m = m();
+    expect_error(
+        &["generate", "-m", &m, PROMPT, "--num-beams", "2", "--max-length", "3"],
+        2,
+        &["--max-length 3 leaves no room after the prompt's 3 tokens"],
+    );
+    // --temperature 0 is greedy, so beam search takes it.
+    let v = generate_json(&hub(), PROMPT, &["-n", "4", "--num-beams", "2", "--temperature", "0"]);
+    assert_eq!(v, generate_json(&hub(), PROMPT, &["-n", "4", "--num-beams", "2"]));
+
+    // generation_config.json's do_sample: beam search asks for --temperature 0.
+    let dir = hub_with_generation_config(Some(r#"{"do_sample": true}"#));
+    let file = dir.path().to_str().unwrap();
+    expect_error(
+        &["generate", "-m", file, PROMPT, "-n", "2", "--num-beams", "2"],
+        2,
+        &["generation_config.json sets do_sample", "add --temperature 0"],
+    );
+    let v = generate_json(dir.path(), PROMPT, &["-n", "4", "--num-beams", "2", "--temperature", "0"]);
+    assert_eq!(v, generate_json(&hub(), PROMPT, &["-n", "4", "--num-beams", "2"]));
+
+    // generation_config.json's temperature 0 with sampling asked for, by the file or a flag.
+    for (config, flags) in [
+        (r#"{"do_sample": true, "temperature": 0}"#, &[][..]),
+        (r#"{"temperature": 0}"#, &["--do-sample"][..]),
+        (r#"{"temperature": 0}"#, &["--seed", "3"][..]),
+    ] {
+        let dir = hub_with_generation_config(Some(config));
+        let mut args = vec!["generate", "-m", dir.path().to_str().unwrap(), PROMPT, "-n", "2"];
+        args.extend_from_slice(flags);
+        expect_error(&args, 2, &["generation_config.json sets temperature 0", "give --temperature"]);
+        let mut with_t = flags.to_vec();
+        with_t.extend_from_slice(&["-n", "2", "--temperature", "0.5"]);
+        assert!(generate_json(dir.path(), PROMPT, &with_t)["seed"].is_u64(), "{config} {flags:?}");
+    }
 }

@@ -114,12 +114,85 @@ enum ContextFull {
     Slide,
 }
 
-/// The decoding options and the number of sequences, from the flags over generation_config.json.
-struct Plan {
+/// What a run decodes with: the flags over generation_config.json's defaults over Quill's, each
+/// resolved once by [`settings`], for greedy decoding, sampling and beam search alike.
+struct Settings {
     opts: DecodeOptions,
+    /// Sequences per prompt (--num-return-sequences).
     sequences: usize,
     /// Beam search, with --num-beams above 1.
     beam: Option<BeamOptions>,
+}
+
+/// How the tokens are chosen, as the flags and generation_config.json decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Greedy,
+    Sample,
+    /// Beam search with this many beams (above 1).
+    Beams(usize),
+}
+
+/// The settings of a run on a prompt of `prompt_len` tokens (what --max-length counts): the
+/// flags checked once by [`check`], then each value resolved once, flag over file over default.
+fn settings(
+    args: &GenerateArgs,
+    file: &GenerationDefaults,
+    default_eos: Option<u32>,
+    prompt_len: usize,
+) -> Result<Settings> {
+    let mode = check(args, file)?;
+    let sequences = args.num_return_sequences.unwrap_or(1);
+    let strategy = match mode {
+        Mode::Sample => {
+            let d = Sampling::default();
+            Strategy::Sample(Sampling {
+                temperature: args.temperature.or(file.temperature).unwrap_or(d.temperature),
+                top_k: args.top_k.or(file.top_k).unwrap_or(d.top_k),
+                top_p: args.top_p.or(file.top_p).unwrap_or(d.top_p),
+                min_p: args.min_p.or(file.min_p),
+                seed: args.seed.unwrap_or_else(fresh_seed),
+            })
+        }
+        Mode::Greedy | Mode::Beams(_) => Strategy::Greedy,
+    };
+    let opts = DecodeOptions {
+        max_new_tokens: max_new_tokens(args, file, prompt_len)?,
+        eos_token_ids: match (args.ignore_eos, &file.eos_token_ids) {
+            (true, _) => Vec::new(),
+            (false, Some(ids)) => ids.clone(),
+            (false, None) => default_eos.into_iter().collect(),
+        },
+        strategy,
+        repetition_penalty: args.repetition_penalty.or(file.repetition_penalty).unwrap_or(1.0),
+        // Beam search stops at a full context: `check` refuses slide there.
+        on_context_full: match args.on_context_full {
+            ContextFull::Stop => OnContextFull::Stop,
+            ContextFull::Slide => OnContextFull::Slide,
+        },
+        // Sampled sequences are ranked by total logprob; beams by their own score.
+        logprobs: !matches!(mode, Mode::Beams(_)) && (args.logprobs || sequences > 1),
+    };
+    // The resolved values, the file's among them, in the library's own ranges.
+    opts.validate()?;
+    let beam = match mode {
+        Mode::Beams(num_beams) => {
+            let beam = BeamOptions {
+                num_beams,
+                length_penalty: args.length_penalty.unwrap_or(1.0),
+                early_stopping: match args.early_stopping {
+                    None | Some(EarlyStop::False) => EarlyStopping::Heuristic,
+                    Some(EarlyStop::True) => EarlyStopping::Yes,
+                    Some(EarlyStop::Never) => EarlyStopping::Never,
+                },
+                num_return_sequences: sequences,
+            };
+            beam.validate()?;
+            Some(beam)
+        }
+        Mode::Greedy | Mode::Sample => None,
+    };
+    Ok(Settings { opts, sequences, beam })
 }
 
 fn check_range(flag: &str, v: Option<f32>, ok: impl Fn(f32) -> bool, want: &str) -> Result<()> {
@@ -129,7 +202,27 @@ fn check_range(flag: &str, v: Option<f32>, ok: impl Fn(f32) -> bool, want: &str)
     }
 }
 
-fn plan(args: &GenerateArgs, file: &GenerationDefaults, default_eos: Option<u32>, prompt_len: usize) -> Result<Plan> {
+/// The first flag given of `flags` (given, name).
+fn first_given(flags: impl IntoIterator<Item = (bool, &'static str)>) -> Option<&'static str> {
+    flags.into_iter().find_map(|(given, flag)| given.then_some(flag))
+}
+
+/// The first sampling flag given; --temperature 0 asks for greedy decoding, so it is not one.
+fn sampling_flag(args: &GenerateArgs) -> Option<&'static str> {
+    first_given([
+        (args.do_sample, "--do-sample"),
+        (args.temperature.is_some_and(|t| t != 0.0), "--temperature"),
+        (args.top_k.is_some(), "--top-k"),
+        (args.top_p.is_some(), "--top-p"),
+        (args.min_p.is_some(), "--min-p"),
+        (args.seed.is_some(), "--seed"),
+    ])
+}
+
+/// Every usage check of the flags, and of where they clash with generation_config.json, each
+/// once, in the order the errors are reported; says how the tokens are chosen. The length
+/// limits are checked by [`max_new_tokens`], which counts the prompt.
+fn check(args: &GenerateArgs, file: &GenerationDefaults) -> Result<Mode> {
     check_range("--temperature", args.temperature, |t| t.is_finite() && t >= 0.0, "0 (greedy) or a number > 0")?;
     check_range("--top-p", args.top_p, |p| p > 0.0 && p <= 1.0, "a number in (0, 1]")?;
     check_range("--min-p", args.min_p, |p| (0.0..=1.0).contains(&p), "a number in [0, 1]")?;
@@ -147,43 +240,37 @@ fn plan(args: &GenerateArgs, file: &GenerationDefaults, default_eos: Option<u32>
         return Err(Error::usage(format!("--stop '{s}': a stop string cannot be empty")));
     }
     let sequences = args.num_return_sequences.unwrap_or(1);
-    let beams = args.num_beams.unwrap_or(1);
-    if beams == 0 {
-        return Err(Error::usage("--num-beams 0 is out of range: give 1 or more (1 = greedy)"));
-    }
-    if beams == 1 {
-        if let Some(flag) =
-            [(args.length_penalty.is_some(), "--length-penalty"), (args.early_stopping.is_some(), "--early-stopping")]
-                .into_iter()
-                .find_map(|(given, flag)| given.then_some(flag))
-        {
-            return Err(Error::usage(format!("{flag} is for beam search: add --num-beams N (N > 1)")));
+    match args.num_beams.unwrap_or(1) {
+        0 => Err(Error::usage("--num-beams 0 is out of range: give 1 or more (1 = greedy)")),
+        1 => {
+            let beam_flag = first_given([
+                (args.length_penalty.is_some(), "--length-penalty"),
+                (args.early_stopping.is_some(), "--early-stopping"),
+            ]);
+            if let Some(flag) = beam_flag {
+                return Err(Error::usage(format!("{flag} is for beam search: add --num-beams N (N > 1)")));
+            }
+            check_sampling(args, file, sequences)
         }
-    } else {
-        return beam_plan(args, file, default_eos, prompt_len, beams);
+        beams => {
+            check_beams(args, file, sequences, beams)?;
+            Ok(Mode::Beams(beams))
+        }
     }
-    let sampling_flags: Vec<&str> = [
-        (args.do_sample, "--do-sample"),
-        (args.top_k.is_some(), "--top-k"),
-        (args.top_p.is_some(), "--top-p"),
-        (args.min_p.is_some(), "--min-p"),
-        (args.seed.is_some(), "--seed"),
-        (sequences > 1, "--num-return-sequences"),
-    ]
-    .into_iter()
-    .filter_map(|(given, flag)| given.then_some(flag))
-    .collect();
+}
+
+/// Greedy decoding or sampling, and the checks of that choice.
+fn check_sampling(args: &GenerateArgs, file: &GenerationDefaults, sequences: usize) -> Result<Mode> {
+    let flag = sampling_flag(args);
     let sample = if args.temperature == Some(0.0) {
-        if let Some(flag) = sampling_flags.first() {
+        if let Some(flag) = flag.or((sequences > 1).then_some("--num-return-sequences")) {
             return Err(Error::usage(format!(
                 "--temperature 0 means greedy decoding, which {flag} does not go with: give a temperature > 0"
             )));
         }
         false
     } else {
-        args.temperature.is_some()
-            || sampling_flags.iter().any(|&f| f != "--num-return-sequences")
-            || file.do_sample == Some(true)
+        flag.is_some() || file.do_sample == Some(true)
     };
     if sequences > 1 && !sample {
         return Err(Error::usage(
@@ -191,63 +278,20 @@ fn plan(args: &GenerateArgs, file: &GenerationDefaults, default_eos: Option<u32>
              or beam search (--num-beams N)",
         ));
     }
-    let strategy = if sample {
-        let temperature = args.temperature.or(file.temperature).unwrap_or(1.0);
-        if temperature == 0.0 {
-            return Err(Error::usage(
-                "generation_config.json sets temperature 0 (greedy) but sampling was asked for: give --temperature",
-            ));
-        }
-        let d = Sampling::default();
-        Strategy::Sample(Sampling {
-            temperature,
-            top_k: args.top_k.or(file.top_k).unwrap_or(d.top_k),
-            top_p: args.top_p.or(file.top_p).unwrap_or(d.top_p),
-            min_p: args.min_p.or(file.min_p),
-            seed: args.seed.unwrap_or_else(fresh_seed),
-        })
-    } else {
-        Strategy::Greedy
-    };
-    let max_new_tokens = max_new_tokens(args, file, prompt_len)?;
-    let eos_token_ids = match (args.ignore_eos, &file.eos_token_ids) {
-        (true, _) => Vec::new(),
-        (false, Some(ids)) => ids.clone(),
-        (false, None) => default_eos.into_iter().collect(),
-    };
-    let opts = DecodeOptions {
-        max_new_tokens,
-        eos_token_ids,
-        strategy,
-        repetition_penalty: args.repetition_penalty.or(file.repetition_penalty).unwrap_or(1.0),
-        on_context_full: match args.on_context_full {
-            ContextFull::Stop => OnContextFull::Stop,
-            ContextFull::Slide => OnContextFull::Slide,
-        },
-        // Sequences are ranked by total logprob.
-        logprobs: args.logprobs || sequences > 1,
-    };
-    opts.validate()?;
-    Ok(Plan { opts, sequences, beam: None })
+    if !sample {
+        return Ok(Mode::Greedy);
+    }
+    if args.temperature.or(file.temperature) == Some(0.0) {
+        return Err(Error::usage(
+            "generation_config.json sets temperature 0 (greedy) but sampling was asked for: give --temperature",
+        ));
+    }
+    Ok(Mode::Sample)
 }
 
-/// The plan of a beam search (`beams` > 1): no sampling, stop strings, logprobs or sliding.
-fn beam_plan(
-    args: &GenerateArgs,
-    file: &GenerationDefaults,
-    default_eos: Option<u32>,
-    prompt_len: usize,
-    beams: usize,
-) -> Result<Plan> {
-    let sampling = [
-        (args.do_sample, "--do-sample"),
-        (args.temperature.is_some_and(|t| t != 0.0), "--temperature"),
-        (args.top_k.is_some(), "--top-k"),
-        (args.top_p.is_some(), "--top-p"),
-        (args.min_p.is_some(), "--min-p"),
-        (args.seed.is_some(), "--seed"),
-    ];
-    if let Some(flag) = sampling.into_iter().find_map(|(given, flag)| given.then_some(flag)) {
+/// The checks of a beam search (`beams` > 1): no sampling, stop strings, logprobs or sliding.
+fn check_beams(args: &GenerateArgs, file: &GenerationDefaults, sequences: usize, beams: usize) -> Result<()> {
+    if let Some(flag) = sampling_flag(args) {
         return Err(Error::usage(format!(
             "--num-beams {beams} is beam search, which does not sample: drop {flag} (beam sampling is not supported)"
         )));
@@ -271,39 +315,12 @@ fn beam_plan(
             "--on-context-full slide does not work with beam search: beams stop at a full context",
         ));
     }
-    let sequences = args.num_return_sequences.unwrap_or(1);
     if sequences > beams {
         return Err(Error::usage(format!(
             "--num-return-sequences {sequences} is more than --num-beams {beams}: give at most {beams}"
         )));
     }
-    let max_new_tokens = max_new_tokens(args, file, prompt_len)?;
-    let eos_token_ids = match (args.ignore_eos, &file.eos_token_ids) {
-        (true, _) => Vec::new(),
-        (false, Some(ids)) => ids.clone(),
-        (false, None) => default_eos.into_iter().collect(),
-    };
-    let opts = DecodeOptions {
-        max_new_tokens,
-        eos_token_ids,
-        strategy: Strategy::Greedy,
-        repetition_penalty: args.repetition_penalty.or(file.repetition_penalty).unwrap_or(1.0),
-        on_context_full: OnContextFull::Stop,
-        logprobs: false,
-    };
-    opts.validate()?;
-    let beam = BeamOptions {
-        num_beams: beams,
-        length_penalty: args.length_penalty.unwrap_or(1.0),
-        early_stopping: match args.early_stopping {
-            None | Some(EarlyStop::False) => EarlyStopping::Heuristic,
-            Some(EarlyStop::True) => EarlyStopping::Yes,
-            Some(EarlyStop::Never) => EarlyStopping::Never,
-        },
-        num_return_sequences: sequences,
-    };
-    beam.validate()?;
-    Ok(Plan { opts, sequences, beam: Some(beam) })
+    Ok(())
 }
 
 /// New tokens at most after a prompt of `prompt_len` tokens: the flags, else the file, else 50.
@@ -347,7 +364,7 @@ struct Sequence {
 impl Sequence {
     fn record(&self, with_logprobs: bool, with_total: bool) -> Value {
         let g = &self.generation;
-        let mut r = json!({ "new_ids": g.new_ids, "text": self.text, "finish_reason": g.finish_reason.name() });
+        let mut r = sequence_record(&g.new_ids, &self.text, g.finish_reason);
         if with_logprobs {
             r["logprobs"] = json!(g.logprobs);
         }
@@ -356,6 +373,48 @@ impl Sequence {
         }
         r
     }
+}
+
+/// One sequence's fields in the JSON record: "new_ids", "text", "finish_reason"; the caller
+/// adds those of its kind ("logprobs", "total_logprob", or a beam's "score").
+fn sequence_record(new_ids: &[u32], text: &str, finish_reason: FinishReason) -> Value {
+    json!({ "new_ids": new_ids, "text": text, "finish_reason": finish_reason.name() })
+}
+
+/// The JSON record of one prompt, for greedy decoding, sampling and beams alike: the best
+/// sequence's fields, "index" in a batch, "prompt_ids", "seed" when sampled, and with
+/// --num-return-sequences (even 1) "sequences", every sequence's fields best first.
+fn json_record(
+    args: &GenerateArgs,
+    best: Value,
+    index: Option<usize>,
+    prompt_ids: &[u32],
+    seed: Option<u64>,
+    all: impl FnOnce() -> Vec<Value>,
+) -> Value {
+    let mut record = best;
+    if let Some(i) = index {
+        record["index"] = json!(i);
+    }
+    record["prompt_ids"] = json!(prompt_ids);
+    if let Some(seed) = seed {
+        record["seed"] = json!(seed);
+    }
+    if args.num_return_sequences.is_some() {
+        record["sequences"] = Value::Array(all());
+    }
+    record
+}
+
+/// Each sequence after the prompt, best first, a blank line between.
+fn print_texts<'a>(prompt: &str, texts: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    for (i, text) in texts.into_iter().enumerate() {
+        if i > 0 {
+            println("")?;
+        }
+        println(&format!("{prompt}{text}"))?;
+    }
+    Ok(())
 }
 
 /// What generates: a beam search, or a session and a generator.
@@ -380,8 +439,8 @@ pub(crate) fn run(args: &GenerateArgs, load: &LoadOptions) -> Result<()> {
             rows.push((text, ids));
         }
         // Each row's own max_new_tokens is set below, naming its line when --max-length is too short.
-        let plan = plan(args, &defaults, default_eos, 0)?;
-        let mut engine = engine(args, &model, &plan)?;
+        let settings = settings(args, &defaults, default_eos, 0)?;
+        let mut engine = engine(args, &model, &settings)?;
         let load_time = load_start.elapsed();
         let line = |i: usize, e: Error| e.within(format!("--prompts-file line {}", i + 1));
         for (i, (text, ids)) in rows.iter().enumerate() {
@@ -394,7 +453,7 @@ pub(crate) fn run(args: &GenerateArgs, load: &LoadOptions) -> Result<()> {
             if !args.json {
                 println(&format!("--- row {i} ---"))?;
             }
-            generate_row(args, &model, &tokenizer, &mut engine, &plan, text, ids, Some(i), load_time)
+            generate_row(args, &model, &tokenizer, &mut engine, &settings, text, ids, Some(i), load_time)
                 .map_err(|e| line(i, e))?;
         }
         return Ok(());
@@ -408,10 +467,10 @@ pub(crate) fn run(args: &GenerateArgs, load: &LoadOptions) -> Result<()> {
     if prompt_ids.is_empty() {
         return Err(Error::input("the prompt is empty: give some text to continue"));
     }
-    let plan = plan(args, &defaults, default_eos, prompt_ids.len())?;
-    let mut engine = engine(args, &model, &plan)?;
+    let settings = settings(args, &defaults, default_eos, prompt_ids.len())?;
+    let mut engine = engine(args, &model, &settings)?;
     let load_time = load_start.elapsed();
-    generate_row(args, &model, &tokenizer, &mut engine, &plan, &prompt, &prompt_ids, None, load_time)
+    generate_row(args, &model, &tokenizer, &mut engine, &settings, &prompt, &prompt_ids, None, load_time)
 }
 
 /// The prompts of a `--prompts-file`: one per line (a final newline ends the last line, a
@@ -436,12 +495,12 @@ fn read_prompts(path: &Path) -> Result<Vec<String>> {
     Ok(prompts)
 }
 
-fn engine<'m>(args: &GenerateArgs, model: &'m Model, plan: &Plan) -> Result<Engine<'m>> {
-    Ok(match &plan.beam {
-        Some(beam) => Engine::Beam(BeamSearch::new(model, args.ctx, plan.opts.clone(), beam.clone())?),
+fn engine<'m>(args: &GenerateArgs, model: &'m Model, settings: &Settings) -> Result<Engine<'m>> {
+    Ok(match &settings.beam {
+        Some(beam) => Engine::Beam(BeamSearch::new(model, args.ctx, settings.opts.clone(), beam.clone())?),
         None => Engine::Plain {
             session: model.session(args.ctx)?,
-            generator: Generator::new(plan.opts.clone(), model.config.vocab_size)?,
+            generator: Generator::new(settings.opts.clone(), model.config.vocab_size)?,
         },
     })
 }
@@ -454,7 +513,7 @@ fn generate_row(
     model: &Model,
     tokenizer: &Tokenizer,
     engine: &mut Engine<'_>,
-    plan: &Plan,
+    settings: &Settings,
     prompt: &str,
     prompt_ids: &[u32],
     index: Option<usize>,
@@ -469,13 +528,13 @@ fn generate_row(
         Engine::Plain { session, generator } => (session, generator),
     };
 
-    let streaming = !args.json && plan.sequences == 1;
+    let streaming = !args.json && settings.sequences == 1;
     if streaming {
         print_flush(prompt)?;
     }
-    let first_stream = (index.unwrap_or(0) * plan.sequences) as u64;
-    let mut sequences = Vec::with_capacity(plan.sequences);
-    for k in 0..plan.sequences {
+    let first_stream = (index.unwrap_or(0) * settings.sequences) as u64;
+    let mut sequences = Vec::with_capacity(settings.sequences);
+    for k in 0..settings.sequences {
         if k > 0 && interrupt::requested() {
             break;
         }
@@ -516,31 +575,16 @@ fn generate_row(
         }
     }
 
-    let seed = match &plan.opts.strategy {
+    let seed = match &settings.opts.strategy {
         Strategy::Sample(s) => Some(s.seed),
         Strategy::Greedy => None,
     };
     if args.json {
-        let mut record = sequences[0].record(args.logprobs, false);
-        if let Some(i) = index {
-            record["index"] = json!(i);
-        }
-        record["prompt_ids"] = json!(prompt_ids);
-        if let Some(seed) = seed {
-            record["seed"] = json!(seed);
-        }
-        if args.num_return_sequences.is_some() {
-            record["sequences"] = sequences.iter().map(|s| s.record(args.logprobs, true)).collect();
-        }
-        println(&record.to_string())?;
+        let best = sequences[0].record(args.logprobs, false);
+        let all = || sequences.iter().map(|s| s.record(args.logprobs, true)).collect();
+        println(&json_record(args, best, index, prompt_ids, seed, all).to_string())?;
     } else if !streaming {
-        // Best first, a blank line between sequences.
-        for (i, s) in sequences.iter().enumerate() {
-            if i > 0 {
-                println("")?;
-            }
-            println(&format!("{prompt}{}", s.text))?;
-        }
+        print_texts(prompt, sequences.iter().map(|s| s.text.as_str()))?;
     }
     if args.stats {
         print_stats(load_time, prompt_ids.len(), &sequences, seed, index);
@@ -574,31 +618,19 @@ fn print_beams(
         }
         stream.finish();
         let text = stream.text().to_string();
-        records.push(json!({
-            "new_ids": s.new_ids, "text": text, "finish_reason": s.finish_reason.name(), "score": s.score
-        }));
+        let mut record = sequence_record(&s.new_ids, &text, s.finish_reason);
+        record["score"] = json!(s.score);
+        records.push(record);
         texts.push(text);
     }
     if g.sequences.iter().any(|s| s.finish_reason == FinishReason::ContextFull) {
         eprintln!("note: {}the context is full ({capacity} positions): the beams stopped there", row_prefix(index));
     }
     if args.json {
-        let mut record = records[0].clone();
-        if let Some(i) = index {
-            record["index"] = json!(i);
-        }
-        record["prompt_ids"] = json!(prompt_ids);
-        if args.num_return_sequences.is_some() {
-            record["sequences"] = Value::Array(records);
-        }
-        println(&record.to_string())?;
+        let best = records[0].clone();
+        println(&json_record(args, best, index, prompt_ids, None, || records).to_string())?;
     } else {
-        for (i, text) in texts.iter().enumerate() {
-            if i > 0 {
-                println("")?;
-            }
-            println(&format!("{prompt}{text}"))?;
-        }
+        print_texts(prompt, texts.iter().map(String::as_str))?;
     }
     if args.stats {
         let per_s = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
