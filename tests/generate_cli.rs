@@ -255,8 +255,14 @@ fn invalid_values_are_usage_errors() {
         (&["--num-beams", "2", "--logprobs"], &["--json"]),
         (&["--num-beams", "2", "--min-p", "0.1"], &["--num-beams 2 is beam search", "drop --min-p"]),
         (&["--num-beams", "2", "--top-p", "0.5"], &["drop --top-p"]),
-        (&["--num-beams", "2", "--length-penalty", "inf"], &["--length-penalty inf is out of range: give a finite number"]),
-        (&["--num-beams", "2", "--length-penalty", "nan"], &["--length-penalty NaN is out of range: give a finite number"]),
+        (
+            &["--num-beams", "2", "--length-penalty", "inf"],
+            &["--length-penalty inf is out of range: give a finite number"],
+        ),
+        (
+            &["--num-beams", "2", "--length-penalty", "nan"],
+            &["--length-penalty NaN is out of range: give a finite number"],
+        ),
     ];
     for (extra, needles) in cases {
         let args = g(extra);
