@@ -231,7 +231,10 @@ mod tests {
     use quill_kernels::KvData;
 
     fn f32s(d: KvData) -> Vec<f32> {
-        (0..d.len()).map(|i| d.get(i)).collect()
+        match d {
+            KvData::F32(v) => v.to_vec(),
+            KvData::F16(v) => v.iter().map(|h| h.to_f32()).collect(),
+        }
     }
 
     #[test]

@@ -29,14 +29,6 @@ impl<'a> KvData<'a> {
             KvData::F16(d) => KvData::F16(&d[range]),
         }
     }
-
-    /// Element `i`, widened to f32.
-    pub fn get(&self, i: usize) -> f32 {
-        match *self {
-            KvData::F32(d) => d[i],
-            KvData::F16(d) => d[i].to_f32(),
-        }
-    }
 }
 
 /// Attention of one layer: every head's new queries over that head's cached keys and values.

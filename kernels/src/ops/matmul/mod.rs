@@ -167,6 +167,32 @@ pub(crate) unsafe fn matmul_cols<S: Simd, D: Q8Matmul, const MR: usize, const NV
     }
 }
 
+/// The rows of x and the path a matmul of `weights` takes at this level; when the path adds
+/// into out, columns `n0..n1` of out start as the bias (or zero).
+///
+/// # Safety
+/// As [`init_out`] for the `M = x.len() / w.k` rows of x.
+#[inline(always)]
+unsafe fn start_path<S: Simd, const NV: usize>(
+    x: &[f32],
+    w: Weight,
+    weights: WeightType,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) -> (usize, MatmulPath) {
+    let m = x.len() / w.k;
+    let path = MatmulPath::choose(w.layout, weights, m, LevelShape::of::<S, NV>());
+    #[cfg(test)]
+    PATH_TAKEN.set(Some(path));
+    if path.adds_to_out() {
+        // SAFETY: the caller's contract is init_out's.
+        unsafe { init_out(m, w.n, bias, out, n0, n1) };
+    }
+    (m, path)
+}
+
 /// Bias (or zero) into columns `n0..n1` of every output row.
 ///
 /// # Safety
@@ -251,13 +277,7 @@ unsafe fn matmul_q8<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
     // weights N rows of K bytes and K / 32 scales; the paths' contracts are that one.
     unsafe {
         let (k, n) = (w.k, w.n);
-        let m = x.len() / k;
-        let path = MatmulPath::choose(w.layout, WeightType::Q8_0, m, LevelShape::of::<S, NV>());
-        #[cfg(test)]
-        PATH_TAKEN.set(Some(path));
-        if path.adds_to_out() {
-            init_out(m, n, bias, out, n0, n1);
-        }
+        let (m, path) = start_path::<S, NV>(x, w, WeightType::Q8_0, bias, out, n0, n1);
         let rows = Q8Rows { q: q.as_ptr(), scales: scales.as_ptr(), k };
         match path {
             MatmulPath::Q8Gemv => {
@@ -288,14 +308,8 @@ unsafe fn matmul_typed<S: Simd, E: Elem, const MR: usize, const NV: usize>(
     // and of out).
     unsafe {
         let (k, n) = (w.k, w.n);
-        let m = x.len() / k;
         let weights = if E::IS_F32 { WeightType::F32 } else { WeightType::F16 };
-        let path = MatmulPath::choose(w.layout, weights, m, LevelShape::of::<S, NV>());
-        #[cfg(test)]
-        PATH_TAKEN.set(Some(path));
-        if path.adds_to_out() {
-            init_out(m, n, bias, out, n0, n1);
-        }
+        let (m, path) = start_path::<S, NV>(x, w, weights, bias, out, n0, n1);
         match path {
             MatmulPath::GemvInOut => {
                 for i in 0..m {
