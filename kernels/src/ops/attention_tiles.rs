@@ -2,7 +2,7 @@
 //!
 //! One query at a time (ops::attention) reads every visible key and value once per query and
 //! ends each score with a horizontal sum, so a prompt's cost per token grows with the context it
-//! follows (docs/PERFORMANCE.md, prompt attention in tiles). Here a head's visible keys
+//! follows (docs/PERFORMANCE.md, "Attention"). Here a head's visible keys
 //! are packed once per call into `D × NR` panels (keys transposed, NR keys wide) and its values
 //! into `span × NR` panels (NR of the D columns wide); then each block of MR queries runs
 //! [`micro_kernel`] for `scores = q · Kᵀ` (MR × NR scores per panel, no horizontal sums) and,

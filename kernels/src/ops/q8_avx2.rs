@@ -150,15 +150,15 @@ unsafe fn quantize_block(x: *const f32) -> (__m256i, f32) {
 /// lane per block in each 128-bit half) before a single conversion and FMA with their scales.
 /// The two multiply-adds per block share one pipe on Zen 1 and bound the loop there; a
 /// conversion and an FMA per block would add work to that pipe and to the conversion's single
-/// one, while the folding runs on the shuffle and add pipes (docs/PERFORMANCE.md, q8_0 decoding
-/// on AVX2).
+/// one, while the folding runs on the shuffle and add pipes (docs/PERFORMANCE.md,
+/// "q8_0: int8 weights, and int8 activations where it pays").
 const GROUP: usize = 4;
 
 /// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W q8_0 `(N, K)`, x quantized.
 ///
 /// One weight row at a time: one weight stream in flight. Tiles of two or four rows would share
 /// each x block's registers, but x's blocks are L1 loads either way, and the extra streams cost
-/// more than that saves (docs/PERFORMANCE.md, q8_0 decoding on AVX2).
+/// more than that saves (docs/PERFORMANCE.md, "q8_0: int8 weights, and int8 activations where it pays").
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; W holds N × K bytes and N × K / 32 scales; `out` is valid for
@@ -180,7 +180,7 @@ unsafe fn gemv_q8_maddubs(x: &QuantizedRow, w: Q8Rows, out: *mut f32, n0: usize,
             for b in (0..grouped).step_by(GROUP) {
                 let at = b * Q8_BLOCK;
                 // The same lines eight rows on keep enough of them in flight; into L1 (T0), as
-                // this loop reads them soon after (docs/PERFORMANCE.md, GEMV prefetch distance).
+                // this loop reads them soon after (docs/PERFORMANCE.md, "Decoding: GEMVs that stream").
                 _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + PREFETCH_ROWS * k));
                 _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at + 64 + PREFETCH_ROWS * k));
                 let dot = |i: usize| {

@@ -14,7 +14,7 @@ pub(crate) trait Simd: Copy {
     /// Vector registers of the ISA (kernels size their register tiles by it).
     const REGISTERS: usize;
     /// The vectors decoding's f16 GEMV streams with: 256-bit ones on AVX-512 too, which stream
-    /// f16 weights faster than 512-bit ones (docs/PERFORMANCE.md, f16 decoding). It runs inside
+    /// f16 weights faster than 512-bit ones (docs/PERFORMANCE.md, "Decoding: GEMVs that stream"). It runs inside
     /// `Self`'s `#[target_feature]` functions, so it must need no CPU feature beyond `Self`'s.
     type F16Gemv: Simd;
     /// # Safety

@@ -74,7 +74,7 @@ pub(super) unsafe fn gemv_out_in<S: Simd, E: Elem, const XR: usize>(
 /// row per pass with four accumulators along K. Unlike tiles of four rows (the few-row path's
 /// shape at one row of x) it keeps one weight stream in flight at a time, as the q8_0 GEMVs do.
 /// It runs on the level's [`Simd::F16Gemv`] vectors: 256-bit ones on AVX-512 too, which stream
-/// f16 weights faster than 512-bit ones (docs/PERFORMANCE.md, f16 decoding).
+/// f16 weights faster than 512-bit ones (docs/PERFORMANCE.md, "Decoding: GEMVs that stream").
 ///
 /// # Safety
 /// The CPU supports `S`; `x` holds at least `k` floats; `w` holds rows `n0..n1` of `k` elements;

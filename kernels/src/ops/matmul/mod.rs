@@ -42,7 +42,7 @@ const GEMM_MIN_ROWS: usize = 2;
 /// Whether an `(out, in)` f32/f16 matmul of `m` rows on `level` streams the weights once per
 /// tile of [`gemv_out_in`] instead of running the GEMM, whose panels of NR rows of x (NR = 32
 /// with AVX-512, 16 with AVX2 and NEON) are mostly padding for a short prompt: below 3/4 of NR,
-/// where the tiles beat the GEMM on AVX2 and AVX-512 (docs/PERFORMANCE.md, few-row GEMV tiles;
+/// where the tiles beat the GEMM on AVX2 and AVX-512 (docs/PERFORMANCE.md, "Decoding: GEMVs that stream";
 /// NEON takes the same rule without a measurement of its own).
 #[inline(always)]
 fn few_rows(m: usize, level: LevelShape) -> bool {
@@ -113,7 +113,7 @@ impl MatmulPath {
             (_, Layout::InOut) => MatmulPath::GemmInOut,
             // f16 decodes one weight row at a time (one weight stream in flight), on 256-bit
             // vectors on AVX-512 too; f32, with twice the bytes per multiply-add, decodes faster
-            // in tiles of four weight rows (docs/PERFORMANCE.md, f16 decoding).
+            // in tiles of four weight rows (docs/PERFORMANCE.md, "Decoding: GEMVs that stream").
             (WeightType::F16, Layout::OutIn) if one_row => MatmulPath::GemvOneRowOutIn,
             (_, Layout::OutIn) if one_row => MatmulPath::GemvOutIn1,
             // Four rows of x per tile where 32 registers hold the 16 accumulators, else two.
@@ -212,8 +212,8 @@ unsafe fn init_out(m: usize, n: usize, bias: Option<&[f32]>, out: *mut f32, n0: 
     }
 }
 
-/// How activations meet q8_0 weights: the level's choice (docs/PERFORMANCE.md, q8_0 decode:
-/// widen or integer dots).
+/// How activations meet q8_0 weights: the level's choice (docs/PERFORMANCE.md,
+/// "q8_0: int8 weights, and int8 activations where it pays").
 pub(crate) trait Q8Matmul {
     /// `out[j] += x · W[j, :]` for `j` in `n0..n1`: one row (decode).
     ///

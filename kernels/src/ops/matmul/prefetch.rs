@@ -5,7 +5,7 @@ use crate::simd::Simd;
 
 /// How many rows ahead the `(out, in)` GEMVs prefetch. q8_0 rows are short (768 bytes at
 /// K = 768), so four rows ahead are too little to hide memory latency; eight are enough, for f16
-/// too, and cost f32 nothing (docs/PERFORMANCE.md, GEMV prefetch distance).
+/// too, and cost f32 nothing (docs/PERFORMANCE.md, "Decoding: GEMVs that stream").
 pub(crate) const PREFETCH_ROWS: usize = 8;
 
 /// Cache lines to prefetch from inside micro-kernels, one at a time: `rows` runs of bytes,
