@@ -243,3 +243,43 @@ fn prompts_file_usage_errors_and_bad_files() {
         &["line 1", "--max-length 3"],
     );
 }
+
+#[test]
+fn a_jsonl_prompts_file_holds_json_strings_or_prompt_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = generate_util::hub();
+    let m = hub.to_str().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let run = |file: &str| {
+        let (code, out, err) = quill(&["generate", "-m", m, "--prompts-file", file, "-n", "4", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        json_lines(&out)
+    };
+    // The same prompts as plain lines and as JSON lines give the same records.
+    let text = run(&write("p.txt", "The Manhattan bridge\nIt was\n"));
+    let jsonl = run(&write("p.jsonl", "\"The Manhattan bridge\"\n{\"prompt\": \"It was\", \"id\": 7}\n"));
+    assert_eq!(text.len(), 2);
+    for (a, b) in text.iter().zip(&jsonl) {
+        assert_eq!(a["new_ids"], b["new_ids"]);
+        assert_eq!(a["prompt_ids"], b["prompt_ids"]);
+    }
+    // A prompt may hold a newline: it is one prompt, tokenized with it.
+    let (_, out, _) = quill(&["tokenize", "-m", m, "--json", "It was\nthe bridge"]);
+    let want: Value = serde_json::from_str(out.trim()).unwrap();
+    let rec = run(&write("nl.jsonl", "\"It was\\nthe bridge\"\n"));
+    assert_eq!(rec.len(), 1);
+    assert_eq!(rec[0]["prompt_ids"], want["ids"]);
+    // Bad lines name the file and the line.
+    for (name, body, needle) in [
+        ("bad_json.jsonl", "\"ok\"\n{not json\n", "line 2 is not valid JSON"),
+        ("number.jsonl", "42\n", "line 1 is not a JSON string"),
+        ("no_prompt.jsonl", "{\"text\": \"x\"}\n", "line 1 has no \"prompt\" string"),
+        ("empty_prompt.jsonl", "\"\"\n", "line 1 holds an empty prompt"),
+    ] {
+        expect_error(&["generate", "-m", m, "--prompts-file", &write(name, body)], 1, &[name, needle]);
+    }
+}

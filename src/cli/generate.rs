@@ -31,7 +31,8 @@ pub(crate) struct GenerateArgs {
     /// Read the prompt from a UTF-8 file instead.
     #[arg(long, value_name = "PATH", conflicts_with = "prompts_file")]
     prompt_file: Option<PathBuf>,
-    /// Run a batch: one prompt per line of this UTF-8 file (no empty lines), results in order.
+    /// Run a batch: one prompt per line of this UTF-8 file (no empty lines), results in order; a
+    /// `.jsonl` file holds a JSON string or {"prompt": "..."} per line (prompts with newlines).
     #[arg(long, value_name = "PATH")]
     prompts_file: Option<PathBuf>,
     /// How many tokens to generate at most [default: generation_config.json's, else 50].
@@ -475,22 +476,39 @@ pub(crate) fn run(args: &GenerateArgs, load: &LoadOptions) -> Result<()> {
 
 /// The prompts of a `--prompts-file`: one per line (a final newline ends the last line, a
 /// `\r` before a newline is dropped); an empty line or file is an error naming the file.
+/// The prompts of `--prompts-file`: one per line, or with a `.jsonl` name one JSON string or
+/// `{"prompt": "..."}` object per line (so that a prompt can hold newlines).
 fn read_prompts(path: &Path) -> Result<Vec<String>> {
     let text = read_text_file(path)?;
     let body = text.strip_suffix('\n').unwrap_or(&text);
     if body.is_empty() {
         return Err(Error::bad_file(path, "no prompts: give one prompt per line"));
     }
+    let json_lines = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
     let mut prompts = Vec::new();
     for (i, line) in body.split('\n').enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
+        let bad = |what: &str| Error::bad_file(path, format!("line {} {what}", i + 1));
         if line.is_empty() {
-            return Err(Error::bad_file(
-                path,
-                format!("line {} is empty: give one prompt per line, without empty lines", i + 1),
-            ));
+            return Err(bad("is empty: give one prompt per line, without empty lines"));
         }
-        prompts.push(line.to_string());
+        if !json_lines {
+            prompts.push(line.to_string());
+            continue;
+        }
+        let prompt = match serde_json::from_str::<Value>(line) {
+            Ok(Value::String(s)) => s,
+            Ok(Value::Object(mut o)) => match o.remove("prompt") {
+                Some(Value::String(s)) => s,
+                _ => return Err(bad("has no \"prompt\" string: give {\"prompt\": \"...\"} or a JSON string")),
+            },
+            Ok(_) => return Err(bad("is not a JSON string or an object with a \"prompt\" string")),
+            Err(e) => return Err(bad(&format!("is not valid JSON ({e})"))),
+        };
+        if prompt.is_empty() {
+            return Err(bad("holds an empty prompt"));
+        }
+        prompts.push(prompt);
     }
     Ok(prompts)
 }
