@@ -127,6 +127,35 @@ impl Error {
         Error::BadFile { path: path.as_ref().to_path_buf(), msg: msg.into() }
     }
 
+    /// `path` is given as a model but is neither a folder nor a file. A missing path that reads
+    /// like a hub name (`gpt2`, `openai-community/gpt2`) says how to fetch that model: Quill
+    /// reads local files only.
+    pub fn not_a_model_folder(path: &Path) -> Self {
+        if path.exists() {
+            return Error::bad_file(path, "not a folder (expected a model folder with config.json)");
+        }
+        let name = path.to_string_lossy();
+        let hub_like = !name.is_empty()
+            && name.split('/').count() <= 2
+            && !name.starts_with(['.', '/', '~'])
+            && name
+                .split('/')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+        if hub_like {
+            Error::bad_file(
+                path,
+                format!(
+                    "no such folder: Quill reads models from local folders and files, not from the hub; fetch \
+                     it with `huggingface-cli download {name} --local-dir {dir}` (or a `git clone` of its hub \
+                     repository) and give that folder",
+                    dir = name.rsplit('/').next().unwrap_or(&name)
+                ),
+            )
+        } else {
+            Error::bad_file(path, "no such folder")
+        }
+    }
+
     pub fn input(msg: impl Into<String>) -> Self {
         Error::Input(msg.into())
     }

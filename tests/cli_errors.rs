@@ -314,3 +314,39 @@ fn a_full_disk_is_an_error_naming_the_output() {
         &["/dev/full", "No space left"],
     );
 }
+
+#[test]
+fn a_hub_name_as_the_model_says_how_to_fetch_it() {
+    // Run where no folder of these names exists.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, fetch) in [
+        ("gpt2", "huggingface-cli download gpt2 --local-dir gpt2"),
+        (
+            "openai-community/gpt2-medium",
+            "huggingface-cli download openai-community/gpt2-medium --local-dir gpt2-medium",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quill"))
+            .args(["generate", "-m", name, "hi"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("not from the hub") && err.contains(fetch), "{err}");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quill"))
+            .args(["tokenize", "-m", name, "hi"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stderr).contains(fetch));
+    }
+    // A path that is not a hub name keeps the plain message.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quill"))
+        .args(["info", "-m", "./no/such/dir"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no such folder") && !err.contains("hub"), "{err}");
+}

@@ -106,7 +106,7 @@ impl ModelArg {
             return quill_file::tokenizer(path, checkpoint.metadata());
         }
         if !path.is_dir() {
-            return Err(Error::bad_file(path, if path.exists() { "not a folder" } else { "no such folder" }));
+            return Err(Error::not_a_model_folder(path));
         }
         Tokenizer::from_model_dir(path)
     }

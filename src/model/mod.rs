@@ -60,14 +60,7 @@ impl Model {
             return Self::from_checkpoint(config, checkpoint, MatrixOrder::OutIn, opts);
         }
         if !path.is_dir() {
-            return Err(Error::bad_file(
-                path,
-                if path.exists() {
-                    "not a folder (expected a model folder with config.json)"
-                } else {
-                    "no such folder"
-                },
-            ));
+            return Err(Error::not_a_model_folder(path));
         }
         let config = ModelConfig::from_file(&path.join("config.json"))?;
         let checkpoint = Checkpoint::open_dir(path)?;
