@@ -136,6 +136,12 @@ fn bad_prompts_and_ids() {
     expect(&["logits", "-m", m, "--prompt", ""], 1, &["prompt is empty"]);
     let long = "word ".repeat(100);
     expect(&["generate", "-m", m, long.trim_end()], 1, &["the prompt has 100 tokens", "64"]);
+    // logits names its own flags, not generate's.
+    let (_, _, err) = quill(&["logits", "-m", m, "--prompt", long.trim_end()]);
+    assert!(
+        err.contains("the prompt has 100 tokens") && err.contains("at most 64") && !err.contains("--max-new-tokens"),
+        "{err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("prompt.txt");
     std::fs::write(&bad, b"caf\xe9 au lait").unwrap();
@@ -349,4 +355,23 @@ fn a_hub_name_as_the_model_says_how_to_fetch_it() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no such folder") && !err.contains("hub"), "{err}");
+}
+
+#[test]
+fn logits_of_ids_need_no_tokenizer_files() {
+    // A folder of weights only: --ids runs, --prompt says the tokenizer is missing.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(hub().join(f), dir.path().join(f)).unwrap();
+    }
+    let m = dir.path().to_str().unwrap();
+    let (code, out, err) = quill(&["logits", "-m", m, "--ids", "464,3290", "--top", "3", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, with_tokenizer, _) =
+        quill(&["logits", "-m", hub().to_str().unwrap(), "--ids", "464,3290", "--top", "3", "--json"]);
+    assert_eq!(out, with_tokenizer);
+    let (code, out, _) = quill(&["logits", "-m", m, "--ids", "464,3290", "--top", "3"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 4, "{out}");
+    expect(&["logits", "-m", m, "--prompt", "hi"], 1, &["no tokenizer found"]);
 }

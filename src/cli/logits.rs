@@ -33,16 +33,32 @@ pub(crate) struct LogitsArgs {
 }
 
 pub(crate) fn run(args: &LogitsArgs, load: &LoadOptions) -> Result<()> {
-    let (model, tokenizer) = args.model.load(load)?;
-    let ids = match (&args.prompt, &args.ids) {
-        (Some(text), _) => tokenizer.encode(text),
-        (None, Some(list)) => parse_ids(list)?,
+    // Token ids need no tokenizer: a folder of weights only will do (the table then shows no text).
+    let (model, tokenizer, ids) = match (&args.prompt, &args.ids) {
+        (Some(text), _) => {
+            let (model, tokenizer) = args.model.load(load)?;
+            let ids = tokenizer.encode(text);
+            (model, Some(tokenizer), ids)
+        }
+        (None, Some(list)) => {
+            let ids = parse_ids(list)?;
+            let (model, tokenizer) = args.model.load_tokenizer_if_any(load)?;
+            (model, tokenizer, ids)
+        }
         (None, None) => return Err(Error::usage("give --prompt TEXT or --ids ID,ID,...")),
     };
     if ids.is_empty() {
         return Err(Error::input("the prompt is empty: there is no position to take logits from"));
     }
-    let mut session = model.session(Some(ids.len().min(model.config.n_positions)))?;
+    let n_positions = model.config.n_positions;
+    if ids.len() > n_positions {
+        return Err(Error::input(format!(
+            "the prompt has {} tokens; the model sees at most {n_positions} (n_positions): give a shorter --prompt \
+             or fewer --ids",
+            ids.len()
+        )));
+    }
+    let mut session = model.session(Some(ids.len()))?;
     let logits = session.feed(&ids)?;
     if let Some(path) = &args.raw_out {
         let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -56,7 +72,7 @@ pub(crate) fn run(args: &LogitsArgs, load: &LoadOptions) -> Result<()> {
     let probs = softmax_f64(logits);
     let mut table = format!("{:>4}  {:>7}  {:<20}  {:>10}  {:>8}\n", "rank", "id", "token", "logit", "prob");
     for (rank, &(id, logit)) in top.iter().enumerate() {
-        let text = tokenizer.decode(&[id]).unwrap_or_default();
+        let text = tokenizer.as_ref().and_then(|t| t.decode(&[id]).ok()).unwrap_or_default();
         table.push_str(&format!(
             "{:>4}  {id:>7}  {:<20}  {logit:>10.4}  {:>7.2}%\n",
             rank + 1,

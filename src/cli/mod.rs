@@ -89,6 +89,15 @@ impl ModelArg {
         }
     }
 
+    /// The model and, where it has one, its tokenizer: a folder may carry weights only, which is
+    /// enough for commands that take token ids.
+    pub(crate) fn load_tokenizer_if_any(&self, opts: &LoadOptions) -> Result<(Model, Option<Tokenizer>)> {
+        match &self.model {
+            Some(dir) if dir.is_dir() && !Tokenizer::in_folder(dir) => Ok((Model::load(dir, opts)?, None)),
+            _ => self.load(opts).map(|(model, tokenizer)| (model, Some(tokenizer))),
+        }
+    }
+
     /// The generation defaults: the folder's generation_config.json or the Quill file's copy.
     pub(crate) fn generation_defaults(&self, model: &Model) -> Result<GenerationDefaults> {
         match &self.model {

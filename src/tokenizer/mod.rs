@@ -119,6 +119,12 @@ impl Tokenizer {
         Self::from_parts(parts, origin, origin)
     }
 
+    /// Whether `dir` holds tokenizer files [`Tokenizer::from_model_dir`] reads (`vocab.json` and
+    /// `merges.txt`, or `tokenizer.json`); a folder may carry weights only.
+    pub fn in_folder(dir: &Path) -> bool {
+        (dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file()) || dir.join("tokenizer.json").is_file()
+    }
+
     /// A model folder: `vocab.json` + `merges.txt` when both exist, else `tokenizer.json`; then
     /// `tokenizer_config.json` when present (bos/eos/unk/pad tokens, `added_tokens_decoder`,
     /// `add_prefix_space`, `errors`, `split_special_tokens`). Configs without
