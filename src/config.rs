@@ -68,6 +68,11 @@ pub struct ModelConfig {
     /// GPT-2's `summary_*` fields: how `GPT2DoubleHeadsModel`'s multiple-choice head reads the
     /// hidden states (`None` for GPT-Neo).
     pub summary: Option<SummaryConfig>,
+    /// `add_cross_attention` (GPT-2): the checkpoint carries cross-attention layers, which
+    /// transformers runs only on `encoder_hidden_states` (inside an encoder-decoder model). Quill
+    /// takes no encoder states, so those weights are never read and the outputs are
+    /// transformers' without them.
+    pub add_cross_attention: bool,
 }
 
 /// Which hidden state transformers' `SequenceSummary` takes.
@@ -173,6 +178,7 @@ fn gpt2(f: &Fields) -> std::result::Result<ModelConfig, String> {
         bos_token_id: f.token_id("bos_token_id")?.or(Some(50256)),
         eos_token_id: f.token_id("eos_token_id")?.or(Some(50256)),
         summary: Some(summary(f)?),
+        add_cross_attention: f.bool("add_cross_attention")?.unwrap_or(false),
     })
 }
 
@@ -224,6 +230,7 @@ fn gpt_neo(f: &Fields) -> std::result::Result<ModelConfig, String> {
         bos_token_id: token("bos_token_id")?,
         eos_token_id: token("eos_token_id")?,
         summary: None,
+        add_cross_attention: false,
     })
 }
 

@@ -375,3 +375,23 @@ fn logits_of_ids_need_no_tokenizer_files() {
     assert_eq!(out.lines().count(), 4, "{out}");
     expect(&["logits", "-m", m, "--prompt", "hi"], 1, &["no tokenizer found"]);
 }
+
+#[test]
+fn a_config_with_cross_attention_runs_and_says_those_weights_are_unused() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.safetensors", "vocab.json", "merges.txt"] {
+        std::fs::copy(hub().join(f), dir.path().join(f)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hub().join("config.json")).unwrap()).unwrap();
+    config["add_cross_attention"] = serde_json::json!(true);
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let args = |m: &str| ["generate", "-m", m, "The bridge", "-n", "4", "--json"].map(String::from);
+    let (code, out, err) = quill(&args(dir.path().to_str().unwrap()).each_ref().map(String::as_str));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("cross-attention") && err.contains("not used"), "{err}");
+    let (_, plain, plain_err) = quill(&args(hub().to_str().unwrap()).each_ref().map(String::as_str));
+    assert!(!plain_err.contains("cross-attention"));
+    let ids = |s: &str| serde_json::from_str::<serde_json::Value>(s.trim()).unwrap()["new_ids"].clone();
+    assert_eq!(ids(&out), ids(&plain));
+}

@@ -124,6 +124,13 @@ impl ModelArg {
 /// Loads the model (a folder or a Quill file) and its tokenizer and checks that they agree.
 fn load_model(dir: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer)> {
     let model = Model::load(dir, opts)?;
+    if model.config.add_cross_attention {
+        eprintln!(
+            "note: {}: the config adds cross-attention, whose weights are not used: transformers runs them only on \
+             encoder_hidden_states, which Quill does not take",
+            dir.display()
+        );
+    }
     let tokenizer =
         if dir.is_file() { quill_file::tokenizer(dir, model.metadata())? } else { Tokenizer::from_model_dir(dir)? };
     if tokenizer.vocab_size() > model.config.vocab_size {
