@@ -178,6 +178,20 @@ fn eos_from_generation_config_and_ignore_eos() {
     let v = generate_json(dir.path(), PROMPT, &["-n", "10", "--ignore-eos"]);
     assert_eq!(v["finish_reason"], "length");
     assert_eq!(u32s(&v["new_ids"]), ids);
+    // --eos-token-id overrides the file's (and the model's) eos, one id or several.
+    let v = generate_json(dir.path(), PROMPT, &["-n", "10", "--eos-token-id", &ids[5].to_string()]);
+    assert_eq!((v["finish_reason"].as_str(), u32s(&v["new_ids"])), (Some("eos"), ids[..6].to_vec()));
+    let list = format!("{},{}", ids[7], ids[1]);
+    let v = generate_json(&hub(), PROMPT, &["-n", "10", "--eos-token-id", &list]);
+    assert_eq!(u32s(&v["new_ids"]), ids[..2]);
+    let m = hub();
+    let m = m.to_str().unwrap();
+    expect_error(
+        &["generate", "-m", m, PROMPT, "--eos-token-id", "50257"],
+        2,
+        &["--eos-token-id 50257 is out of range"],
+    );
+    expect_error(&["generate", "-m", m, PROMPT, "--eos-token-id", "1", "--ignore-eos"], 2, &["--ignore-eos"]);
 }
 
 #[test]

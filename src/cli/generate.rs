@@ -50,6 +50,10 @@ pub(crate) struct GenerateArgs {
     /// Keep going past the end-of-text token.
     #[arg(long)]
     ignore_eos: bool,
+    /// Stop after any of these token ids (comma-separated), instead of the model's eos
+    /// (generation_config.json's eos_token_id, else config.json's), as generate(eos_token_id=...).
+    #[arg(long, value_name = "ID,...", value_delimiter = ',', conflicts_with = "ignore_eos")]
+    eos_token_id: Vec<u32>,
     /// Stop before this text (repeatable); it is not printed.
     #[arg(long = "stop", value_name = "STRING")]
     stop: Vec<String>,
@@ -161,6 +165,7 @@ fn settings(
         max_new_tokens: max_new_tokens(args, file, prompt_len)?,
         eos_token_ids: match (args.ignore_eos, &file.eos_token_ids) {
             (true, _) => Vec::new(),
+            _ if !args.eos_token_id.is_empty() => args.eos_token_id.clone(),
             (false, Some(ids)) => ids.clone(),
             (false, None) => default_eos.into_iter().collect(),
         },
@@ -429,6 +434,13 @@ pub(crate) fn run(args: &GenerateArgs, load: &LoadOptions) -> Result<()> {
     let (model, tokenizer) = args.model.load(load)?;
     let defaults = args.model.generation_defaults(&model)?;
     let default_eos = model.config.eos_token_id.or(tokenizer.eos_id());
+    let vocab = model.config.vocab_size;
+    if let Some(bad) = args.eos_token_id.iter().find(|&&id| id as usize >= vocab) {
+        return Err(Error::usage(format!(
+            "--eos-token-id {bad} is out of range: the vocabulary has {vocab} tokens (0..{})",
+            vocab - 1
+        )));
+    }
     if let Some(path) = &args.prompts_file {
         let prompts = read_prompts(path)?;
         let mut rows = Vec::with_capacity(prompts.len());
