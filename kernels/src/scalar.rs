@@ -8,7 +8,8 @@ use crate::weight::{Layout, Weight, WeightData, Q8_BLOCK};
 
 /// `out[M, N] = x[M, K] · W + bias`, with `M = x.len() / K`.
 pub fn matmul(x: &[f32], w: Weight, bias: Option<&[f32]>, out: &mut [f32]) {
-    assert!(out.len() >= x.len() / w.k * w.n, "scalar::matmul: out is shorter than M×N");
+    let rows_by_cols = (x.len() / w.k).checked_mul(w.n);
+    assert!(rows_by_cols.is_some_and(|mn| out.len() >= mn), "scalar::matmul: out is shorter than M×N");
     // SAFETY: `out` is a live exclusive slice of at least M×N floats (checked above); the columns
     // are all of 0..N.
     unsafe { matmul_cols(x, w, bias, out.as_mut_ptr(), 0, w.n) }
@@ -131,7 +132,11 @@ pub fn softmax(x: &mut [f32]) {
 /// `scores` is scratch of at least `T` floats; row `i` of the output is `out[i * out_stride ..][..D]`.
 pub fn attention(h: &AttentionHead, scores: &mut [f32], out: &mut [f32], out_stride: usize) {
     assert!(
-        h.n_queries == 0 || out.len() >= (h.n_queries - 1) * out_stride + h.d,
+        h.n_queries == 0
+            || (h.n_queries - 1)
+                .checked_mul(out_stride)
+                .and_then(|r| r.checked_add(h.d))
+                .is_some_and(|end| out.len() >= end),
         "scalar::attention: out is shorter than its rows"
     );
     // SAFETY: `out` is a live exclusive slice that holds every query's row (checked above).

@@ -166,10 +166,9 @@ const GROUP: usize = 4;
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn gemv_q8_maddubs(x: &QuantizedRow, w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
     // SAFETY: the contract above: row j < n1 of W (K bytes, K / 32 scales), blocks below K / 32
-    // (groups of four below `grouped`, their four f16 scales read as one 8-byte load); x's buffers
-    // hold K bytes and K / 32 scales, and `x.d`'s four scales at a multiple of four are an aligned
-    // `__m128` (the buffer comes from the global allocator, whose blocks are 16-byte aligned on
-    // x86_64); prefetches never fault.
+    // (groups of four below `grouped`, their four f16 scales read as one unaligned 8-byte load); x's
+    // buffers hold K bytes and K / 32 scales (its four scales of a group read unaligned);
+    // prefetches never fault.
     unsafe {
         let (k, blocks) = (w.k, w.k / Q8_BLOCK);
         let grouped = blocks - blocks % GROUP;
@@ -196,8 +195,8 @@ unsafe fn gemv_q8_maddubs(x: &QuantizedRow, w: Q8Rows, out: *mut f32, n0: usize,
                 let sums = _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
                 // The row's four f16 scales, twice (one 64-bit load, duplicated), and x's four
                 // scales, twice.
-                let dw = _mm256_cvtph_ps(_mm_castpd_si128(_mm_loaddup_pd(scales.add(b) as *const f64)));
-                let dx = _mm256_broadcast_ps(&*(x.d.as_ptr().add(b) as *const __m128));
+                let dw = _mm256_cvtph_ps(_mm_set1_epi64x((scales.add(b) as *const i64).read_unaligned()));
+                let dx = _mm256_broadcast_ps(&_mm_loadu_ps(x.d.as_ptr().add(b)));
                 acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(dw, dx), acc);
             }
             // The last blocks (K / 32 not a multiple of four) one at a time.
