@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// A setting of the engine's API, named in errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Setting {
     /// A session's context size in positions.
     Ctx,
@@ -66,6 +67,7 @@ impl std::fmt::Display for Setting {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The file could not be opened or read at all.
     #[error("{}: {source}", path.display())]
@@ -73,10 +75,11 @@ pub enum Error {
     /// The file was read but its contents are wrong (bad JSON, missing field, bad tensor...).
     #[error("{}: {msg}", path.display())]
     BadFile { path: PathBuf, msg: String },
-    /// Input given at run time is unusable (prompt too long, unknown token id, ...).
+    /// Input given at run time is unusable (an unknown token id, an empty prompt, ...).
     #[error("{0}")]
     Input(String),
-    /// The command line asks for something inconsistent; the CLI exits with code 2.
+    /// Settings or arguments that do not go together (a command line's, or a library call's such
+    /// as sampling options for beam search); the CLI exits with code 2.
     #[error("{0}")]
     Usage(String),
     /// A setting's value is outside its range; `allowed` says what is (naming other settings as
@@ -114,7 +117,7 @@ pub enum Error {
 }
 
 /// Bytes in GiB, for messages.
-pub fn gib(bytes: u64) -> f64 {
+pub(crate) fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }
 

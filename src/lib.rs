@@ -32,6 +32,8 @@
 
 pub mod builtin;
 pub mod checkpoint;
+/// The `quill` command line (the binary's `main`; `parse_args` for the fuzz target).
+#[doc(hidden)]
 pub mod cli;
 pub mod config;
 mod embed;
@@ -51,3 +53,5 @@ pub use error::{Error, Result, Setting};
 pub use kv_cache::KvType;
 pub use model::{ForwardInput, ForwardOutput, LoadOptions, Model, Session};
 pub use tokenizer::Tokenizer;
+/// The kernel crate, for [`LoadOptions::kernels`] (`quill::kernels::select(Some("scalar"))`).
+pub use quill_kernels as kernels;

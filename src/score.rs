@@ -45,7 +45,7 @@ impl Window {
 }
 
 /// Checks `ctx` and `stride` and fills in the defaults: `ctx` = `n_positions`,
-/// `stride` = `ctx / 2`. Usage errors: `ctx` < 2 or > `n_positions`, `stride` 0 or > `ctx`.
+/// `stride` = `ctx / 2`. [`Error::OutOfRange`]: `ctx` < 2 or > `n_positions`, `stride` 0 or > `ctx`.
 pub fn resolve_settings(ctx: Option<usize>, stride: Option<usize>, n_positions: usize) -> Result<(usize, usize)> {
     let ctx = ctx.unwrap_or(n_positions);
     if ctx < 2 || ctx > n_positions {

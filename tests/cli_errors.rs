@@ -395,3 +395,39 @@ fn a_config_with_cross_attention_runs_and_says_those_weights_are_unused() {
     let ids = |s: &str| serde_json::from_str::<serde_json::Value>(s.trim()).unwrap()["new_ids"].clone();
     assert_eq!(ids(&out), ids(&plain));
 }
+
+/// Sets row `row` of the f32 matrix `name` (`cols` wide) in `dir/model.safetensors` to `value`.
+fn set_row(dir: &Path, name: &str, row: usize, cols: usize, value: f32) {
+    let path = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let start = 8 + n + header[name]["data_offsets"][0].as_u64().unwrap() as usize + row * cols * 4;
+    for chunk in bytes[start..start + cols * 4].chunks_exact_mut(4) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// An overflow found after more than one chunk fed over a past: a model with local attention
+/// cannot rerun those tokens (its ring holds what they overwrote) and says so instead of naming a
+/// wrong layer; after a shorter feed it names the layer.
+#[test]
+fn an_overflow_after_a_long_feed_over_a_past_names_no_wrong_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(common::data_dir().join("tiny-gpt-neo")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    // Position 150's embedding overflows whatever the token.
+    set_row(dir.path(), "transformer.wpe.weight", 150, 32, 3e38);
+    let model = quill::Model::load(dir.path(), &Default::default()).unwrap();
+    let mut session = model.session(None).unwrap();
+    session.feed(&[464, 3290, 318]).unwrap();
+    let err = session.feed(&[13; 150]).unwrap_err().to_string();
+    assert!(err.contains("non-finite logits") && err.contains("the layer is not named"), "{err}");
+    assert_eq!(session.len(), 3, "the session keeps its past");
+    session.feed(&[13; 137]).unwrap();
+    let err = session.feed(&[13; 20]).unwrap_err().to_string();
+    assert!(err.contains("non-finite logits") && !err.contains("the layer is not named"), "{err}");
+}

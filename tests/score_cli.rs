@@ -168,7 +168,7 @@ fn kl_base_from_another_text_or_other_settings_is_refused() {
     expect(
         &["-m", &hub, &text, "--kl-base", junk.to_str().unwrap()],
         1,
-        &["junk.lp", "not a quill log-probability file"],
+        &["junk.lp", "not a quill log-probability file (bad magic; write one with quill score --save-logits)"],
     );
     let cut = dir.path().join("cut.lp");
     let bytes = std::fs::read(&saved.path).unwrap();

@@ -54,7 +54,7 @@ pub(crate) fn run(args: &BenchArgs, thread_counts: &[u16], load: &LoadOptions) -
         )));
     }
     let weights = model.stored_dtype().name();
-    let bytes_per_token = model.weights.bytes_per_token() as f64;
+    let bytes_per_token = model.weight_bytes_per_token() as f64;
     if !args.json {
         println(&format!(
             "model {} | {weights} | {:.1} M parameters | {:.0} MB of weights read per token | kernels {} | kv {}",

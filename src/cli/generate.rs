@@ -486,10 +486,10 @@ pub(crate) fn run(args: &GenerateArgs, load: &LoadOptions) -> Result<()> {
     generate_row(args, &model, &tokenizer, &mut engine, &settings, &prompt, &prompt_ids, None, load_time)
 }
 
-/// The prompts of a `--prompts-file`: one per line (a final newline ends the last line, a
-/// `\r` before a newline is dropped); an empty line or file is an error naming the file.
-/// The prompts of `--prompts-file`: one per line, or with a `.jsonl` name one JSON string or
-/// `{"prompt": "..."}` object per line (so that a prompt can hold newlines).
+/// The prompts of `--prompts-file`: one per line (a final newline ends the last line, a `\r`
+/// before a newline is dropped), or with a `.jsonl` name one JSON string or `{"prompt": "..."}`
+/// object per line (so that a prompt can hold newlines); an empty line or file is an error
+/// naming the file.
 fn read_prompts(path: &Path) -> Result<Vec<String>> {
     let text = read_text_file(path)?;
     let body = text.strip_suffix('\n').unwrap_or(&text);

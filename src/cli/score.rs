@@ -85,7 +85,7 @@ pub(crate) fn run(args: &ScoreArgs, load: &LoadOptions) -> Result<()> {
 
     let mut base = match &args.kl_base {
         Some(path) => {
-            let reader = LogProbReader::open(path)?;
+            let reader = LogProbReader::open(path).map_err(with_save_logits_hint)?;
             header.check_same_stream(&reader.header, path)?;
             Some(reader)
         }
@@ -208,5 +208,16 @@ impl Progress {
         if self.on && self.last.is_some() {
             let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
         }
+    }
+}
+
+/// A file that is not a log-probability file at all says which command writes them.
+fn with_save_logits_hint(e: Error) -> Error {
+    match e {
+        Error::BadFile { path, msg } if msg.starts_with("not a quill log-probability file (") && msg.ends_with(')') => {
+            let msg = format!("{}; write one with quill score --save-logits)", &msg[..msg.len() - 1]);
+            Error::BadFile { path, msg }
+        }
+        e => e,
     }
 }

@@ -32,9 +32,9 @@ use crate::kv_cache::{KvArena, KvType};
 /// How to load a model. The default runs the process's kernel table with an f32 KV cache.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadOptions {
-    /// The kernel table to run with; `None`: the process's choice ([`quill_kernels::kernels`]:
+    /// The kernel table to run with; `None`: the process's choice ([`crate::kernels::kernels`]:
     /// the best level of this CPU, or `QUILL_KERNELS`). E.g.
-    /// `Some(quill_kernels::select(Some("scalar"))?)` to run the scalar reference.
+    /// `Some(quill::kernels::select(Some("scalar"))?)` to run the scalar reference.
     pub kernels: Option<&'static Kernels>,
     /// Element type of the KV arena of this model's sessions.
     pub kv: KvType,

@@ -128,6 +128,15 @@ impl<'m> Session<'m> {
                 "{head}: weight '{name}' holds NaN or infinite values (a corrupt checkpoint)"
             ));
         }
+        // Rerunning `ids` needs the keys and values before `start`: a local-attention ring holds
+        // them only while the failed feed wrote at most one chunk over it.
+        if start > 0 && ids.len() > CHUNK && self.model.config.has_local_attention() {
+            return Error::input(format!(
+                "{head}: an activation overflowed f32 (the layer is not named: finding it would rerun \
+                 {} tokens over a local-attention cache they have overwritten)",
+                ids.len()
+            ));
+        }
         // Hidden states entering each layer (index 0: the embeddings; n_layer: after ln_f).
         let n_layer = self.model.config.n_layer;
         let mut first_bad: Option<usize> = None;

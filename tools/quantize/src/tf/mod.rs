@@ -150,7 +150,6 @@ pub fn config_from_hparams(text: &str, what: &str) -> Result<String> {
     Ok(serde_json::to_string_pretty(&config).expect("a JSON value serializes") + "\n")
 }
 
-/// Opens the folder `dir` (which [`is_checkpoint_folder`]).
 /// An opened TensorFlow checkpoint folder: what `crate::source::Source` needs of it.
 pub struct Folder {
     pub path: PathBuf,
@@ -162,6 +161,7 @@ pub struct Folder {
     pub warnings: Vec<String>,
 }
 
+/// Opens the folder `dir` (which [`is_checkpoint_folder`]).
 pub fn open_folder(dir: &Path) -> Result<Folder> {
     let hparams = dir.join(HPARAMS);
     let config_text = config_from_hparams(&read_text(&hparams)?, &hparams.display().to_string())?;
