@@ -52,6 +52,6 @@ pub use embed::{embed, Pool};
 pub use error::{Error, Result, Setting};
 pub use kv_cache::KvType;
 pub use model::{ForwardInput, ForwardOutput, LoadOptions, Model, Session};
-pub use tokenizer::Tokenizer;
 /// The kernel crate, for [`LoadOptions::kernels`] (`quill::kernels::select(Some("scalar"))`).
 pub use quill_kernels as kernels;
+pub use tokenizer::Tokenizer;

@@ -171,10 +171,14 @@ fn prompts_file_text_output_sampling_and_beams() {
     assert_eq!(out, want);
 
     // Sampling: row i is stream i of the seed; row 0 is the single run.
-    let (code, out, _) = quill(&["generate", "-m", m, "--prompts-file", &file, "-n", "8", "--seed", "5", "--json"]);
+    let (code, out, _) =
+        quill(&["generate", "-m", m, "--prompts-file", &file, "-n", "8", "--do-sample", "--seed", "5", "--json"]);
     assert_eq!(code, 0);
     let recs = json_lines(&out);
-    assert_eq!(recs[0]["new_ids"], generate_json(&hub, texts[0], &["-n", "8", "--seed", "5"])["new_ids"]);
+    assert_eq!(
+        recs[0]["new_ids"],
+        generate_json(&hub, texts[0], &["-n", "8", "--do-sample", "--seed", "5"])["new_ids"]
+    );
     let model = Model::load(&hub, &Default::default()).unwrap();
     let prompts: Vec<Vec<u32>> = recs.iter().map(|r| u32s(&r["prompt_ids"])).collect();
     let opts = DecodeOptions {

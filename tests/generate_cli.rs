@@ -7,6 +7,7 @@ use generate_util::{expect_error, generate_json, golden, hub, hub_with_generatio
 use quill::generate::{DecodeOptions, FinishReason, Flow, Generator, OnContextFull};
 use quill::tokenizer::Tokenizer;
 use quill::Model;
+use serde_json::Value;
 
 const PROMPT: &str = "The Manhattan bridge";
 
@@ -222,9 +223,20 @@ fn generation_config_turns_on_sampling() {
 
 #[test]
 fn text_mode_prints_several_sequences() {
-    let v = generate_json(&hub(), PROMPT, &["-n", "5", "--seed", "9", "--num-return-sequences", "3"]);
-    let (code, out, _) =
-        quill(&["generate", "-m", &m(), PROMPT, "-n", "5", "--seed", "9", "--num-return-sequences", "3"]);
+    let v = generate_json(&hub(), PROMPT, &["-n", "5", "--do-sample", "--seed", "9", "--num-return-sequences", "3"]);
+    let (code, out, _) = quill(&[
+        "generate",
+        "-m",
+        &m(),
+        PROMPT,
+        "-n",
+        "5",
+        "--do-sample",
+        "--seed",
+        "9",
+        "--num-return-sequences",
+        "3",
+    ]);
     assert_eq!(code, 0);
     let want: Vec<String> =
         v["sequences"].as_array().unwrap().iter().map(|s| format!("{PROMPT}{}", s["text"].as_str().unwrap())).collect();
@@ -251,9 +263,7 @@ fn invalid_values_are_usage_errors() {
         (&["--repetition-penalty", "-1.2"], &["--repetition-penalty -1.2"]),
         (&["--num-return-sequences", "0"], &["--num-return-sequences 0"]),
         (&["--num-return-sequences", "2"], &["needs sampling"]),
-        (&["--temperature", "0", "--top-k", "5"], &["--temperature 0", "--top-k"]),
         (&["--temperature", "0", "--do-sample"], &["--temperature 0", "--do-sample"]),
-        (&["--temperature", "0", "--seed", "1"], &["--seed"]),
         (&["--max-length", "9"], &["--max-length", "--max-new-tokens"]),
         (&["--logprobs"], &["--json"]),
         (&["--stop", ""], &["--stop", "empty"]),
@@ -267,8 +277,6 @@ fn invalid_values_are_usage_errors() {
         (&["--num-beams", "2", "--num-return-sequences", "0"], &["--num-return-sequences 0"]),
         (&["--num-beams", "2", "--stop", ""], &["--stop", "empty"]),
         (&["--num-beams", "2", "--logprobs"], &["--json"]),
-        (&["--num-beams", "2", "--min-p", "0.1"], &["--num-beams 2 is beam search", "drop --min-p"]),
-        (&["--num-beams", "2", "--top-p", "0.5"], &["drop --top-p"]),
         (
             &["--num-beams", "2", "--length-penalty", "inf"],
             &["--length-penalty inf is out of range: give a finite number"],
@@ -284,8 +292,45 @@ fn invalid_values_are_usage_errors() {
         expect_error(&args, 2, needles);
     }
     // top-k 0 disables top-k, as in transformers: not an error.
-    let v = generate_json(&hub(), PROMPT, &["-n", "2", "--top-k", "0", "--seed", "1"]);
+    let v = generate_json(&hub(), PROMPT, &["-n", "2", "--do-sample", "--top-k", "0", "--seed", "1"]);
     assert_eq!(v["new_ids"].as_array().unwrap().len(), 2);
+}
+
+/// As transformers reads them: --top-k, --top-p, --min-p and --seed only apply when sampling
+/// (--do-sample, --temperature T > 0, or do_sample in generation_config.json). Without it they
+/// change nothing, and one line on stderr says so; --top-k 0 does not sample.
+#[test]
+fn sampling_options_without_sampling_decode_greedily_and_say_so() {
+    let greedy = generate_json(&hub(), PROMPT, &["-n", "6"]);
+    for extra in [
+        &["--top-k", "5"][..],
+        &["--top-k", "0"],
+        &["--top-p", "0.5"],
+        &["--min-p", "0.2"],
+        &["--seed", "3"],
+        &["--temperature", "0", "--top-k", "5"],
+        &["--num-beams", "2", "--top-p", "0.5"],
+    ] {
+        let mut args = vec!["generate".to_string(), "-m".into(), m(), PROMPT.into(), "-n".into(), "6".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push("--json".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = quill(&args);
+        assert_eq!(code, 0, "{extra:?}: {err}");
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(v.get("seed").is_none(), "{extra:?} must not sample: {v}");
+        if extra[0] != "--num-beams" {
+            assert_eq!(v["new_ids"], greedy["new_ids"], "{extra:?}");
+        }
+        let flag = extra.iter().find(|f| ["--top-k", "--top-p", "--min-p", "--seed"].contains(f)).unwrap();
+        assert_eq!(err.lines().filter(|l| l.starts_with("note:")).count(), 1, "{extra:?}: {err}");
+        assert!(err.contains(&format!("note: {flag} only applies to sampling")), "{extra:?}: {err}");
+    }
+    // With sampling on, the same options are read and nothing is noted.
+    let (code, _, err) =
+        quill(&["generate", "-m", &m(), PROMPT, "-n", "3", "--do-sample", "--top-k", "5", "--seed", "3"]);
+    assert_eq!(code, 0);
+    assert!(!err.contains("note:"), "{err}");
 }
 
 #[test]
@@ -330,7 +375,7 @@ fn beams_and_generation_config_clashes_are_usage_errors() {
     for (config, flags) in [
         (r#"{"do_sample": true, "temperature": 0}"#, &[][..]),
         (r#"{"temperature": 0}"#, &["--do-sample"][..]),
-        (r#"{"temperature": 0}"#, &["--seed", "3"][..]),
+        (r#"{"temperature": 0}"#, &["--do-sample", "--seed", "3"][..]),
     ] {
         let dir = hub_with_generation_config(Some(config));
         let mut args = vec!["generate", "-m", dir.path().to_str().unwrap(), PROMPT, "-n", "2"];

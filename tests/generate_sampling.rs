@@ -170,11 +170,15 @@ fn top_k_1_and_tiny_top_p_equal_greedy() {
         let greedy = generate_json(&m, prompt, &["-n", "20"]);
         assert!(greedy.get("seed").is_none(), "greedy runs have no seed");
         for seed in ["1", "2"] {
-            let top1 = generate_json(&m, prompt, &["-n", "20", "--top-k", "1", "--seed", seed]);
+            let top1 = generate_json(&m, prompt, &["-n", "20", "--do-sample", "--top-k", "1", "--seed", seed]);
             assert_eq!(top1["new_ids"], greedy["new_ids"], "prompt {k}, --top-k 1, seed {seed}");
-            let tiny_p = generate_json(&m, prompt, &["-n", "20", "--top-p", "1e-6", "--seed", seed]);
+            let tiny_p = generate_json(&m, prompt, &["-n", "20", "--do-sample", "--top-p", "1e-6", "--seed", seed]);
             assert_eq!(tiny_p["new_ids"], greedy["new_ids"], "prompt {k}, --top-p 1e-6, seed {seed}");
-            let tiny_p = generate_json(&m, prompt, &["-n", "20", "--top-p", "1e-6", "--top-k", "0", "--seed", seed]);
+            let tiny_p = generate_json(
+                &m,
+                prompt,
+                &["-n", "20", "--do-sample", "--top-p", "1e-6", "--top-k", "0", "--seed", seed],
+            );
             assert_eq!(tiny_p["new_ids"], greedy["new_ids"], "prompt {k}, --top-p 1e-6 --top-k 0, seed {seed}");
         }
     }
@@ -184,7 +188,7 @@ fn top_k_1_and_tiny_top_p_equal_greedy() {
 fn several_sequences_best_first() {
     let m = hub();
     let prompt = "The Manhattan bridge";
-    let args = ["-n", "12", "--seed", "5", "--num-return-sequences", "4", "--logprobs"];
+    let args = ["-n", "12", "--do-sample", "--seed", "5", "--num-return-sequences", "4", "--logprobs"];
     let v = generate_json(&m, prompt, &args);
     let seqs = v["sequences"].as_array().unwrap();
     assert_eq!(seqs.len(), 4);
@@ -203,10 +207,11 @@ fn several_sequences_best_first() {
     let distinct: std::collections::HashSet<String> = seqs.iter().map(|s| s["new_ids"].to_string()).collect();
     assert_eq!(distinct.len(), 4, "four samples of 12 tokens should differ");
     // Sequence i uses random stream i: a single sequence with the same seed is one of them.
-    let single = generate_json(&m, prompt, &["-n", "12", "--seed", "5"]);
+    let single = generate_json(&m, prompt, &["-n", "12", "--do-sample", "--seed", "5"]);
     assert!(seqs.iter().any(|s| s["new_ids"] == single["new_ids"]));
     assert!(single.get("sequences").is_none());
-    let one: Value = generate_json(&m, prompt, &["-n", "12", "--seed", "5", "--num-return-sequences", "1"]);
+    let one: Value =
+        generate_json(&m, prompt, &["-n", "12", "--do-sample", "--seed", "5", "--num-return-sequences", "1"]);
     assert_eq!(one["sequences"].as_array().unwrap().len(), 1);
     assert_eq!(u32s(&one["new_ids"]), u32s(&single["new_ids"]));
 }

@@ -57,7 +57,8 @@ pub(crate) struct GenerateArgs {
     /// Stop before this text (repeatable); it is not printed.
     #[arg(long = "stop", value_name = "STRING")]
     stop: Vec<String>,
-    /// Sample (the default when generation_config.json says do_sample, or a sampling flag is given).
+    /// Sample (the default when generation_config.json says do_sample, or --temperature T > 0 is
+    /// given); --top-k, --top-p, --min-p and --seed apply only when sampling, as in transformers.
     #[arg(long)]
     do_sample: bool,
     /// Sampling temperature; 0 means greedy decoding [default: 1].
@@ -215,14 +216,25 @@ fn first_given(flags: impl IntoIterator<Item = (bool, &'static str)>) -> Option<
 
 /// The first sampling flag given; --temperature 0 asks for greedy decoding, so it is not one.
 fn sampling_flag(args: &GenerateArgs) -> Option<&'static str> {
+    first_given([(args.do_sample, "--do-sample"), (args.temperature.is_some_and(|t| t != 0.0), "--temperature")])
+}
+
+/// The first flag given that only sampling reads. As in transformers, these do not turn sampling
+/// on (`generate(top_k=...)` without `do_sample` decodes greedily and warns).
+fn sampling_only_flag(args: &GenerateArgs) -> Option<&'static str> {
     first_given([
-        (args.do_sample, "--do-sample"),
-        (args.temperature.is_some_and(|t| t != 0.0), "--temperature"),
         (args.top_k.is_some(), "--top-k"),
         (args.top_p.is_some(), "--top-p"),
         (args.min_p.is_some(), "--min-p"),
         (args.seed.is_some(), "--seed"),
     ])
+}
+
+/// The one line on stderr (transformers warns likewise) when a sampling option will not be read.
+fn note_unused_sampling_flag(args: &GenerateArgs, decoding: &str) {
+    if let Some(flag) = sampling_only_flag(args) {
+        eprintln!("note: {flag} only applies to sampling, and this run is {decoding}: add --do-sample to sample");
+    }
 }
 
 /// Every usage check of the flags, and of where they clash with generation_config.json, each
@@ -285,6 +297,7 @@ fn check_sampling(args: &GenerateArgs, file: &GenerationDefaults, sequences: usi
         ));
     }
     if !sample {
+        note_unused_sampling_flag(args, "greedy decoding");
         return Ok(Mode::Greedy);
     }
     if args.temperature.or(file.temperature) == Some(0.0) {
@@ -302,6 +315,7 @@ fn check_beams(args: &GenerateArgs, file: &GenerationDefaults, sequences: usize,
             "--num-beams {beams} is beam search, which does not sample: drop {flag} (beam sampling is not supported)"
         )));
     }
+    note_unused_sampling_flag(args, "a beam search");
     if file.do_sample == Some(true) && args.temperature != Some(0.0) {
         return Err(Error::usage(
             "generation_config.json sets do_sample, and beam sampling is not supported: \
