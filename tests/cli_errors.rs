@@ -332,27 +332,17 @@ fn a_hub_name_as_the_model_says_how_to_fetch_it() {
             "huggingface-cli download openai-community/gpt2-medium --local-dir gpt2-medium",
         ),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quill"))
-            .args(["generate", "-m", name, "hi"])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
+        let out =
+            common::quill_command().args(["generate", "-m", name, "hi"]).current_dir(dir.path()).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("not from the hub") && err.contains(fetch), "{err}");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quill"))
-            .args(["tokenize", "-m", name, "hi"])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
+        let out =
+            common::quill_command().args(["tokenize", "-m", name, "hi"]).current_dir(dir.path()).output().unwrap();
         assert!(String::from_utf8_lossy(&out.stderr).contains(fetch));
     }
     // A path that is not a hub name keeps the plain message.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quill"))
-        .args(["info", "-m", "./no/such/dir"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = common::quill_command().args(["info", "-m", "./no/such/dir"]).current_dir(dir.path()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no such folder") && !err.contains("hub"), "{err}");
 }
