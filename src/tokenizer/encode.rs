@@ -154,6 +154,10 @@ impl Tokenizer {
     /// in the whole text first. Texts too short to cut, or a pool of one thread, are encoded on
     /// the calling thread.
     pub fn encode_parallel_chunks(&self, text: &str, chunk_bytes: usize) -> Vec<u32> {
+        self.with_bos(self.encode_in_chunks(text, chunk_bytes))
+    }
+
+    fn encode_in_chunks(&self, text: &str, chunk_bytes: usize) -> Vec<u32> {
         let text = self.with_prefix(text);
         if self.options.split_special_tokens || self.added.cut_at_whitespace_is_safe() {
             // Cut first, then find the added tokens in each chunk, in parallel.

@@ -54,6 +54,9 @@ pub struct TokenizerOptions {
     /// `true`: they are encoded as ordinary text.
     pub split_special_tokens: bool,
     pub errors: DecodeErrors,
+    /// Put the bos id first in what `encode` returns (`add_bos_token` in
+    /// `tokenizer_config.json`, as `GPT2Tokenizer` does then); off by default, as GPT-2's.
+    pub add_bos_token: bool,
 }
 
 /// GPT-2's pre-tokenizer on its own: the pieces (words with their leading space, number runs,
@@ -351,6 +354,9 @@ impl Tokenizer {
         if let Some(b) = load::config_bool(cfg, "split_special_tokens", path)? {
             self.options.split_special_tokens = b;
         }
+        if let Some(b) = load::config_bool(cfg, "add_bos_token", path)? {
+            self.options.add_bos_token = b;
+        }
         match cfg.get("errors") {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) if s == "replace" => self.options.errors = DecodeErrors::Replace,
@@ -374,7 +380,8 @@ impl Tokenizer {
         &mut self.options
     }
 
-    /// Token ids for `text`, as `GPT2Tokenizer.encode(text)` (no bos/eos added).
+    /// Token ids for `text`, as `GPT2Tokenizer.encode(text)`: no eos, and the bos id first only
+    /// with [`TokenizerOptions::add_bos_token`].
     ///
     /// ```
     /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-gpt2-hub");
@@ -386,7 +393,15 @@ impl Tokenizer {
     /// ```
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let text = self.with_prefix(text);
-        self.encode_segments(&self.segments(&text), &mut EncodeState::default())
+        self.with_bos(self.encode_segments(&self.segments(&text), &mut EncodeState::default()))
+    }
+
+    /// `ids` with the bos id first when the options ask for it.
+    pub(crate) fn with_bos(&self, mut ids: Vec<u32>) -> Vec<u32> {
+        if let (true, Some(bos)) = (self.options.add_bos_token, self.bos) {
+            ids.insert(0, bos);
+        }
+        ids
     }
 
     /// The bytes token `id` stands for.
