@@ -86,7 +86,7 @@ fn streaming_tokens_holds_back_the_start_of_a_stop_string() {
     let text = "It was the best of times, it was the worst of times";
     let ids = tok.encode(text);
     // Stop at "the worst": " the" is held back until " worst" shows it was a stop.
-    let mut s = TextStream::new(vec!["the worst".to_string(), "xyz".to_string()]);
+    let mut s = TextStream::new(vec!["the worst".to_string(), "xyz".to_string()], false);
     let mut shown = String::new();
     let mut steps = Vec::new();
     for &id in &ids {
@@ -105,7 +105,7 @@ fn streaming_tokens_holds_back_the_start_of_a_stop_string() {
     assert!(!steps[second_the].2);
     assert!(steps.last().unwrap().2, "the stop string was found");
     // When the held-back text turns out not to be a stop string, it is shown after all.
-    let mut s = TextStream::new(vec!["the worse".to_string()]);
+    let mut s = TextStream::new(vec!["the worse".to_string()], false);
     let mut all = String::new();
     for &id in &ids {
         all.push_str(s.push(&tok, id).unwrap().0);

@@ -54,6 +54,10 @@ pub(crate) struct GenerateArgs {
     /// (generation_config.json's eos_token_id, else config.json's), as generate(eos_token_id=...).
     #[arg(long, value_name = "ID,...", value_delimiter = ',', conflicts_with = "ignore_eos")]
     eos_token_id: Vec<u32>,
+    /// Leave special tokens (bos, eos, unk, pad, additional_special_tokens) out of the text
+    /// printed and returned, as decode(..., skip_special_tokens=True); the ids keep them.
+    #[arg(long)]
+    skip_special_tokens: bool,
     /// Stop before this text (repeatable); it is not printed.
     #[arg(long = "stop", value_name = "STRING")]
     stop: Vec<String>,
@@ -583,7 +587,7 @@ fn generate_row(
             break;
         }
         session.reset();
-        let mut text = TextStream::new(args.stop.clone());
+        let mut text = TextStream::new(args.stop.clone(), args.skip_special_tokens);
         let generation = generator.run(session, prompt_ids, first_stream + k as u64, |id| {
             let (piece, stopped) = text.push(tokenizer, id)?;
             if streaming {
@@ -656,7 +660,7 @@ fn print_beams(
     let mut records = Vec::with_capacity(g.sequences.len());
     let mut texts = Vec::with_capacity(g.sequences.len());
     for s in &g.sequences {
-        let mut stream = TextStream::new(Vec::new());
+        let mut stream = TextStream::new(Vec::new(), args.skip_special_tokens);
         for &id in &s.new_ids {
             stream.push(tokenizer, id)?;
         }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod choose;
+mod decode;
 mod embed;
 mod flags;
 mod generate;
@@ -49,6 +50,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Show the token ids of a text.
     Tokenize(tokenize::TokenizeArgs),
+    /// Turn token ids back into text.
+    Decode(decode::DecodeArgs),
     /// Show the next-token logits after a prompt.
     Logits(logits::LogitsArgs),
     /// Describe a model: architecture, sizes, dtype, parameters, kernels.
@@ -170,6 +173,7 @@ pub fn main() -> i32 {
         pool.install(|| match &cli.command {
             Command::Generate(args) => generate::run(args, &load),
             Command::Tokenize(args) => tokenize::run(args),
+            Command::Decode(args) => decode::run(args),
             Command::Logits(args) => logits::run(args, &load),
             Command::Info(args) => info::run(args, &load),
             Command::Bench(args) => bench::run(args, &cli.threads, &load),

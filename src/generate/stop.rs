@@ -80,17 +80,22 @@ impl StopMatcher {
 pub struct TextStream {
     decoder: StreamDecoder,
     matcher: StopMatcher,
+    /// Leave out special tokens ([`Tokenizer::is_special_id`]), as `skip_special_tokens`.
+    skip_special: bool,
 }
 
 impl TextStream {
-    pub fn new(stops: Vec<String>) -> TextStream {
-        TextStream { decoder: StreamDecoder::new(), matcher: StopMatcher::new(stops) }
+    pub fn new(stops: Vec<String>, skip_special: bool) -> TextStream {
+        TextStream { decoder: StreamDecoder::new(), matcher: StopMatcher::new(stops), skip_special }
     }
 
     /// Adds one token; returns the text safe to show now and whether a stop string was found.
     pub fn push(&mut self, tok: &Tokenizer, id: u32) -> Result<(&str, bool)> {
         if self.matcher.stopped() {
             return Ok(("", true));
+        }
+        if self.skip_special && tok.is_special_id(id) {
+            return Ok(("", false));
         }
         let piece = self.decoder.push(tok, id)?;
         Ok(self.matcher.push(&piece))

@@ -300,6 +300,12 @@ pub(crate) fn parts_from_tokenizer_json(bytes: &[u8], origin: &Path) -> Result<P
 /// `"<|endoftext|>"`, `{"content": "<|endoftext|>", ...}`, or `null`.
 /// Returns `Ok(None)` when the key is absent, `Ok(Some(None))` for an explicit null.
 pub(crate) fn special_token_entry(obj: &Value, key: &str, origin: &Path) -> Result<Option<Option<AddedSpec>>> {
+    special_token_value(obj.get(key), key, origin)
+}
+
+/// One special token's entry `v` (named `key` in errors): a string, an object with
+/// `"content"`, or null; `None` when absent.
+pub(crate) fn special_token_value(v: Option<&Value>, key: &str, origin: &Path) -> Result<Option<Option<AddedSpec>>> {
     let spec = |content: &str, v: Option<&Value>| -> Result<AddedSpec> {
         let flags = |k: &str| -> Result<bool> {
             match v {
@@ -315,7 +321,7 @@ pub(crate) fn special_token_entry(obj: &Value, key: &str, origin: &Path) -> Resu
             rstrip: flags("rstrip")?,
         })
     };
-    match obj.get(key) {
+    match v {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::String(s)) => Ok(Some(Some(spec(s, None)?))),

@@ -87,6 +87,8 @@ pub struct Tokenizer {
     eos: Option<u32>,
     unk: Option<u32>,
     pad: Option<u32>,
+    /// `additional_special_tokens`' ids.
+    additional_special: Vec<u32>,
     options: TokenizerOptions,
 }
 
@@ -247,6 +249,7 @@ impl Tokenizer {
             eos: None,
             unk: None,
             pad: None,
+            additional_special: Vec::new(),
             options: TokenizerOptions {
                 add_prefix_space: add_prefix_space.unwrap_or(false),
                 ..TokenizerOptions::default()
@@ -348,6 +351,19 @@ impl Tokenizer {
                 _ => self.pad = id,
             }
         }
+        if let Some(list) = cfg.get("additional_special_tokens") {
+            let Value::Array(items) = list else {
+                return Err(Error::bad_file(path, format!("additional_special_tokens: expected a list, found {list}")));
+            };
+            self.additional_special.clear();
+            for (i, item) in items.iter().enumerate() {
+                let key = format!("additional_special_tokens[{i}]");
+                if let Some(Some(spec)) = load::special_token_value(Some(item), &key, path)? {
+                    let id = self.add_token(spec, path)?;
+                    self.additional_special.push(id);
+                }
+            }
+        }
         if let Some(b) = load::config_bool(cfg, "add_prefix_space", path)? {
             self.options.add_prefix_space = b;
         }
@@ -416,6 +432,19 @@ impl Tokenizer {
     /// The bytes of the text `ids` stand for (before UTF-8 decoding).
     pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>> {
         self.token_bytes.concat(ids).map_err(|id| self.unknown_id(id))
+    }
+
+    /// Whether `id` is one of the special tokens `decode` can skip (transformers'
+    /// `all_special_ids`): bos, eos, unk, pad and the `additional_special_tokens`.
+    pub fn is_special_id(&self, id: u32) -> bool {
+        [self.bos, self.eos, self.unk, self.pad].contains(&Some(id)) || self.additional_special.contains(&id)
+    }
+
+    /// [`Tokenizer::decode`] of `ids` without the special ones, as transformers'
+    /// `decode(ids, skip_special_tokens=True)`.
+    pub fn decode_skipping_special(&self, ids: &[u32]) -> Result<String> {
+        let kept: Vec<u32> = ids.iter().copied().filter(|&id| !self.is_special_id(id)).collect();
+        self.decode(&kept)
     }
 
     /// Text for `ids`, invalid UTF-8 handled per `options().errors`.
