@@ -421,3 +421,42 @@ fn an_overflow_after_a_long_feed_over_a_past_names_no_wrong_layer() {
     let err = session.feed(&[13; 20]).unwrap_err().to_string();
     assert!(err.contains("non-finite logits") && !err.contains("the layer is not named"), "{err}");
 }
+
+/// `logits --prompts-file`: every prompt's top-K, as each alone; JSON records carry the
+/// probabilities (softmax over the whole vocabulary) beside the logits.
+#[test]
+fn logits_for_a_prompts_file_and_probabilities_in_json() {
+    let m = hub();
+    let m = m.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.txt");
+    std::fs::write(&file, "The Manhattan bridge\nIt was\n").unwrap();
+    let (code, out, err) =
+        quill(&["logits", "-m", m, "--prompts-file", file.to_str().unwrap(), "--top", "4", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let recs: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(recs.len(), 2);
+    for (i, (rec, text)) in recs.iter().zip(["The Manhattan bridge", "It was"]).enumerate() {
+        let (_, alone, _) = quill(&["logits", "-m", m, "--prompt", text, "--top", "4", "--json"]);
+        let alone: Value = serde_json::from_str(alone.trim()).unwrap();
+        assert_eq!((rec["index"].as_u64(), &rec["top"], &rec["ids"]), (Some(i as u64), &alone["top"], &alone["ids"]));
+        let (logits, probs) = (rec["top"].as_array().unwrap(), rec["probs"].as_array().unwrap());
+        assert_eq!(probs.len(), 4);
+        let p: Vec<f64> = probs.iter().map(|p| p.as_f64().unwrap()).collect();
+        assert!(p.windows(2).all(|w| w[0] >= w[1]) && p[0] > 0.0 && p.iter().sum::<f64>() <= 1.0 + 1e-9);
+        // Ratios of probabilities are exp of differences of logits.
+        let l: Vec<f64> = logits.iter().map(|t| t[1].as_f64().unwrap()).collect();
+        assert!(((p[0] / p[1]).ln() - (l[0] - l[1])).abs() < 1e-4);
+    }
+    let (code, out, _) = quill(&["logits", "-m", m, "--prompts-file", file.to_str().unwrap(), "--top", "2"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("--- row 0 ---\n") && out.contains("\n--- row 1 ---\n"), "{out}");
+    let long = dir.path().join("long.txt");
+    std::fs::write(&long, format!("hi\n{}\n", "word ".repeat(100))).unwrap();
+    expect(&["logits", "-m", m, "--prompts-file", long.to_str().unwrap()], 1, &["--prompts-file line 2", "at most 64"]);
+    expect(
+        &["logits", "-m", m, "--prompts-file", file.to_str().unwrap(), "--prompt", "x"],
+        2,
+        &["cannot be used with"],
+    );
+}

@@ -1,6 +1,6 @@
 //! `quill generate`: continue a prompt (greedy or sampled), streamed to stdout or as JSON.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::interrupt;
 use super::output::{print_flush, println};
-use super::{read_text_file, ModelArg};
+use super::{read_prompts, read_text_file, ModelArg};
 use crate::error::{Error, Result};
 use crate::generate::beam::{BeamGeneration, BeamOptions, BeamSearch, EarlyStopping};
 use crate::generate::stop::TextStream;
@@ -502,45 +502,6 @@ pub(crate) fn run(args: &GenerateArgs, load: &LoadOptions) -> Result<()> {
     let mut engine = engine(args, &model, &settings)?;
     let load_time = load_start.elapsed();
     generate_row(args, &model, &tokenizer, &mut engine, &settings, &prompt, &prompt_ids, None, load_time)
-}
-
-/// The prompts of `--prompts-file`: one per line (a final newline ends the last line, a `\r`
-/// before a newline is dropped), or with a `.jsonl` name one JSON string or `{"prompt": "..."}`
-/// object per line (so that a prompt can hold newlines); an empty line or file is an error
-/// naming the file.
-fn read_prompts(path: &Path) -> Result<Vec<String>> {
-    let text = read_text_file(path)?;
-    let body = text.strip_suffix('\n').unwrap_or(&text);
-    if body.is_empty() {
-        return Err(Error::bad_file(path, "no prompts: give one prompt per line"));
-    }
-    let json_lines = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
-    let mut prompts = Vec::new();
-    for (i, line) in body.split('\n').enumerate() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let bad = |what: &str| Error::bad_file(path, format!("line {} {what}", i + 1));
-        if line.is_empty() {
-            return Err(bad("is empty: give one prompt per line, without empty lines"));
-        }
-        if !json_lines {
-            prompts.push(line.to_string());
-            continue;
-        }
-        let prompt = match serde_json::from_str::<Value>(line) {
-            Ok(Value::String(s)) => s,
-            Ok(Value::Object(mut o)) => match o.remove("prompt") {
-                Some(Value::String(s)) => s,
-                _ => return Err(bad("has no \"prompt\" string: give {\"prompt\": \"...\"} or a JSON string")),
-            },
-            Ok(_) => return Err(bad("is not a JSON string or an object with a \"prompt\" string")),
-            Err(e) => return Err(bad(&format!("is not valid JSON ({e})"))),
-        };
-        if prompt.is_empty() {
-            return Err(bad("holds an empty prompt"));
-        }
-        prompts.push(prompt);
-    }
-    Ok(prompts)
 }
 
 fn engine<'m>(args: &GenerateArgs, model: &'m Model, settings: &Settings) -> Result<Engine<'m>> {

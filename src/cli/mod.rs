@@ -16,6 +16,7 @@ mod tokenize;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
 
 use crate::builtin;
 use crate::error::{Error, Result};
@@ -212,6 +213,45 @@ fn setup(cli: &Cli) -> Result<(rayon::ThreadPool, LoadOptions)> {
         .build()
         .map_err(|e| Error::input(format!("cannot start {threads} worker threads: {e}")))?;
     Ok((pool, load))
+}
+
+/// The prompts of `--prompts-file`: one per line (a final newline ends the last line, a `\r`
+/// before a newline is dropped), or with a `.jsonl` name one JSON string or `{"prompt": "..."}`
+/// object per line (so that a prompt can hold newlines); an empty line or file is an error
+/// naming the file.
+pub(crate) fn read_prompts(path: &Path) -> Result<Vec<String>> {
+    let text = read_text_file(path)?;
+    let body = text.strip_suffix('\n').unwrap_or(&text);
+    if body.is_empty() {
+        return Err(Error::bad_file(path, "no prompts: give one prompt per line"));
+    }
+    let json_lines = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl"));
+    let mut prompts = Vec::new();
+    for (i, line) in body.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let bad = |what: &str| Error::bad_file(path, format!("line {} {what}", i + 1));
+        if line.is_empty() {
+            return Err(bad("is empty: give one prompt per line, without empty lines"));
+        }
+        if !json_lines {
+            prompts.push(line.to_string());
+            continue;
+        }
+        let prompt = match serde_json::from_str::<Value>(line) {
+            Ok(Value::String(s)) => s,
+            Ok(Value::Object(mut o)) => match o.remove("prompt") {
+                Some(Value::String(s)) => s,
+                _ => return Err(bad("has no \"prompt\" string: give {\"prompt\": \"...\"} or a JSON string")),
+            },
+            Ok(_) => return Err(bad("is not a JSON string or an object with a \"prompt\" string")),
+            Err(e) => return Err(bad(&format!("is not valid JSON ({e})"))),
+        };
+        if prompt.is_empty() {
+            return Err(bad("holds an empty prompt"));
+        }
+        prompts.push(prompt);
+    }
+    Ok(prompts)
 }
 
 /// Reads the text of `--file`, which must be UTF-8.
