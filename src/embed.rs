@@ -1,7 +1,7 @@
 //! A vector for a text from the base model's final hidden states (transformers'
 //! `GPT2Model(...).last_hidden_state`, after ln_f), mean-pooled or the last token's.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{ForwardInput, LogitsWanted, Model};
 
 /// How the per-token final hidden states become one vector.
@@ -36,17 +36,7 @@ impl Pool {
 /// # Ok::<(), quill::Error>(())
 /// ```
 pub fn embed(model: &Model, ids: &[u32], pool: Pool) -> Result<Vec<f32>> {
-    if ids.is_empty() {
-        return Err(Error::input("the text is empty: there is no token to embed"));
-    }
-    let n = model.config.n_positions;
-    if ids.len() > n {
-        return Err(Error::input(format!(
-            "the text has {} tokens; the model sees at most {n} (n_positions): embed a shorter text",
-            ids.len()
-        )));
-    }
-    let mut session = model.session(Some(ids.len()))?;
+    let mut session = model.session_for_whole(ids, "text")?;
     let out = session.forward(&ForwardInput {
         input_ids: Some(ids),
         logits: LogitsWanted::None,

@@ -134,6 +134,8 @@ fn bad_prompts_and_ids() {
     expect(&["logits", "-m", m, "--ids", "1,x"], 2, &["--ids", "'x'"]);
     expect(&["generate", "-m", m, ""], 1, &["prompt is empty"]);
     expect(&["logits", "-m", m, "--prompt", ""], 1, &["prompt is empty"]);
+    expect(&["embed", "-m", m, ""], 1, &["text is empty"]);
+    expect(&["embed", "-m", m, &"word ".repeat(70)], 1, &["the text has 71 tokens", "at most 64"]);
     let long = "word ".repeat(100);
     expect(&["generate", "-m", m, long.trim_end()], 1, &["the prompt has 100 tokens", "64"]);
     // logits names its own flags, not generate's.

@@ -66,17 +66,7 @@ fn show(
     ids: &[u32],
     row: Option<usize>,
 ) -> Result<()> {
-    if ids.is_empty() {
-        return Err(Error::input("the prompt is empty: there is no position to take logits from"));
-    }
-    let n_positions = model.config.n_positions;
-    if ids.len() > n_positions {
-        return Err(Error::input(format!(
-            "the prompt has {} tokens; the model sees at most {n_positions} (n_positions): shorten the prompt",
-            ids.len()
-        )));
-    }
-    let mut session = model.session(Some(ids.len()))?;
+    let mut session = model.session_for_whole(ids, "prompt")?;
     let logits = session.feed(ids)?;
     if let Some(path) = &args.raw_out {
         let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();

@@ -218,6 +218,22 @@ impl Model {
         Session::new(self, ctx)
     }
 
+    /// A fresh session that holds exactly `ids`, one whole input named `what` in errors ("text",
+    /// "prompt"): an empty one, or one longer than n_positions, is an [`Error::Input`].
+    pub(crate) fn session_for_whole(&self, ids: &[u32], what: &str) -> Result<Session<'_>> {
+        if ids.is_empty() {
+            return Err(Error::input(format!("the {what} is empty: it has no token to run")));
+        }
+        let n = self.config.n_positions;
+        if ids.len() > n {
+            return Err(Error::input(format!(
+                "the {what} has {} tokens; the model sees at most {n} (n_positions): shorten it",
+                ids.len()
+            )));
+        }
+        self.session(Some(ids.len()))
+    }
+
     /// Positions each layer's KV cache holds in a session of `ctx` positions: `ctx`, or for a
     /// local-attention layer (at most) a ring of `window - 1` positions and one prompt chunk.
     pub fn kv_slots(&self, ctx: usize) -> Vec<usize> {
