@@ -218,7 +218,8 @@ fn first_given(flags: impl IntoIterator<Item = (bool, &'static str)>) -> Option<
     flags.into_iter().find_map(|(given, flag)| given.then_some(flag))
 }
 
-/// The first sampling flag given; --temperature 0 asks for greedy decoding, so it is not one.
+/// The first flag given that turns sampling on: --do-sample, or a --temperature other than 0
+/// (--temperature 0 asks for greedy decoding).
 fn sampling_flag(args: &GenerateArgs) -> Option<&'static str> {
     first_given([(args.do_sample, "--do-sample"), (args.temperature.is_some_and(|t| t != 0.0), "--temperature")])
 }
