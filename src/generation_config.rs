@@ -17,6 +17,8 @@ pub struct GenerationDefaults {
     pub top_p: Option<f32>,
     pub min_p: Option<f32>,
     pub repetition_penalty: Option<f32>,
+    pub no_repeat_ngram_size: Option<usize>,
+    pub min_new_tokens: Option<usize>,
     /// Prompt plus new tokens.
     pub max_length: Option<usize>,
     pub max_new_tokens: Option<usize>,
@@ -80,6 +82,8 @@ impl GenerationDefaults {
             top_p: float("top_p", |x| x > 0.0 && x <= 1.0, "in (0, 1]")?,
             min_p: float("min_p", |x| (0.0..=1.0).contains(&x), "in [0, 1]")?,
             repetition_penalty: float("repetition_penalty", |x| x.is_finite() && x > 0.0, "a number > 0")?,
+            no_repeat_ngram_size: count("no_repeat_ngram_size")?,
+            min_new_tokens: count("min_new_tokens")?,
             max_length: count("max_length")?,
             max_new_tokens: count("max_new_tokens")?,
             eos_token_ids,
@@ -98,7 +102,7 @@ mod tests {
         let d = GenerationDefaults::from_json(&json!({
             "do_sample": true, "temperature": 0.7, "top_k": 0, "top_p": 0.9, "min_p": null,
             "repetition_penalty": 1.1, "max_length": 50, "eos_token_id": [1, 2], "bos_token_id": 0,
-            "transformers_version": "4.46.3"
+            "no_repeat_ngram_size": 3, "min_new_tokens": 4, "transformers_version": "4.46.3"
         }))
         .unwrap();
         assert_eq!(d.do_sample, Some(true));
@@ -106,6 +110,7 @@ mod tests {
         assert_eq!((d.top_k, d.top_p, d.min_p), (Some(0), Some(0.9), None));
         assert_eq!((d.max_length, d.max_new_tokens), (Some(50), None));
         assert_eq!(d.eos_token_ids, Some(vec![1, 2]));
+        assert_eq!((d.no_repeat_ngram_size, d.min_new_tokens), (Some(3), Some(4)));
         let d = GenerationDefaults::from_json(&json!({"eos_token_id": 50256})).unwrap();
         assert_eq!(d.eos_token_ids, Some(vec![50256]));
     }
@@ -119,6 +124,7 @@ mod tests {
             (json!({"do_sample": "yes"}), "do_sample"),
             (json!({"eos_token_id": "x"}), "eos_token_id"),
             (json!({"repetition_penalty": 0}), "repetition_penalty"),
+            (json!({"no_repeat_ngram_size": 1.5}), "no_repeat_ngram_size"),
             (json!([]), "object"),
         ] {
             let err = GenerationDefaults::from_json(&v).unwrap_err();

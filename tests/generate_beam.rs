@@ -1,6 +1,7 @@
 //! Beam search against transformers' generate(num_beams=3, do_sample=False)
-//! (`beam_cases` of tests/data/goldens/generation.json, made by
-//! tools/fixtures/make_generation_goldens.py): tokens exactly, scores within 1e-4.
+//! (`beam_cases` and `constraint_beam_cases`, with no_repeat_ngram_size and min_new_tokens, of
+//! tests/data/goldens/generation.json, made by tools/fixtures/make_generation_goldens.py): tokens
+//! exactly, scores within 1e-4.
 
 mod generate_util;
 
@@ -11,7 +12,17 @@ use quill::Model;
 use serde_json::Value;
 
 fn beam_cases() -> Vec<Value> {
-    golden("generation.json")["beam_cases"].as_array().expect("beam_cases").clone()
+    let gold = golden("generation.json");
+    let mut cases = gold["beam_cases"].as_array().expect("beam_cases").clone();
+    let constrained = gold["constraint_beam_cases"].as_array().expect("constraint_beam_cases");
+    assert!(constrained.len() >= 8);
+    cases.extend(constrained.iter().cloned());
+    cases
+}
+
+/// A golden case's count argument, 0 when absent.
+fn count(a: &Value, name: &str) -> usize {
+    a[name].as_u64().unwrap_or(0) as usize
 }
 
 fn early_stopping(v: &Value) -> EarlyStopping {
@@ -51,6 +62,8 @@ fn beam_search_matches_transformers_library() {
         let opts = DecodeOptions {
             repetition_penalty: a["repetition_penalty"].as_f64().unwrap_or(1.0) as f32,
             eos_token_ids: vec![a["eos_token_id"].as_u64().unwrap() as u32],
+            no_repeat_ngram_size: count(a, "no_repeat_ngram_size"),
+            min_new_tokens: count(a, "min_new_tokens"),
             ..DecodeOptions::greedy(a["max_new_tokens"].as_u64().unwrap() as usize)
         };
         let beam = BeamOptions {
@@ -86,6 +99,11 @@ fn flags(a: &Value) -> Vec<String> {
     }
     if let Some(p) = a.get("repetition_penalty") {
         f.extend(["--repetition-penalty".into(), p.to_string()]);
+    }
+    for name in ["no_repeat_ngram_size", "min_new_tokens"] {
+        if let Some(n) = a.get(name) {
+            f.extend([format!("--{}", name.replace('_', "-")), n.to_string()]);
+        }
     }
     f
 }

@@ -196,6 +196,20 @@ fn eos_from_generation_config_and_ignore_eos() {
 }
 
 #[test]
+fn pad_token_id_is_checked_and_changes_nothing() {
+    let (ids, _) = greedy_pieces(10);
+    // As generate(pad_token_id=...) on one unpadded row: the same tokens.
+    let v = generate_json(&hub(), PROMPT, &["-n", "10", "--pad-token-id", "50256"]);
+    assert_eq!(u32s(&v["new_ids"]), ids);
+    let m = hub();
+    expect_error(
+        &["generate", "-m", m.to_str().unwrap(), PROMPT, "--pad-token-id", "50257"],
+        2,
+        &["--pad-token-id 50257 is out of range"],
+    );
+}
+
+#[test]
 fn generation_config_turns_on_sampling() {
     let greedy = generate_json(&hub(), PROMPT, &["-n", "7"]);
     let dir = hub_with_generation_config(Some(r#"{"do_sample": true, "top_k": 1, "max_new_tokens": 7}"#));

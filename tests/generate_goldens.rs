@@ -1,5 +1,6 @@
-//! Greedy decoding with a repetition penalty, and `max_length`, against transformers' generate()
-//! (tests/data/goldens/generation.json, made by tools/fixtures/make_generation_goldens.py).
+//! Greedy decoding with a repetition penalty, `no_repeat_ngram_size`, `min_new_tokens` and
+//! `max_length`, against transformers' generate() (tests/data/goldens/generation.json, made by
+//! tools/fixtures/make_generation_goldens.py).
 
 mod generate_util;
 
@@ -18,7 +19,14 @@ fn sure_prefix(case: &Value) -> usize {
 
 fn cases(name: &str) -> Vec<Value> {
     let gold = golden("generation.json");
-    let all: Vec<Value> = gold["cases"].as_array().unwrap().iter().filter(|c| c["name"] == name).cloned().collect();
+    let all: Vec<Value> = gold["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(gold["constraint_cases"].as_array().unwrap())
+        .filter(|c| c["name"] == name)
+        .cloned()
+        .collect();
     assert!(!all.is_empty(), "no '{name}' cases in generation.json");
     all
 }
@@ -91,4 +99,96 @@ fn generation_config_supplies_the_penalty_and_max_length() {
     let v = generate_json(dir.path(), case["text"].as_str().unwrap(), &["--repetition-penalty", "1", "-n", "3"]);
     let plain = generate_json(&hub(), case["text"].as_str().unwrap(), &["-n", "3"]);
     assert_eq!(v["new_ids"], plain["new_ids"]);
+}
+
+/// A golden case's eos: one id or a list, 50256 when absent.
+fn eos_ids(a: &Value) -> Vec<u32> {
+    match &a["eos_token_id"] {
+        Value::Null => vec![50256],
+        Value::Array(_) => u32s(&a["eos_token_id"]),
+        v => vec![v.as_u64().unwrap() as u32],
+    }
+}
+
+const CONSTRAINED: [&str; 3] = ["no_repeat_ngram", "min_new_tokens", "min_new_ngram_penalty"];
+
+#[test]
+fn no_repeat_ngram_and_min_new_tokens_match_transformers_library() {
+    let model = Model::load(&hub(), &Default::default()).unwrap();
+    let mut session = model.session(None).unwrap();
+    for name in CONSTRAINED {
+        for case in cases(name) {
+            let a = &case["args"];
+            let count = |k: &str| a[k].as_u64().unwrap_or(0) as usize;
+            let opts = DecodeOptions {
+                repetition_penalty: a["repetition_penalty"].as_f64().unwrap_or(1.0) as f32,
+                no_repeat_ngram_size: count("no_repeat_ngram_size"),
+                min_new_tokens: count("min_new_tokens"),
+                eos_token_ids: eos_ids(a),
+                ..DecodeOptions::greedy(count("max_new_tokens"))
+            };
+            let mut generator = Generator::new(opts, model.config().vocab_size).unwrap();
+            session.reset();
+            let got = generator
+                .run(&mut session, &u32s(&case["ids"]), 0, |_| Ok(quill::generate::Flow::Continue))
+                .unwrap()
+                .new_ids;
+            let want = u32s(&case["new_ids"]);
+            assert_eq!(sure_prefix(&case), usize::MAX, "a close call in {name}: compare a prefix");
+            assert_eq!(got, want, "{name} {a}, prompt {:?}", case["text"]);
+        }
+    }
+}
+
+#[test]
+fn no_repeat_ngram_and_min_new_tokens_match_transformers_cli() {
+    for name in CONSTRAINED {
+        for case in cases(name).iter().take(2) {
+            let a = &case["args"];
+            let mut flags = vec!["-n".to_string(), a["max_new_tokens"].to_string()];
+            for key in ["no_repeat_ngram_size", "min_new_tokens", "repetition_penalty"] {
+                if let Some(v) = a.get(key) {
+                    flags.extend([format!("--{}", key.replace('_', "-")), v.to_string()]);
+                }
+            }
+            let eos: Vec<String> = eos_ids(a).iter().map(u32::to_string).collect();
+            flags.extend(["--eos-token-id".to_string(), eos.join(",")]);
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let v = generate_json(&hub(), case["text"].as_str().unwrap(), &flags);
+            assert_eq!(v["new_ids"], case["new_ids"], "{name} {a}");
+            assert_eq!(v["text"], case["new_text"]);
+        }
+    }
+}
+
+#[test]
+fn min_new_tokens_holds_back_an_eos_that_would_end_at_once() {
+    let case = &cases("min_new_tokens")[0];
+    let first = case["args"]["eos_token_id"][0].to_string();
+    let text = case["text"].as_str().unwrap();
+    let without = generate_json(&hub(), text, &["-n", "16", "--eos-token-id", &first]);
+    assert_eq!(without["new_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(without["finish_reason"], "eos");
+    let with = generate_json(&hub(), text, &["-n", "16", "--eos-token-id", &first, "--min-new-tokens", "6"]);
+    assert_eq!(with["new_ids"], case["new_ids"]);
+}
+
+#[test]
+fn generation_config_supplies_no_repeat_ngram_size_and_min_new_tokens() {
+    let case = cases("no_repeat_ngram").into_iter().find(|c| c["args"]["no_repeat_ngram_size"] == 2).unwrap();
+    let text = case["text"].as_str().unwrap();
+    let dir = generate_util::hub_with_generation_config(Some(r#"{"no_repeat_ngram_size": 2}"#));
+    let v = generate_json(dir.path(), text, &["-n", "24"]);
+    assert_eq!(v["new_ids"], case["new_ids"]);
+    // --no-repeat-ngram-size 0 turns the file's off: plain greedy decoding, which repeats here.
+    let off = generate_json(dir.path(), text, &["-n", "24", "--no-repeat-ngram-size", "0"]);
+    let plain = generate_json(&hub(), text, &["-n", "24"]);
+    assert_eq!(off["new_ids"], plain["new_ids"]);
+    assert_ne!(off["new_ids"], case["new_ids"]);
+
+    let case = &cases("min_new_tokens")[0];
+    let config = format!(r#"{{"min_new_tokens": 6, "eos_token_id": {}}}"#, case["args"]["eos_token_id"]);
+    let dir = generate_util::hub_with_generation_config(Some(&config));
+    let v = generate_json(dir.path(), case["text"].as_str().unwrap(), &["-n", "16"]);
+    assert_eq!(v["new_ids"], case["new_ids"]);
 }

@@ -1,12 +1,14 @@
 //! Sampling: the distribution of one step (checked statistically on fixed logits, deterministic
-//! seeds), reproducibility across runs and thread counts, and the cases that must equal greedy.
+//! seeds), reproducibility across runs and thread counts, the cases that must equal greedy, and
+//! the support the processors leave with no_repeat_ngram_size and min_new_tokens, step by step
+//! along transformers' own sampled sequences (`constraint_sampled_cases` of generation.json).
 
 mod generate_util;
 
 use generate_util::{generate_json, golden, hub, u32s};
-use quill::generate::processors::LogitsProcessors;
+use quill::generate::processors::{History, LogitsProcessors, SeenTokens};
 use quill::generate::sampler::{sample, Pcg32};
-use quill::generate::Sampling;
+use quill::generate::{DecodeOptions, Sampling, Strategy};
 use serde_json::Value;
 
 /// Upper 0.1% point of the chi-square distribution with `df` degrees of freedom
@@ -50,11 +52,12 @@ fn reference(logits: &[f32], t: f64, k: usize, p: f64) -> Vec<f64> {
 /// Draws `n` tokens, one per seed 0..n, through the crate's processors and sampler; counts them.
 fn draw(logits: &[f32], s: &Sampling, n: u64) -> Vec<u64> {
     let mut counts = vec![0u64; logits.len()];
-    let mut processors = LogitsProcessors::new(1.0, Some(s), logits.len());
+    let opts = DecodeOptions { strategy: Strategy::Sample(s.clone()), ..DecodeOptions::greedy(1) };
+    let mut processors = LogitsProcessors::new(&opts, logits.len());
     let mut work = logits.to_vec();
     for seed in 0..n {
         work.copy_from_slice(logits);
-        processors.apply(&mut work, &[]);
+        processors.apply(&mut work, &[], Default::default());
         let id = sample(&work, &mut Pcg32::new(seed, 0)).unwrap();
         counts[id as usize] += 1;
     }
@@ -214,4 +217,77 @@ fn several_sequences_best_first() {
         generate_json(&m, prompt, &["-n", "12", "--do-sample", "--seed", "5", "--num-return-sequences", "1"]);
     assert_eq!(one["sequences"].as_array().unwrap().len(), 1);
     assert_eq!(u32s(&one["new_ids"]), u32s(&single["new_ids"]));
+}
+
+/// Replays each of transformers' sampled sequences: at every step the processors and warpers
+/// leave the same tokens finite as transformers' `output_scores` show (it then feeds
+/// transformers' token, so the random draws never need to agree).
+#[test]
+fn processors_leave_transformers_support_along_its_sampled_sequences() {
+    let gold = golden("generation.json");
+    let cases = gold["constraint_sampled_cases"].as_array().unwrap();
+    assert!(cases.len() >= 8);
+    let model = quill::Model::load(&hub(), &Default::default()).unwrap();
+    let vocab = model.config().vocab_size;
+    let mut session = model.session(None).unwrap();
+    for case in cases {
+        let a = &case["args"];
+        let count = |k: &str| a[k].as_u64().unwrap_or(0) as usize;
+        let sampling = Sampling {
+            temperature: a["temperature"].as_f64().unwrap_or(1.0) as f32,
+            top_k: a["top_k"].as_u64().unwrap_or(50) as usize,
+            ..Sampling::default()
+        };
+        let opts = DecodeOptions {
+            strategy: Strategy::Sample(sampling),
+            no_repeat_ngram_size: count("no_repeat_ngram_size"),
+            min_new_tokens: count("min_new_tokens"),
+            eos_token_ids: vec![a["eos_token_id"].as_u64().unwrap() as u32],
+            ..DecodeOptions::greedy(count("max_new_tokens"))
+        };
+        let mut processors = LogitsProcessors::new(&opts, vocab);
+        let prompt = u32s(&case["ids"]);
+        let new_ids = u32s(&case["new_ids"]);
+        session.reset();
+        let mut logits = session.feed(&prompt).unwrap().to_vec();
+        for (step, want) in case["steps"].as_array().unwrap().iter().enumerate() {
+            let history = History { before: &prompt, after: &new_ids[..step], new_tokens: step };
+            processors.apply(&mut logits, SeenTokens::new(0, false).ids(), history);
+            let finite: Vec<u32> = (0..vocab as u32).filter(|&i| logits[i as usize].is_finite()).collect();
+            let what = format!("{} {:?}, step {step}", case["name"], case["text"]);
+            match (want.get("kept"), want.get("banned")) {
+                (Some(kept), None) => assert_eq!(finite, u32s(kept), "{what}"),
+                (None, Some(banned)) => {
+                    let got: Vec<u32> = (0..vocab as u32).filter(|&i| !logits[i as usize].is_finite()).collect();
+                    assert_eq!(got, u32s(banned), "{what}");
+                }
+                _ => panic!("{what}: a step needs kept or banned"),
+            }
+            logits = session.feed(&[new_ids[step]]).unwrap().to_vec();
+        }
+    }
+}
+
+#[test]
+fn sampled_text_never_repeats_an_ngram() {
+    for seed in ["1", "2", "3"] {
+        let text = "long long ago, I was a boy, I love";
+        let v = generate_json(
+            &hub(),
+            text,
+            &["--do-sample", "--top-k", "5", "--seed", seed, "-n", "40", "--no-repeat-ngram-size", "2"],
+        );
+        let all: Vec<u32> = u32s(&v["prompt_ids"]).into_iter().chain(u32s(&v["new_ids"])).collect();
+        let mut bigrams: Vec<(u32, u32)> = all.windows(2).map(|w| (w[0], w[1])).collect();
+        let n = bigrams.len();
+        bigrams.sort_unstable();
+        bigrams.dedup();
+        // The prompt itself repeats "I": its own bigrams may repeat, the new ones may not add any.
+        let prompt = u32s(&v["prompt_ids"]);
+        let mut prompt_bigrams: Vec<(u32, u32)> = prompt.windows(2).map(|w| (w[0], w[1])).collect();
+        let pn = prompt_bigrams.len();
+        prompt_bigrams.sort_unstable();
+        prompt_bigrams.dedup();
+        assert_eq!(n - bigrams.len(), pn - prompt_bigrams.len(), "seed {seed}: {all:?}");
+    }
 }

@@ -54,6 +54,10 @@ pub(crate) struct GenerateArgs {
     /// (generation_config.json's eos_token_id, else config.json's), as generate(eos_token_id=...).
     #[arg(long, value_name = "ID,...", value_delimiter = ',', conflicts_with = "ignore_eos")]
     eos_token_id: Vec<u32>,
+    /// Accepted as generate(pad_token_id=...) is, and checked against the vocabulary; it changes
+    /// no output: Quill runs every row of a batch on its own, so nothing is padded.
+    #[arg(long, value_name = "ID")]
+    pad_token_id: Option<u32>,
     /// Leave special tokens (bos, eos, unk, pad, additional_special_tokens) out of the text
     /// printed and returned, as decode(..., skip_special_tokens=True); the ids keep them.
     #[arg(long)]
@@ -80,6 +84,14 @@ pub(crate) struct GenerateArgs {
     /// Divide seen tokens' positive logits by F and multiply negative ones (transformers' rule), F > 0.
     #[arg(long, value_name = "F", allow_negative_numbers = true)]
     repetition_penalty: Option<f32>,
+    /// Never repeat an n-gram of N tokens (prompt included), as transformers'
+    /// no_repeat_ngram_size; 0 = off [default: generation_config.json's, else 0].
+    #[arg(long, value_name = "N")]
+    no_repeat_ngram_size: Option<usize>,
+    /// Hold the eos token(s) back until N new tokens are out (transformers' min_new_tokens)
+    /// [default: generation_config.json's, else 0].
+    #[arg(long, value_name = "N")]
+    min_new_tokens: Option<usize>,
     /// Random seed for sampling [default: a fresh one, shown by --json and --stats].
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
@@ -176,6 +188,8 @@ fn settings(
         },
         strategy,
         repetition_penalty: args.repetition_penalty.or(file.repetition_penalty).unwrap_or(1.0),
+        no_repeat_ngram_size: args.no_repeat_ngram_size.or(file.no_repeat_ngram_size).unwrap_or(0),
+        min_new_tokens: args.min_new_tokens.or(file.min_new_tokens).unwrap_or(0),
         // Beam search stops at a full context: `check` refuses slide there.
         on_context_full: match args.on_context_full {
             ContextFull::Stop => OnContextFull::Stop,
@@ -454,9 +468,12 @@ pub(crate) fn run(args: &GenerateArgs, load: &LoadOptions) -> Result<()> {
     let defaults = args.model.generation_defaults(&model)?;
     let default_eos = model.config.eos_token_id.or(tokenizer.eos_id());
     let vocab = model.config.vocab_size;
-    if let Some(bad) = args.eos_token_id.iter().find(|&&id| id as usize >= vocab) {
+    let given = args.eos_token_id.iter().map(|&id| ("--eos-token-id", id));
+    if let Some((flag, bad)) =
+        given.chain(args.pad_token_id.map(|id| ("--pad-token-id", id))).find(|&(_, id)| id as usize >= vocab)
+    {
         return Err(Error::usage(format!(
-            "--eos-token-id {bad} is out of range: the vocabulary has {vocab} tokens (0..{})",
+            "{flag} {bad} is out of range: the vocabulary has {vocab} tokens (0..{})",
             vocab - 1
         )));
     }

@@ -1,8 +1,8 @@
 //! Beam search with transformers' bookkeeping (4.46: `_beam_search`, `BeamSearchScorer`,
 //! `BeamHypotheses`), so that it gives `generate(num_beams=N, do_sample=False)`'s tokens.
 //!
-//! Each step, for every beam: `log_softmax` of the model's logits, then the processors (the
-//! repetition penalty over the beam's own tokens), plus the beam's score. The best
+//! Each step, for every beam: `log_softmax` of the model's logits, then the processors over the
+//! beam's own sequence (repetition penalty, n-gram ban, `min_new_tokens`), plus the beam's score. The best
 //! `max(2, 1 + number of eos ids) * N` of the `N * V` candidates, best first, are walked in
 //! order: an eos candidate among the first `N` becomes a finished hypothesis, scored
 //! `sum / generated_len ^ length_penalty` where `generated_len` counts the new tokens with the
@@ -16,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::processors::{repetition_penalty, SeenTokens};
+use super::processors::{History, LogitsProcessors, SeenTokens};
 use super::{DecodeOptions, FinishReason, Strategy};
 use crate::error::{Error, Result, Setting};
 use crate::math::log_softmax_torch_f32;
@@ -227,6 +227,7 @@ pub struct BeamSearch<'m> {
     tokens_next: Vec<Vec<u32>>,
     seen: Vec<SeenTokens>,
     seen_next: Vec<SeenTokens>,
+    processors: LogitsProcessors,
     hyps: Hypotheses,
 }
 
@@ -262,6 +263,7 @@ impl<'m> BeamSearch<'m> {
             seen: (0..n).map(|_| SeenTokens::new(vocab, penalty)).collect(),
             seen_next: (0..n).map(|_| SeenTokens::new(vocab, penalty)).collect(),
             hyps: Hypotheses::new(n, beam.length_penalty, beam.early_stopping, max_new),
+            processors: LogitsProcessors::new(&opts, vocab),
             sessions,
             vocab,
             opts,
@@ -331,7 +333,7 @@ impl<'m> BeamSearch<'m> {
         let logits = self.sessions[0].feed(prompt)?;
         self.scores[..v].copy_from_slice(logits);
         // Every beam holds the prompt: the same logits.
-        self.score_row(0);
+        self.score_row(0, prompt);
         for b in 1..n {
             self.scores.copy_within(..v, b * v);
         }
@@ -356,7 +358,7 @@ impl<'m> BeamSearch<'m> {
                 let token = *self.tokens[b].last().expect("a beam token");
                 let logits = self.sessions[self.session_of[b]].feed(&[token])?;
                 self.scores[b * v..(b + 1) * v].copy_from_slice(logits);
-                self.score_row(b);
+                self.score_row(b, prompt);
             }
             steps += 1;
         }
@@ -382,13 +384,15 @@ impl<'m> BeamSearch<'m> {
         Ok(BeamGeneration { sequences, prompt_time, decode_time: decode_start.elapsed(), steps })
     }
 
-    /// Row `b` of `scores`, the model's logits, becomes `log_softmax`, then the repetition
-    /// penalty over beam `b`'s tokens (transformers: processors after log_softmax).
-    fn score_row(&mut self, b: usize) {
+    /// Row `b` of `scores`, the model's logits, becomes `log_softmax`, then the processors over
+    /// beam `b`'s sequence, `prompt` and its tokens (transformers: processors after log_softmax).
+    fn score_row(&mut self, b: usize, prompt: &[u32]) {
         let v = self.vocab;
         let row = &mut self.scores[b * v..(b + 1) * v];
         log_softmax_torch_f32(row);
-        repetition_penalty(row, self.seen[b].ids(), self.opts.repetition_penalty);
+        let tokens = &self.tokens[b];
+        let history = History { before: prompt, after: tokens, new_tokens: tokens.len() };
+        self.processors.apply(row, self.seen[b].ids(), history);
     }
 
     /// The best `cand.capacity()` candidates of `scores`, best first (the lower index first

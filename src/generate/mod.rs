@@ -3,7 +3,8 @@
 //!
 //! - [`Generator`] runs one generation loop over a [`Session`] with [`DecodeOptions`]; its
 //!   buffers are allocated once, so a token costs no heap allocation beyond the model's.
-//! - [`processors`]: repetition penalty, temperature, top-k, top-p, min-p.
+//! - [`processors`]: repetition penalty, n-gram ban, `min_new_tokens`, temperature, top-k, top-p,
+//!   min-p.
 //! - [`sampler`]: our PCG32 generator and the draw, reproducible on any machine and thread count.
 //! - [`stop`]: stop strings on streamed text, with hold-back.
 //! - [`beam`]: beam search ([`beam::BeamSearch`]).
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result, Setting};
 use crate::math::{argmax, log_softmax_at_f64};
 use crate::model::Session;
-use processors::{LogitsProcessors, SeenTokens};
+use processors::{History, LogitsProcessors, SeenTokens};
 use sampler::Pcg32;
 
 /// Sampling parameters (transformers' warpers), applied in this order: temperature, top-k,
@@ -80,6 +81,11 @@ pub struct DecodeOptions {
     /// transformers' rule over the prompt and generated tokens; 1 = none. Applies to greedy
     /// decoding too.
     pub repetition_penalty: f32,
+    /// transformers' `no_repeat_ngram_size`: no n-gram of this size occurs twice in the sequence
+    /// (prompt included); 0 = off.
+    pub no_repeat_ngram_size: usize,
+    /// transformers' `min_new_tokens`: the eos ids cannot be chosen before this many new tokens.
+    pub min_new_tokens: usize,
     pub on_context_full: OnContextFull,
     /// Record `log_softmax` of the raw logits at each chosen token.
     pub logprobs: bool,
@@ -93,6 +99,8 @@ impl DecodeOptions {
             eos_token_ids: Vec::new(),
             strategy: Strategy::Greedy,
             repetition_penalty: 1.0,
+            no_repeat_ngram_size: 0,
+            min_new_tokens: 0,
             on_context_full: OnContextFull::Stop,
             logprobs: false,
         }
@@ -190,7 +198,8 @@ pub struct Generator {
     work: Vec<f32>,
     processors: LogitsProcessors,
     seen: SeenTokens,
-    /// The tokens in the session, this run's: what a slide feeds again.
+    /// The tokens in the session, this run's: what a slide feeds again, and the sequence the
+    /// n-gram ban looks at.
     history: Vec<u32>,
 }
 
@@ -198,14 +207,10 @@ impl Generator {
     /// Validates `opts` and allocates the buffers for a vocabulary of `vocab_size`.
     pub fn new(opts: DecodeOptions, vocab_size: usize) -> Result<Generator> {
         opts.validate()?;
-        let sampling = match &opts.strategy {
-            Strategy::Sample(s) => Some(s),
-            Strategy::Greedy => None,
-        };
         Ok(Generator {
             raw: if opts.logprobs { vec![0.0; vocab_size] } else { Vec::new() },
             work: vec![0.0; vocab_size],
-            processors: LogitsProcessors::new(opts.repetition_penalty, sampling, vocab_size),
+            processors: LogitsProcessors::new(&opts, vocab_size),
             seen: SeenTokens::new(vocab_size, opts.repetition_penalty != 1.0),
             history: Vec::new(),
             opts,
@@ -262,7 +267,8 @@ impl Generator {
             if new_ids.len() == max_new {
                 break FinishReason::Length;
             }
-            self.processors.apply(&mut self.work, self.seen.ids());
+            let history = History { before: &[], after: &self.history, new_tokens: new_ids.len() };
+            self.processors.apply(&mut self.work, self.seen.ids(), history);
             let next = match rng.as_mut() {
                 None => argmax(&self.work) as u32,
                 Some(rng) => sampler::sample(&self.work, rng)

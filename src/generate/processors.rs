@@ -1,10 +1,10 @@
 //! Logits processors, as transformers' `generate()` applies them, in its order: the repetition
-//! penalty (greedy and sampling), then, when sampling, the warpers temperature, top-k, top-p and
-//! min-p. Each works in place on a copy of the model's logits; filtered tokens become `-inf`
+//! penalty, the n-gram ban and the eos suppression of `min_new_tokens` (greedy, sampling and beam
+//! search), then, when sampling, the warpers temperature, top-k, top-p and min-p. Each works in place on a copy of the model's logits; filtered tokens become `-inf`
 //! (transformers' `filter_value`). Scratch buffers are allocated once, in
 //! [`LogitsProcessors::new`], never per token.
 
-use super::Sampling;
+use super::{DecodeOptions, Sampling, Strategy};
 
 /// transformers' `RepetitionPenaltyLogitsProcessor`: the logit of every token in `seen` (each
 /// once) is divided by `penalty` if it is positive (or zero) and multiplied by it if negative.
@@ -15,6 +15,60 @@ pub fn repetition_penalty(logits: &mut [f32], seen: &[u32], penalty: f32) {
     for &id in seen {
         let s = &mut logits[id as usize];
         *s = if *s < 0.0 { *s * penalty } else { *s / penalty };
+    }
+}
+
+/// The tokens a step continues: `before` then `after` (a beam's prompt and its own tokens; one
+/// slice may be empty), of which the last `new_tokens` were generated.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct History<'a> {
+    pub before: &'a [u32],
+    pub after: &'a [u32],
+    pub new_tokens: usize,
+}
+
+impl History<'_> {
+    fn len(&self) -> usize {
+        self.before.len() + self.after.len()
+    }
+
+    fn at(&self, i: usize) -> u32 {
+        match i.checked_sub(self.before.len()) {
+            None => self.before[i],
+            Some(j) => self.after[j],
+        }
+    }
+}
+
+/// transformers' `NoRepeatNGramLogitsProcessor`: every token that would complete an n-gram
+/// already in `history` (prompt included) becomes `-inf`, i.e. the token after each earlier
+/// occurrence of the last `n - 1` tokens. `n == 0` disables it; `n == 1` bans every token seen.
+/// A scan of the history per step, no table: O(len × n), nothing next to a forward pass.
+pub fn no_repeat_ngram(logits: &mut [f32], n: usize, history: History) {
+    let len = history.len();
+    if n == 0 || len < n {
+        return;
+    }
+    let tail = len - (n - 1);
+    for i in 0..=len - n {
+        if (0..n - 1).all(|k| history.at(i + k) == history.at(tail + k)) {
+            if let Some(s) = logits.get_mut(history.at(i + n - 1) as usize) {
+                *s = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
+/// `MinNewTokensLengthLogitsProcessor`: while fewer than `min_new` tokens are new, every eos id
+/// becomes `-inf`.
+pub fn min_new_tokens(logits: &mut [f32], min_new: usize, new_tokens: usize, eos_token_ids: &[u32]) {
+    if new_tokens >= min_new {
+        return;
+    }
+    for &id in eos_token_ids {
+        if let Some(s) = logits.get_mut(id as usize) {
+            *s = f32::NEG_INFINITY;
+        }
     }
 }
 
@@ -165,16 +219,22 @@ impl SeenTokens {
 #[derive(Clone, Debug)]
 pub struct LogitsProcessors {
     penalty: f32,
+    no_repeat_ngram_size: usize,
+    min_new_tokens: usize,
+    eos_token_ids: Vec<u32>,
     sampling: Option<Sampling>,
     values: Vec<f32>,
     order: Vec<u32>,
 }
 
 impl LogitsProcessors {
-    /// `sampling` is `None` for greedy decoding (then only the penalty applies, as in
-    /// transformers, where the warpers belong to `do_sample`).
-    pub fn new(repetition_penalty: f32, sampling: Option<&Sampling>, vocab_size: usize) -> LogitsProcessors {
-        let sampling = sampling.cloned();
+    /// The processors `opts` asks for: the warpers only when its strategy samples (in
+    /// transformers they belong to `do_sample`).
+    pub fn new(opts: &DecodeOptions, vocab_size: usize) -> LogitsProcessors {
+        let sampling = match &opts.strategy {
+            Strategy::Sample(s) => Some(s.clone()),
+            Strategy::Greedy => None,
+        };
         let (values, order) = match &sampling {
             Some(s) => (
                 Vec::with_capacity(if s.top_k > 0 { vocab_size } else { 0 }),
@@ -182,13 +242,23 @@ impl LogitsProcessors {
             ),
             None => (Vec::new(), Vec::new()),
         };
-        LogitsProcessors { penalty: repetition_penalty, sampling, values, order }
+        LogitsProcessors {
+            penalty: opts.repetition_penalty,
+            no_repeat_ngram_size: opts.no_repeat_ngram_size,
+            min_new_tokens: opts.min_new_tokens,
+            eos_token_ids: opts.eos_token_ids.clone(),
+            sampling,
+            values,
+            order,
+        }
     }
 
     /// Applies every processor, in transformers' order, to `logits`; `seen` lists the distinct
-    /// tokens of the sequence.
-    pub fn apply(&mut self, logits: &mut [f32], seen: &[u32]) {
+    /// tokens of the sequence, `history` the sequence itself.
+    pub fn apply(&mut self, logits: &mut [f32], seen: &[u32], history: History) {
         repetition_penalty(logits, seen, self.penalty);
+        no_repeat_ngram(logits, self.no_repeat_ngram_size, history);
+        min_new_tokens(logits, self.min_new_tokens, history.new_tokens, &self.eos_token_ids);
         if let Some(s) = &self.sampling {
             temperature(logits, s.temperature);
             top_k(logits, s.top_k, &mut self.values);
@@ -211,6 +281,37 @@ mod tests {
         let mut l = [2.0, -2.0, 0.0, 3.0];
         repetition_penalty(&mut l, &[0, 1, 2], 2.0);
         assert_eq!(l, [1.0, -4.0, 0.0, 3.0]);
+    }
+
+    fn banned(n: usize, before: &[u32], after: &[u32]) -> Vec<usize> {
+        let mut l = [0.0; 8];
+        no_repeat_ngram(&mut l, n, History { before, after, new_tokens: after.len() });
+        (0..8).filter(|&i| l[i] == NEG).collect()
+    }
+
+    #[test]
+    fn no_repeat_ngram_bans_what_followed_the_last_n_minus_1_tokens() {
+        // Bigrams: after 1 came 2 and 3, so 1 at the end bans both.
+        assert_eq!(banned(2, &[1, 2, 5, 1, 3], &[1]), [2, 3]);
+        // Across the prompt and the new tokens alike.
+        assert_eq!(banned(2, &[1], &[2, 5, 1]), [2]);
+        // Trigrams: (4, 5) was followed by 6; (5, 4) never occurred before.
+        assert_eq!(banned(3, &[4, 5, 6, 5], &[4, 5]), [6]);
+        assert_eq!(banned(3, &[4, 5, 6], &[5, 4]), Vec::<usize>::new());
+        // n = 1 bans everything seen; n = 0 nothing; too short a history nothing.
+        assert_eq!(banned(1, &[7, 1], &[1]), [1, 7]);
+        assert_eq!(banned(0, &[1, 1], &[1]), Vec::<usize>::new());
+        assert_eq!(banned(4, &[1, 1], &[1]), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn min_new_tokens_holds_eos_back_until_then() {
+        let mut l = [1.0, 2.0, 3.0];
+        min_new_tokens(&mut l, 2, 1, &[2, 0]);
+        assert_eq!(l, [NEG, 2.0, NEG]);
+        let mut l = [1.0, 2.0, 3.0];
+        min_new_tokens(&mut l, 2, 2, &[2]);
+        assert_eq!(l, [1.0, 2.0, 3.0]);
     }
 
     #[test]
