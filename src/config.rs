@@ -88,6 +88,18 @@ pub enum SummaryType {
     ClsIndex,
 }
 
+impl SummaryType {
+    /// The name `config.json`'s `summary_type` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SummaryType::Last => "last",
+            SummaryType::First => "first",
+            SummaryType::Mean => "mean",
+            SummaryType::ClsIndex => "cls_index",
+        }
+    }
+}
+
 /// `SequenceSummary`'s configuration (`summary_type`, `summary_use_proj`,
 /// `summary_proj_to_labels`, `summary_activation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,15 +298,12 @@ fn attention_types(f: &Fields, n_layer: usize) -> std::result::Result<Vec<bool>,
 
 /// GPT2Config's `summary_*` fields, with its defaults.
 fn summary(f: &Fields) -> std::result::Result<SummaryConfig, String> {
-    let kind = match f.string("summary_type")?.unwrap_or("cls_index") {
-        "last" => SummaryType::Last,
-        "first" => SummaryType::First,
-        "mean" => SummaryType::Mean,
-        "cls_index" => SummaryType::ClsIndex,
-        other => {
-            return Err(format!("summary_type '{other}' is not supported (expected cls_index, last, first or mean)"))
-        }
-    };
+    const KINDS: [SummaryType; 4] = [SummaryType::ClsIndex, SummaryType::Last, SummaryType::First, SummaryType::Mean];
+    let name = f.string("summary_type")?.unwrap_or("cls_index");
+    let kind = KINDS
+        .into_iter()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| format!("summary_type '{name}' is not supported (expected cls_index, last, first or mean)"))?;
     let activation = match f.string("summary_activation")? {
         None | Some("linear") => None,
         Some(name) => Some(activation(name).map_err(|e| format!("summary_activation: {e}"))?),

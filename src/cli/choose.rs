@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::output::println;
 use super::{read_text_file, ModelArg};
-use crate::config::SummaryType;
+use crate::config::{SummaryConfig, SummaryType};
 use crate::error::{Error, Result};
 use crate::model::LoadOptions;
 use crate::model::{ForwardInput, LogitsWanted, MultipleChoiceHead};
@@ -27,12 +27,10 @@ pub(crate) struct ChooseArgs {
 
 pub(crate) fn run(args: &ChooseArgs, load: &LoadOptions) -> Result<()> {
     let (model, tokenizer) = args.model.load(load)?;
-    let head = MultipleChoiceHead::load(&model)?;
-    if model.config.summary.map(|s| s.kind) != Some(SummaryType::ClsIndex) {
-        return Err(Error::usage(
-            "this model's summary_type is not cls_index: its head does not give one score per choice",
-        ));
+    if let Some(summary) = &model.config.summary {
+        check_one_score_per_choice(summary, model.config.n_embd)?;
     }
+    let head = MultipleChoiceHead::load(&model)?;
     let text = read_text_file(&args.choices)?;
     let texts: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if texts.len() < 2 {
@@ -76,4 +74,34 @@ pub(crate) fn run(args: &ChooseArgs, load: &LoadOptions) -> Result<()> {
         table.push_str(&format!("{mark} {:>10.4}  {:>6.2}%  {}\n", scores[i], probs[i] * 100.0, texts[i]));
     }
     println(table.trim_end())
+}
+
+/// Refuses a head whose `mc_logits` are not one score per choice, which is what transformers'
+/// `GPT2DoubleHeadsModel` gives only with `summary_type` cls_index and a projection to labels:
+/// without the projection, or projecting to n_embd, each choice gets an n_embd-wide vector; the
+/// other summary types index the choices' dimension as if it were the sequence (a summary per
+/// position, not per choice). Checked against transformers for every combination.
+fn check_one_score_per_choice(summary: &SummaryConfig, n_embd: usize) -> Result<()> {
+    const NEEDS: &str = "`quill choose` needs summary_type cls_index, summary_use_proj true and \
+                         summary_proj_to_labels true (transformers' multiple-choice head)";
+    let why = if summary.kind != SummaryType::ClsIndex {
+        format!(
+            "this model's summary_type is {}: transformers' head then summarizes the choices' dimension as if it \
+             were the sequence, and its mc_logits are not one score per choice",
+            summary.kind.name()
+        )
+    } else if !summary.use_proj {
+        format!(
+            "this model's summary_use_proj is false: its head gives each choice a hidden state of {n_embd} \
+             values (transformers' mc_logits [choices, {n_embd}]), not a score"
+        )
+    } else if !summary.proj_to_labels {
+        format!(
+            "this model's summary_proj_to_labels is false: its head projects each choice to {n_embd} values \
+             (n_embd; transformers' mc_logits [choices, {n_embd}]), not to one score"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::usage(format!("{why}; {NEEDS}")))
 }
