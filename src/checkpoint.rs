@@ -238,6 +238,52 @@ impl Checkpoint {
         Ok(ckpt)
     }
 
+    /// A checkpoint of f32 tensors made in memory (a TensorFlow checkpoint read by
+    /// [`crate::tf::load`]): `tensors` names each tensor and its shape, `fill(i, out)` writes
+    /// tensor `i`'s values. The tensors are laid out as one safetensors file in a single
+    /// allocation, which then goes through the same checks and views as a mapped file; `name`
+    /// stands for it in messages.
+    pub fn from_f32_tensors(
+        name: &Path,
+        tensors: &[(String, Vec<usize>)],
+        mut fill: impl FnMut(usize, &mut [f32]) -> Result<()>,
+    ) -> Result<Checkpoint> {
+        let too_large = || Error::bad_file(name, "the tensors are too large to hold in memory");
+        let mut header = serde_json::Map::new();
+        let mut ranges = Vec::with_capacity(tensors.len());
+        let mut offset = 0usize;
+        for (tensor, shape) in tensors {
+            let bytes = shape.iter().try_fold(4usize, |n, &d| n.checked_mul(d)).ok_or_else(too_large)?;
+            let end = offset.checked_add(bytes).ok_or_else(too_large)?;
+            header.insert(
+                tensor.clone(),
+                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+            );
+            ranges.push(offset..end);
+            offset = end;
+        }
+        let mut text = serde_json::to_vec(&header).expect("a JSON map serializes");
+        // The data starts 8-aligned, as `quantize` aligns a file, so every f32 view is aligned.
+        while !(8 + text.len()).is_multiple_of(8) {
+            text.push(b' ');
+        }
+        let start = 8 + text.len();
+        let len = start.checked_add(offset).ok_or_else(too_large)?;
+        let mut words = Vec::new();
+        words.try_reserve_exact(len.div_ceil(8)).map_err(|_| too_large())?;
+        words.resize(len.div_ceil(8), 0u64);
+        let bytes: &mut [u8] = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..len];
+        bytes[..8].copy_from_slice(&(text.len() as u64).to_le_bytes());
+        bytes[8..start].copy_from_slice(&text);
+        for (i, range) in ranges.into_iter().enumerate() {
+            let out: &mut [f32] = bytemuck::cast_slice_mut(&mut bytes[start + range.start..start + range.end]);
+            fill(i, out)?;
+        }
+        let mut ckpt = Checkpoint { files: Vec::new(), tensors: HashMap::new(), metadata: HashMap::new() };
+        ckpt.add_file(name, Bytes::Owned { words, len })?;
+        Ok(ckpt)
+    }
+
     fn add_file(&mut self, path: &Path, map: Bytes) -> Result<()> {
         let (entries, metadata) = parse_header(path, &map)?;
         let idx = self.files.len();

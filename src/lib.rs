@@ -2,8 +2,9 @@
 //!
 //! Data flows tokenizer → model (kernels) → sampler → detokenizer; each stage owns its buffers.
 //!
-//! - [`Model::load`] maps a Hugging Face model folder or a Quill file ([`LoadOptions`]: kernels,
-//!   KV type); [`Tokenizer::from_model_dir`] reads its tokenizer (GPT-2's byte-level BPE).
+//! - [`Model::load`] maps a Hugging Face model folder or a Quill file, or reads an OpenAI
+//!   TensorFlow checkpoint folder ([`tf`]) ([`LoadOptions`]: kernels, KV type);
+//!   [`Tokenizer::from_model_dir`] reads its tokenizer (GPT-2's byte-level BPE).
 //! - [`Session`]: one sequence and its KV cache; [`Session::feed`] returns the next-token logits.
 //! - [`Model::forward`]: transformers' `forward()` over a batch (masks, positions, hidden states,
 //!   attentions, loss).
@@ -45,6 +46,7 @@ pub mod math;
 pub mod model;
 pub mod quill_file;
 pub mod score;
+pub mod tf;
 pub mod tokenizer;
 
 pub use config::ModelConfig;

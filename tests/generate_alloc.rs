@@ -23,6 +23,8 @@ fn generation_allocates_per_run_not_per_token() {
             eos_token_ids: vec![50256],
             strategy: Strategy::Sample(Sampling { temperature: 0.8, top_k, top_p, min_p, seed: 3 }),
             repetition_penalty: 1.2,
+            no_repeat_ngram_size: 3,
+            min_new_tokens: 2,
             on_context_full: OnContextFull::Stop,
             logprobs: true,
         };

@@ -24,6 +24,8 @@ fn beam_search_allocates_per_run_not_per_step() {
                 let opts = DecodeOptions {
                     eos_token_ids: vec![50256, 32276],
                     repetition_penalty: 1.2,
+                    no_repeat_ngram_size: 2,
+                    min_new_tokens: 3,
                     ..DecodeOptions::greedy(n)
                 };
                 let beam = BeamOptions {

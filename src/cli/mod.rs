@@ -48,7 +48,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Continue a prompt (greedy or sampled), streaming the text as it is produced.
-    Generate(generate::GenerateArgs),
+    Generate(Box<generate::GenerateArgs>),
     /// Show the token ids of a text.
     Tokenize(tokenize::TokenizeArgs),
     /// Turn token ids back into text.
@@ -71,7 +71,8 @@ enum Command {
 #[derive(Args, Debug)]
 pub(crate) struct ModelArg {
     /// A Hugging Face model folder (config.json, model.safetensors, vocab.json + merges.txt or
-    /// tokenizer.json), or one Quill file made by `quantize` [default: the built-in demo model].
+    /// tokenizer.json), one Quill file made by `quantize`, or an OpenAI TensorFlow checkpoint
+    /// folder (hparams.json, model.ckpt.*) [default: the built-in demo model].
     #[arg(short = 'm', long = "model", value_name = "PATH")]
     model: Option<PathBuf>,
 }
@@ -128,6 +129,14 @@ impl ModelArg {
 /// Loads the model (a folder or a Quill file) and its tokenizer and checks that they agree.
 fn load_model(dir: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer)> {
     let model = Model::load(dir, opts)?;
+    if crate::tf::is_checkpoint_folder(dir) {
+        eprintln!(
+            "note: {}: a TensorFlow checkpoint, read into memory as f32; `quantize {} OUT.safetensors --type f16` \
+             makes a Quill file that maps instantly (and f16 or q8_0 halves or quarters it)",
+            dir.display(),
+            dir.display()
+        );
+    }
     if model.config.add_cross_attention {
         eprintln!(
             "note: {}: the config adds cross-attention, whose weights are not used: transformers runs them only on \

@@ -52,8 +52,9 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads a model: a Hugging Face model folder (`config.json` and safetensors weights), or
-    /// one Quill file (`quantize`'s output).
+    /// Loads a model: a Hugging Face model folder (`config.json` and safetensors weights), one
+    /// Quill file (`quantize`'s output), both mapped; or an OpenAI TensorFlow checkpoint folder
+    /// ([`crate::tf`]), read into memory as f32.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model> {
         if path.is_file() {
             let (config, checkpoint) = crate::quill_file::open(path)?;
@@ -61,6 +62,11 @@ impl Model {
         }
         if !path.is_dir() {
             return Err(Error::not_a_model_folder(path));
+        }
+        if crate::tf::is_checkpoint_folder(path) {
+            let folder = crate::tf::open_folder(path)?;
+            let checkpoint = crate::tf::load(&folder)?;
+            return Self::from_checkpoint(folder.config, checkpoint, MatrixOrder::Transformers, opts);
         }
         let config = ModelConfig::from_file(&path.join("config.json"))?;
         let checkpoint = Checkpoint::open_dir(path)?;

@@ -127,10 +127,13 @@ impl Tokenizer {
     /// Whether `dir` holds tokenizer files [`Tokenizer::from_model_dir`] reads (`vocab.json` and
     /// `merges.txt`, or `tokenizer.json`); a folder may carry weights only.
     pub fn in_folder(dir: &Path) -> bool {
-        (dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file()) || dir.join("tokenizer.json").is_file()
+        (dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file())
+            || dir.join("tokenizer.json").is_file()
+            || (dir.join(crate::tf::VOCAB).is_file() && dir.join(crate::tf::MERGES).is_file())
     }
 
-    /// A model folder: `vocab.json` + `merges.txt` when both exist, else `tokenizer.json`; then
+    /// A model folder: `vocab.json` + `merges.txt` when both exist, else `tokenizer.json` (else an
+    /// OpenAI checkpoint folder's `encoder.json` + `vocab.bpe`); then
     /// `tokenizer_config.json` when present (bos/eos/unk/pad tokens, `added_tokens_decoder`,
     /// `add_prefix_space`, `errors`, `split_special_tokens`). Configs without
     /// `added_tokens_decoder` (older transformers) are completed, as transformers does, by
@@ -140,14 +143,19 @@ impl Tokenizer {
         let vocab = dir.join("vocab.json");
         let merges = dir.join("merges.txt");
         let tokenizer_json = dir.join("tokenizer.json");
+        let (encoder, bpe) = (dir.join(crate::tf::VOCAB), dir.join(crate::tf::MERGES));
         let mut tok = if vocab.is_file() && merges.is_file() {
             Self::from_vocab_merges(&vocab, &merges)?
         } else if tokenizer_json.is_file() {
             Self::from_tokenizer_json(&tokenizer_json)?
+        } else if encoder.is_file() && bpe.is_file() {
+            // An OpenAI checkpoint folder: the same two files under their original names.
+            Self::from_vocab_merges(&encoder, &bpe)?
         } else {
             return Err(Error::bad_file(
                 dir,
-                "no tokenizer found: expected vocab.json and merges.txt, or tokenizer.json, in this folder",
+                "no tokenizer found: expected vocab.json and merges.txt, or tokenizer.json (or an OpenAI \
+                 checkpoint's encoder.json and vocab.bpe), in this folder",
             ));
         };
         // As transformers' `from_pretrained`: tokenizer_config.json always; special_tokens_map.json,

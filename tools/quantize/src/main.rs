@@ -3,7 +3,7 @@
 //! Quill file: a safetensors file whose metadata carries the config and tokenizer, with every
 //! matrix `(out, in)` in the asked type, which quill maps and runs in place.
 //!
-//! main.rs holds the command line and the run; `source` reads IN (with `tf` for a TensorFlow
+//! main.rs holds the command line and the run; `source` reads IN (with `quill::tf` for a TensorFlow
 //! checkpoint), `plan` decides every output tensor, `convert` encodes one tensor, `writer` writes
 //! the file safely.
 
@@ -13,7 +13,6 @@ mod interrupt;
 mod parts;
 mod plan;
 mod source;
-mod tf;
 mod writer;
 
 use std::io::Write;

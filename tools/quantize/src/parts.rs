@@ -1,6 +1,6 @@
 //! What every kind of source yields besides its tensors: the texts carried into the output's
-//! metadata, a tensor's description, and reading and parsing those texts. A leaf: `source` and
-//! `tf` both build on it.
+//! metadata, a tensor's description, and reading and parsing those texts. A leaf `source` builds
+//! on.
 
 use std::path::Path;
 

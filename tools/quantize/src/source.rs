@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use quill::checkpoint::{Checkpoint, DType, MatrixOrder, TensorF32};
 use quill::config::ModelConfig;
 
+use quill::tf;
+
 use crate::error::{Error, Result};
 pub use crate::parts::{parse_config, read_text, Entry, Texts, TokenizerTexts};
-use crate::tf;
 
 /// Metadata keys of the Quill file format, shared with the loader that reads them.
 pub use quill::quill_file as keys;
@@ -47,7 +48,9 @@ impl Weights {
             Weights::Safetensors(c) => {
                 c.get(name).map(|e| Entry { shape: e.shape.clone(), dtype: e.dtype, dtype_name: e.dtype_name.clone() })
             }
-            Weights::TensorFlow(c) => c.get(name),
+            Weights::TensorFlow(c) => {
+                c.get(name).map(|e| Entry { shape: e.shape, dtype: e.dtype, dtype_name: e.dtype_name })
+            }
         }
     }
 
@@ -95,22 +98,45 @@ pub struct Source {
 
 impl Source {
     /// A TensorFlow checkpoint folder as a source (Conv1D matrices `(in, out)`, as in a folder).
-    fn from_tf(folder: tf::Folder) -> Source {
-        Source {
+    /// Its tokenizer files must be there: OpenAI ships them beside the checkpoint, and a file
+    /// without a tokenizer could not generate.
+    fn from_tf(folder: tf::Folder) -> Result<Source> {
+        if !folder.missing_tokenizer_files.is_empty() {
+            return Err(Error::runtime(format!(
+                "{}: {} missing: an OpenAI GPT-2 checkpoint folder has {} and {} (GPT-2's vocab.json and \
+                 merges.txt) beside hparams.json; copy them in and run again",
+                folder.path.display(),
+                match folder.missing_tokenizer_files.as_slice() {
+                    [one] => format!("{one} is"),
+                    many => format!("{} are", many.join(" and ")),
+                },
+                tf::VOCAB,
+                tf::MERGES
+            )));
+        }
+        let texts = Texts {
+            config: folder.config_json,
+            generation_config: None,
+            tokenizer: TokenizerTexts::VocabMerges {
+                vocab: read_text(&folder.path.join(tf::VOCAB))?,
+                merges: read_text(&folder.path.join(tf::MERGES))?,
+            },
+        };
+        Ok(Source {
             path: folder.path,
             config: folder.config,
             checkpoint: Weights::TensorFlow(folder.checkpoint),
-            texts: folder.texts,
+            texts,
             names: folder.names,
             order: MatrixOrder::Transformers,
             warnings: folder.warnings,
-        }
+        })
     }
 
     pub fn open(path: &Path) -> Result<Source> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
         if meta.is_dir() && tf::is_checkpoint_folder(path) {
-            Ok(Source::from_tf(tf::open_folder(path)?))
+            Source::from_tf(tf::open_folder(path)?)
         } else if meta.is_dir() {
             open_folder(path)
         } else {

@@ -4,21 +4,23 @@
 //! - the tensor-bundle parsers (CRC-32C, protobuf varints and fields, the SSTable, the bundle
 //!   protos) on hand-made bytes and on the fixture's real index;
 //! - `quantize DIR OUT --type f32` gives transformers' logits within 1e-4, f16 and q8_0 convert;
-//! - a broken checkpoint is a clear error, exit code 1, and leaves nothing behind.
+//! - a broken checkpoint, or one without its tokenizer files, is a clear error, exit code 1, and
+//!   leaves nothing behind.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-// The parsers are plain functions without the tool's error type: tested here directly.
+// The parsers (in quill's `tf` module) are plain functions without an error type: tested here
+// directly.
 #[allow(dead_code)]
-#[path = "../src/tf/crc32c.rs"]
+#[path = "../../../src/tf/crc32c.rs"]
 mod crc32c;
 #[allow(dead_code)]
-#[path = "../src/tf/proto.rs"]
+#[path = "../../../src/tf/proto.rs"]
 mod proto;
 #[allow(dead_code)]
-#[path = "../src/tf/sstable.rs"]
+#[path = "../../../src/tf/sstable.rs"]
 mod sstable;
 
 use safetensors::{Dtype, SafeTensors};
@@ -424,12 +426,39 @@ fn header_of(file: &Path) -> Header {
     (meta.metadata().clone().unwrap_or_default(), tensors)
 }
 
+/// The sharded fixture has no tokenizer files: a copy with the tiny one's (the same real GPT-2
+/// vocabulary), as OpenAI ships a folder.
+fn complete(model: &str, tmp: &Path) -> PathBuf {
+    if model == TINY {
+        return data(TINY);
+    }
+    let dir = tmp.join(model.replace('/', "-"));
+    std::fs::create_dir(&dir).unwrap();
+    copy_files(&data(model), &dir);
+    dir
+}
+
+/// Copies the files of `from` into `to`, and the tiny fixture's tokenizer files where missing.
+fn copy_files(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+    for f in ["encoder.json", "vocab.bpe"] {
+        if !to.join(f).exists() {
+            std::fs::copy(data(TINY).join(f), to.join(f)).unwrap();
+        }
+    }
+}
+
 #[test]
 fn f32_gives_transformers_logits() {
     let tmp = tempfile::tempdir().unwrap();
     for model in [TINY, SHARDED] {
         let out = tmp.path().join(format!("{}.safetensors", model.replace('/', "-")));
-        convert(&data(model), &out, "f32");
+        convert(&complete(model, tmp.path()), &out, "f32");
         let diff = off_from_golden(&out, model, 1e-4);
         eprintln!("{model} f32: logits off by {diff}");
         assert!(diff <= 1e-4, "{model} f32: logits off by {diff}");
@@ -466,15 +495,23 @@ fn f32_gives_transformers_logits() {
     assert!(meta["quill.merges"] == text("vocab.bpe"));
     let tokenizer = quill::quill_file::tokenizer(&out, &meta).unwrap();
     assert_eq!(tokenizer.encode("Hello world"), [15496, 995]);
-    // The sharded model has no tokenizer: a warning, and none in the output.
-    let r = quantize(&data(SHARDED), &tmp.path().join("again.safetensors"), &["--type", "f32"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("warning: ") && r.stderr.contains("no tokenizer (encoder.json + vocab.bpe)"),
-        "{}",
-        r.stderr
+}
+
+#[test]
+fn a_folder_without_its_tokenizer_files_is_refused_up_front() {
+    // The committed sharded fixture has neither file; a copy lacks one.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m.safetensors");
+    let r = quantize(&data(SHARDED), &out, &["--type", "f32"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("encoder.json and vocab.bpe are missing"), "{}", r.stderr);
+    assert!(!out.exists());
+    refused(
+        TINY,
+        "f16",
+        |d| std::fs::remove_file(d.join("vocab.bpe")).unwrap(),
+        &["vocab.bpe is missing", "copy them in"],
     );
-    assert!(!header_of(&tmp.path().join("again.safetensors")).0.contains_key("quill.vocab"));
 }
 
 #[test]
@@ -507,20 +544,15 @@ fn f16_and_q8_0_convert() {
         assert!(diff <= tol, "{ty}: logits off by {diff}");
     }
     let out = tmp.path().join("sharded-q8_0.safetensors");
-    convert(&data(SHARDED), &out, "q8_0");
+    convert(&complete(SHARDED, tmp.path()), &out, "q8_0");
     assert!(off_from_golden(&out, SHARDED, 0.5) <= 0.5);
 }
 
-/// A copy of a fixture folder to break.
+/// A copy of a fixture folder (with tokenizer files) to break.
 fn copy_of(model: &str, tmp: &Path) -> PathBuf {
     let dir = tmp.join("in");
     std::fs::create_dir(&dir).unwrap();
-    for e in std::fs::read_dir(data(model)).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
-        }
-    }
+    copy_files(&data(model), &dir);
     dir
 }
 

@@ -1,11 +1,11 @@
-//! IN as an original OpenAI GPT-2 TensorFlow checkpoint folder, the one transformers'
+//! Original OpenAI GPT-2 TensorFlow checkpoint folders, the ones transformers'
 //! `load_tf_weights_in_gpt2` reads: `hparams.json`, `model.ckpt.index` and
 //! `model.ckpt.data-*-of-*` (a TF1 `Saver` checkpoint), `encoder.json` and `vocab.bpe`
 //! (`model.ckpt.meta` and `checkpoint` are not needed).
 //!
 //! The tensors are read by our own reader of TensorFlow's tensor-bundle format ([`bundle`],
-//! over [`sstable`], [`proto`] and [`crc32c`]); no TensorFlow is involved. The folder becomes the
-//! same description as a Hugging Face folder ([`Folder`], which `crate::source` wraps):
+//! over [`sstable`], [`proto`] and [`crc32c`]); no TensorFlow is involved. A folder reads as a
+//! Hugging Face folder would ([`Folder`]):
 //! - `hparams.json` (`n_vocab`, `n_ctx`, `n_embd`, `n_head`, `n_layer`) becomes the
 //!   `config.json` of transformers' GPT-2 with those sizes (gelu_new, LayerNorm epsilon 1e-5: the
 //!   original model's);
@@ -16,6 +16,9 @@
 //!   Hugging Face folder's. Other variables (a `global_step`, optimizer slots) are skipped with
 //!   a warning;
 //! - `encoder.json` is `vocab.json`, `vocab.bpe` is `merges.txt`.
+//!
+//! `quantize` converts such a folder into a Quill file; [`load`] reads one into memory (f32) for
+//! [`crate::Model::load`], which then runs it like any folder.
 
 pub mod bundle;
 pub mod crc32c;
@@ -25,21 +28,32 @@ pub mod sstable;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use quill::checkpoint::DType;
-
+use crate::checkpoint::{self, DType};
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::parts::{parse_config, read_text, Entry, Texts, TokenizerTexts};
 use bundle::{Bundle, DataType};
-use quill::config::ModelConfig;
 
 /// The checkpoint's prefix in the folder, as OpenAI shipped it.
 pub const PREFIX: &str = "model.ckpt";
 pub const INDEX: &str = "model.ckpt.index";
 pub const HPARAMS: &str = "hparams.json";
+/// The tokenizer files, GPT-2's `vocab.json` and `merges.txt` under their original names.
+pub const VOCAB: &str = "encoder.json";
+pub const MERGES: &str = "vocab.bpe";
 
 /// Whether `dir` holds a TensorFlow GPT-2 checkpoint (`model.ckpt.index` and `hparams.json`).
 pub fn is_checkpoint_folder(dir: &Path) -> bool {
     dir.join(INDEX).is_file() && dir.join(HPARAMS).is_file()
+}
+
+/// One tensor as the model sees it: its shape (a conv1d weight without the leading 1), its type.
+#[derive(Clone, Debug)]
+pub struct TensorInfo {
+    pub shape: Vec<usize>,
+    /// `None` for types that are not floats (and partitioned variables).
+    pub dtype: Option<DType>,
+    /// The type as TensorFlow names it, for messages.
+    pub dtype_name: String,
 }
 
 /// The bundle's tensors as transformers sees them once loaded: conv1d weights without their
@@ -53,7 +67,7 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    pub fn get(&self, name: &str) -> Option<Entry> {
+    pub fn get(&self, name: &str) -> Option<TensorInfo> {
         let t = self.bundle.tensors().get(name)?;
         let dtype = match t.dtype {
             _ if t.partitioned => None,
@@ -64,21 +78,28 @@ impl Checkpoint {
         };
         let dtype_name = if t.partitioned { format!("partitioned {}", t.dtype.name()) } else { t.dtype.name() };
         let shape = self.squeezed.get(name).unwrap_or(&t.shape).clone();
-        Some(Entry { shape, dtype, dtype_name })
+        Some(TensorInfo { shape, dtype, dtype_name })
     }
 
     /// The tensor `name` as f32, which must have `shape` (a squeezed shape holds the same data).
     pub fn tensor_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let at = self.bundle.index().display();
+        let mut out = vec![0.0; shape.iter().product()];
+        self.tensor_f32_into(name, shape, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Checkpoint::tensor_f32`] into `out` (as many elements as `shape`).
+    pub fn tensor_f32_into(&self, name: &str, shape: &[usize], out: &mut [f32]) -> Result<()> {
+        let at = self.bundle.index();
         let entry =
-            self.get(name).ok_or_else(|| Error::runtime(format!("{at}: no tensor '{name}' in the checkpoint")))?;
+            self.get(name).ok_or_else(|| Error::bad_file(at, format!("no tensor '{name}' in the checkpoint")))?;
         if entry.shape != shape {
-            return Err(Error::runtime(format!(
-                "{at}: tensor '{name}' has shape {:?}, expected {shape:?}",
-                entry.shape
-            )));
+            return Err(Error::bad_file(
+                at,
+                format!("tensor '{name}' has shape {:?}, expected {shape:?}", entry.shape),
+            ));
         }
-        self.bundle.read_f32(name)
+        self.bundle.read_f32_into(name, out)
     }
 
     pub fn paths(&self) -> Vec<PathBuf> {
@@ -116,20 +137,21 @@ pub fn hf_name(tf: &str) -> Option<(String, bool)> {
     }
 }
 
-/// hparams.json's sizes → transformers' GPT-2 config.json text.
-pub fn config_from_hparams(text: &str, what: &str) -> Result<String> {
+/// hparams.json's sizes (the text of the file `path`) → transformers' GPT-2 config.json text.
+pub fn config_from_hparams(text: &str, path: &Path) -> Result<String> {
     let json: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| Error::runtime(format!("{what}: not valid JSON: {e}")))?;
-    let obj = json.as_object().ok_or_else(|| Error::runtime(format!("{what}: expected a JSON object")))?;
+        serde_json::from_str(text).map_err(|e| Error::bad_file(path, format!("not valid JSON: {e}")))?;
+    let obj = json.as_object().ok_or_else(|| Error::bad_file(path, "expected a JSON object"))?;
     let field = |key: &str| -> Result<u64> {
         let v = obj.get(key).ok_or_else(|| {
-            Error::runtime(format!(
-                "{what}: '{key}' is missing (GPT-2's hparams.json has n_vocab, n_ctx, n_embd, n_head and n_layer)"
-            ))
+            Error::bad_file(
+                path,
+                format!("'{key}' is missing (GPT-2's hparams.json has n_vocab, n_ctx, n_embd, n_head and n_layer)"),
+            )
         })?;
         v.as_u64()
             .filter(|&n| n > 0)
-            .ok_or_else(|| Error::runtime(format!("{what}: '{key}' is {v}, expected a positive integer")))
+            .ok_or_else(|| Error::bad_file(path, format!("'{key}' is {v}, expected a positive integer")))
     };
     let (n_vocab, n_ctx, n_embd, n_head, n_layer) =
         (field("n_vocab")?, field("n_ctx")?, field("n_embd")?, field("n_head")?, field("n_layer")?);
@@ -150,35 +172,41 @@ pub fn config_from_hparams(text: &str, what: &str) -> Result<String> {
     Ok(serde_json::to_string_pretty(&config).expect("a JSON value serializes") + "\n")
 }
 
-/// An opened TensorFlow checkpoint folder: what `crate::source::Source` needs of it.
+/// An opened TensorFlow checkpoint folder.
 pub struct Folder {
     pub path: PathBuf,
     pub config: ModelConfig,
+    /// The `config.json` text `hparams.json` becomes.
+    pub config_json: String,
     pub checkpoint: Checkpoint,
-    pub texts: Texts,
     /// transformers' name → TensorFlow variable name.
     pub names: BTreeMap<String, String>,
+    /// The tokenizer files of the folder that are missing (of [`VOCAB`] and [`MERGES`]).
+    pub missing_tokenizer_files: Vec<&'static str>,
+    /// Notes for the user that do not stop the reading (skipped variables).
     pub warnings: Vec<String>,
 }
 
-/// Opens the folder `dir` (which [`is_checkpoint_folder`]).
+/// Opens the folder `dir` (which [`is_checkpoint_folder`]): the index and hparams.json are read
+/// and checked; the tensors are read by [`load`] or [`Checkpoint::tensor_f32`].
 pub fn open_folder(dir: &Path) -> Result<Folder> {
     let hparams = dir.join(HPARAMS);
-    let config_text = config_from_hparams(&read_text(&hparams)?, &hparams.display().to_string())?;
-    let config = parse_config(&config_text, &hparams.display().to_string())?;
+    let text = String::from_utf8(crate::error::read_file(&hparams)?)
+        .map_err(|_| Error::bad_file(&hparams, "not UTF-8 text"))?;
+    let config_json = config_from_hparams(&text, &hparams)?;
+    let json: serde_json::Value = serde_json::from_str(&config_json).expect("config_from_hparams writes JSON");
+    let config = ModelConfig::from_json(&json).map_err(|msg| Error::bad_file(&hparams, msg))?;
     let mut other_files = vec![hparams];
+    let mut missing_tokenizer_files = Vec::new();
+    for name in [VOCAB, MERGES] {
+        if dir.join(name).is_file() {
+            other_files.push(dir.join(name));
+        } else {
+            missing_tokenizer_files.push(name);
+        }
+    }
 
     let mut warnings = Vec::new();
-    let (vocab, merges) = (dir.join("encoder.json"), dir.join("vocab.bpe"));
-    let tokenizer = if vocab.is_file() && merges.is_file() {
-        let t = TokenizerTexts::VocabMerges { vocab: read_text(&vocab)?, merges: read_text(&merges)? };
-        other_files.extend([vocab, merges]);
-        t
-    } else {
-        warnings.push(format!("{}: no tokenizer (encoder.json + vocab.bpe); the output will have none", dir.display()));
-        TokenizerTexts::None
-    };
-
     let bundle = Bundle::open(&dir.join(PREFIX))?;
     let mut names = BTreeMap::new();
     let mut squeezed = HashMap::new();
@@ -206,10 +234,33 @@ pub fn open_folder(dir: &Path) -> Result<Folder> {
     Ok(Folder {
         path: dir.to_path_buf(),
         config,
+        config_json,
         checkpoint: Checkpoint { bundle, squeezed, other_files },
-        texts: Texts { config: config_text, generation_config: None, tokenizer },
         names,
+        missing_tokenizer_files,
         warnings,
+    })
+}
+
+/// Reads every GPT-2 weight of an opened folder into memory, as f32 under transformers' names:
+/// a [`checkpoint::Checkpoint`] like a Hugging Face folder's (Conv1D matrices `(in, out)`), built
+/// in one allocation the size of the weights in f32.
+pub fn load(folder: &Folder) -> Result<checkpoint::Checkpoint> {
+    let mut tensors = Vec::with_capacity(folder.names.len());
+    for (hf, tf) in &folder.names {
+        let info = folder.checkpoint.get(tf).expect("names come from the bundle");
+        if info.dtype.is_none() {
+            return Err(Error::bad_file(
+                folder.checkpoint.bundle.index(),
+                format!("tensor '{tf}' is {}; only float tensors can be read", info.dtype_name),
+            ));
+        }
+        tensors.push((hf.clone(), info.shape));
+    }
+    let name = folder.path.join(INDEX);
+    checkpoint::Checkpoint::from_f32_tensors(&name, &tensors, |i, out| {
+        let tf = &folder.names[&tensors[i].0];
+        folder.checkpoint.tensor_f32_into(tf, &tensors[i].1, out)
     })
 }
 
@@ -254,8 +305,8 @@ mod tests {
     #[test]
     fn hparams_become_a_gpt2_config() {
         let text = r#"{"n_vocab": 50257, "n_ctx": 1024, "n_embd": 768, "n_head": 12, "n_layer": 12}"#;
-        let config = config_from_hparams(text, "h").unwrap();
-        let c = parse_config(&config, "c").unwrap();
+        let config = config_from_hparams(text, Path::new("h")).unwrap();
+        let c = ModelConfig::from_json(&serde_json::from_str(&config).unwrap()).unwrap();
         assert_eq!(
             (c.vocab_size, c.n_positions, c.n_embd, c.n_head, c.n_layer, c.n_inner),
             (50257, 1024, 768, 12, 12, 3072)
@@ -265,10 +316,14 @@ mod tests {
         assert_eq!(json["activation_function"], "gelu_new");
         assert_eq!(json["architectures"][0], "GPT2LMHeadModel");
 
-        let missing = config_from_hparams(r#"{"n_vocab": 5, "n_ctx": 4, "n_embd": 8, "n_layer": 1}"#, "h.json");
+        let missing =
+            config_from_hparams(r#"{"n_vocab": 5, "n_ctx": 4, "n_embd": 8, "n_layer": 1}"#, Path::new("h.json"));
         assert!(missing.unwrap_err().to_string().contains("h.json: 'n_head' is missing"));
-        let bad = config_from_hparams(r#"{"n_vocab": 5, "n_ctx": 4, "n_embd": 8, "n_head": 0, "n_layer": 1}"#, "h");
+        let bad = config_from_hparams(
+            r#"{"n_vocab": 5, "n_ctx": 4, "n_embd": 8, "n_head": 0, "n_layer": 1}"#,
+            Path::new("h"),
+        );
         assert!(bad.unwrap_err().to_string().contains("'n_head' is 0, expected a positive integer"));
-        assert!(config_from_hparams("[1]", "h").is_err());
+        assert!(config_from_hparams("[1]", Path::new("h")).is_err());
     }
 }

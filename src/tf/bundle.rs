@@ -117,8 +117,8 @@ impl Bundle {
     /// Opens `PREFIX.index` and checks it against the data files' lengths.
     pub fn open(prefix: &Path) -> Result<Bundle> {
         let index = with_suffix(prefix, ".index");
-        let bad = |msg: String| Error::runtime(format!("{}: {msg}", index.display()));
-        let bytes = std::fs::read(&index).map_err(|e| Error::io("cannot read", &index, e))?;
+        let bad = |msg: String| Error::bad_file(&index, msg);
+        let bytes = std::fs::read(&index).map_err(|e| Error::io(&index, e))?;
         let entries = sstable::read_table(&bytes).map_err(bad)?;
 
         let mut entries = entries.into_iter();
@@ -149,11 +149,10 @@ impl Bundle {
             let path = with_suffix(prefix, &format!(".data-{i:05}-of-{n:05}"));
             let len = std::fs::metadata(&path)
                 .map_err(|e| {
-                    Error::runtime(format!(
-                        "{}: data file {} of {n} of the checkpoint is missing or unreadable ({e})",
-                        path.display(),
-                        i + 1
-                    ))
+                    Error::bad_file(
+                        &path,
+                        format!("data file {} of {n} of the checkpoint is missing or unreadable ({e})", i + 1),
+                    )
                 })?
                 .len();
             shards.push((path, len));
@@ -189,12 +188,20 @@ impl Bundle {
 
     /// The tensor `name`'s values as f32 (f16 and bf16 widened exactly), its checksum verified.
     pub fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        let n = self.tensors.get(name).map_or(0, |t| t.shape.iter().product());
+        let mut out = vec![0.0; n];
+        self.read_f32_into(name, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Bundle::read_f32`] into `out`, which must hold exactly the tensor's elements.
+    pub fn read_f32_into(&self, name: &str, out: &mut [f32]) -> Result<()> {
         let t = self
             .tensors
             .get(name)
-            .ok_or_else(|| Error::runtime(format!("{}: no tensor '{name}' in the checkpoint", self.index.display())))?;
+            .ok_or_else(|| Error::bad_file(&self.index, format!("no tensor '{name}' in the checkpoint")))?;
         let (path, _) = &self.shards[t.shard];
-        let fail = |msg: String| Error::runtime(format!("{}: tensor '{name}': {msg}", path.display()));
+        let fail = |msg: String| Error::bad_file(path, format!("tensor '{name}': {msg}"));
         if t.partitioned {
             return Err(fail("a partitioned variable (stored as slices), which this reader does not support".into()));
         }
@@ -205,7 +212,7 @@ impl Bundle {
             )));
         }
         let mut bytes = vec![0u8; t.size as usize];
-        let mut file = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
         file.seek(SeekFrom::Start(t.offset))
             .and_then(|_| file.read_exact(&mut bytes))
             .map_err(|e| fail(format!("cannot read bytes {}..{}: {e}", t.offset, t.offset + t.size)))?;
@@ -217,33 +224,31 @@ impl Bundle {
             )));
         }
         let big = self.big_endian;
-        let values = match t.dtype {
-            DataType::Float => bytes
-                .chunks_exact(4)
-                .map(|b| {
+        let width = bytes.len() / out.len().max(1);
+        if out.len() * width != bytes.len() {
+            return Err(fail(format!("{} bytes do not make {} values", bytes.len(), out.len())));
+        }
+        match t.dtype {
+            DataType::Float => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
                     let b = b.try_into().expect("4 bytes");
-                    if big {
-                        f32::from_be_bytes(b)
-                    } else {
-                        f32::from_le_bytes(b)
-                    }
-                })
-                .collect(),
-            DataType::Half | DataType::BFloat16 => bytes
-                .chunks_exact(2)
-                .map(|b| {
+                    *o = if big { f32::from_be_bytes(b) } else { f32::from_le_bytes(b) };
+                }
+            }
+            DataType::Half | DataType::BFloat16 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
                     let b: [u8; 2] = b.try_into().expect("2 bytes");
                     let bits = if big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) };
-                    if t.dtype == DataType::Half {
+                    *o = if t.dtype == DataType::Half {
                         f16::from_bits(bits).to_f32()
                     } else {
                         bf16::from_bits(bits).to_f32()
-                    }
-                })
-                .collect(),
+                    };
+                }
+            }
             DataType::Other(_) => unreachable!("refused above"),
-        };
-        Ok(values)
+        }
+        Ok(())
     }
 }
 
