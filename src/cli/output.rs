@@ -6,8 +6,13 @@ use crate::error::{Error, Result};
 
 /// Writes `s` to stdout and flushes, so streamed tokens appear at once.
 pub(crate) fn print_flush(s: &str) -> Result<()> {
+    write_flush(s.as_bytes())
+}
+
+/// [`print_flush`] for bytes.
+pub(crate) fn write_flush(bytes: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(s.as_bytes()).and_then(|_| out.flush()).map_err(stdout_error)
+    out.write_all(bytes).and_then(|_| out.flush()).map_err(stdout_error)
 }
 
 pub(crate) fn println(s: &str) -> Result<()> {

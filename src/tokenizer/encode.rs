@@ -157,18 +157,11 @@ impl Tokenizer {
         self.with_bos(self.encode_in_chunks(text, chunk_bytes))
     }
 
-    fn encode_in_chunks(&self, text: &str, chunk_bytes: usize) -> Vec<u32> {
+    /// [`Tokenizer::encode_parallel_chunks`] without the bos id.
+    pub(crate) fn encode_in_chunks(&self, text: &str, chunk_bytes: usize) -> Vec<u32> {
         let text = self.with_prefix(text);
-        if self.options.split_special_tokens || self.added.cut_at_whitespace_is_safe() {
-            // Cut first, then find the added tokens in each chunk, in parallel.
-            let mut chunks = Vec::new();
-            let mut rest = &text[..];
-            while let Some(p) = pretokenize::next_safe_split(rest, chunk_bytes) {
-                chunks.push(&rest[..p]);
-                rest = &rest[p..];
-            }
-            chunks.push(rest);
-            return self.encode_chunks(&chunks, |t, st| self.encode_segments(&self.segments(t), st));
+        if self.cuts_are_safe() {
+            return self.encode_cut_text(&text, chunk_bytes);
         }
         // Added tokens that hold or strip whitespace: split at them first, then group the
         // segments into chunks, each closed once it holds `chunk_bytes` of text (a text segment is
@@ -194,6 +187,26 @@ impl Tokenizer {
             chunks.push(chunk);
         }
         self.encode_chunks(&chunks, |segs, st| self.encode_segments(segs, st))
+    }
+
+    /// Whether cutting the text at a safe split point (see `pretokenize::is_safe_split`) leaves
+    /// its ids unchanged, added tokens included.
+    pub(crate) fn cuts_are_safe(&self) -> bool {
+        self.options.split_special_tokens || self.added.cut_at_whitespace_is_safe()
+    }
+
+    /// The ids of `text` (prefix space already added, no bos), cut into chunks of at least
+    /// `chunk_bytes` at safe split points and encoded in parallel; only when
+    /// [`Tokenizer::cuts_are_safe`]. The added tokens are found in each chunk.
+    pub(crate) fn encode_cut_text(&self, text: &str, chunk_bytes: usize) -> Vec<u32> {
+        let mut chunks = Vec::new();
+        let mut rest = text;
+        while let Some(p) = pretokenize::next_safe_split(rest, chunk_bytes) {
+            chunks.push(&rest[..p]);
+            rest = &rest[p..];
+        }
+        chunks.push(rest);
+        self.encode_chunks(&chunks, |t, st| self.encode_segments(&self.segments(t), st))
     }
 
     /// Encodes `chunks` with `encode` on the current rayon pool and concatenates the ids.

@@ -3,7 +3,8 @@
 //! Encoding: optional prefix space → split at added tokens (`<|endoftext|>`) → pre-tokenize each
 //! text part with GPT-2's pattern (`pretokenize.rs`) → map each piece's UTF-8 bytes through the
 //! byte table (`byte_map.rs`) → merge by rank (`bpe.rs`) → ids. `encode.rs` runs that loop with
-//! its shortcuts (whole-token pieces via `vocab_index.rs`, a piece cache) and in parallel.
+//! its shortcuts (whole-token pieces via `vocab_index.rs`, a piece cache) and in parallel;
+//! `read.rs` encodes a text as it is read, block by block.
 //! Decoding: ids → bytes (one arena, `vocab_index.rs`) → UTF-8 with Python's `errors=` modes.
 
 mod batch;
@@ -13,6 +14,7 @@ mod encode;
 mod fast_hash;
 mod load;
 mod pretokenize;
+mod read;
 mod special;
 mod stream;
 mod vocab_index;

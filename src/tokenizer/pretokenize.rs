@@ -324,6 +324,11 @@ pub(crate) fn is_safe_split(text: &str, p: usize) -> bool {
     }
 }
 
+/// The last [`is_safe_split`] point of `text`.
+pub(crate) fn last_safe_split(text: &str) -> Option<usize> {
+    (1..text.len()).rev().find(|&p| is_safe_split(text, p))
+}
+
 /// The first [`is_safe_split`] point at or after `from`.
 pub(crate) fn next_safe_split(text: &str, from: usize) -> Option<usize> {
     (from.max(1)..text.len()).find(|&p| is_safe_split(text, p))

@@ -370,3 +370,80 @@ fn parallel_encode_with_added_tokens_that_hold_or_strip_whitespace() {
         }
     }
 }
+
+/// A reader that hands out at most `step` bytes per read, to cut characters and blocks anywhere.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+/// Every block size from 1 byte up and reads of 1 and 7 bytes: the ids of `encode`, in order.
+fn check_read_in_blocks(t: &Tokenizer, texts: &[&str]) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for text in texts {
+        let want = t.encode(text);
+        for block in (1..text.len() + 2).step_by(3) {
+            for step in [1, 7] {
+                let mut got = Vec::new();
+                let reader = Trickle { bytes: text.as_bytes(), step };
+                let n = pool
+                    .install(|| {
+                        t.encode_blocks(reader, Path::new("t"), block, |ids| {
+                            got.extend_from_slice(ids);
+                            Ok(())
+                        })
+                    })
+                    .unwrap();
+                assert_eq!(got, want, "block {block}, reads of {step}: {text:?}");
+                assert_eq!(n, want.len() as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn reading_in_blocks_gives_the_ids_of_the_whole_text() {
+    let texts = [
+        "Hello world  it's   a\ttest\n\n  of  \u{3000}cutting\u{A0} x \u{2000}\u{2000}y'll 'sup '  \r\n",
+        "日本語。\nテキスト 😀😀 a\u{301} 12 345,6 ...!! <|endoftext|>z\u{1680}q <|endoftext|> end",
+        "nowhitespaceatallforquiteawhile😀😀 then some",
+        "",
+        "  lead\n\n\n\ntrail  ",
+    ];
+    check_read_in_blocks(&gpt2(), &texts);
+    // The prefix space and the bos id go to the start of the text only.
+    let mut t = gpt2();
+    t.options.add_prefix_space = true;
+    t.options.add_bos_token = true;
+    t.bos = Some(50256);
+    check_read_in_blocks(&t, &texts);
+    // Added tokens that strip whitespace: the whole text is read first.
+    let mut t = gpt2();
+    let spec = AddedSpec { content: "<r>".into(), id: None, special: true, lstrip: false, rstrip: true };
+    t.add_token(spec, Path::new("test")).unwrap();
+    check_read_in_blocks(&t, &["x <r>  \n y<r>z  <r> a b c\n"]);
+}
+
+#[test]
+fn reading_invalid_utf8_names_the_offset() {
+    let t = gpt2();
+    let mut bytes = "ok text here ".repeat(10).into_bytes();
+    bytes.push(0xff);
+    bytes.extend_from_slice(b" more");
+    for block in [4, 1000] {
+        let err = t.encode_blocks(&bytes[..], Path::new("f.txt"), block, |_| Ok(())).unwrap_err().to_string();
+        assert!(err.contains("f.txt") && err.contains("offset 130"), "{err}");
+    }
+    // A character cut by the end of the text is invalid too.
+    let err = t.encode_blocks(&"é".as_bytes()[..1], Path::new("f.txt"), 4, |_| Ok(())).unwrap_err().to_string();
+    assert!(err.contains("offset 0"), "{err}");
+}
