@@ -1,5 +1,5 @@
 //! Reading IN: a Hugging Face model folder, a Quill file this tool wrote earlier, or an original
-//! OpenAI GPT-2 TensorFlow checkpoint folder ([`crate::tf`]).
+//! OpenAI GPT-2 TensorFlow checkpoint folder ([`quill::tf`]).
 //!
 //! All end up as the same description: the parsed config, the mapped checkpoint, the texts to
 //! carry into the output's metadata verbatim, and a map from the names the Quill file uses to the
