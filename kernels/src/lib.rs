@@ -18,6 +18,7 @@ mod activation;
 mod attention_args;
 mod dispatch;
 mod elem;
+mod formats;
 mod isa;
 #[cfg(test)]
 mod matmul_path_tests;
@@ -30,5 +31,6 @@ mod weight;
 pub use activation::Activation;
 pub use attention_args::{AttentionExtras, AttentionHead, AttentionLayer, KvData};
 pub use dispatch::{cpu_features, init, kernels, physical_cores, select, Kernels, Level, LevelError};
+pub use formats::BlockFormat;
 pub use half::f16;
 pub use weight::{quantize_q8_0, Layout, Weight, WeightData, Q8_BLOCK};
