@@ -1,7 +1,8 @@
 //! Memory-mapped safetensors checkpoints with typed tensor views.
 //!
-//! Weight matrices stored as f32, f16 or q8_0 (int8 plus a `.scale` tensor of f16 block scales,
-//! as `quantize` writes them) are used in place: a view borrows straight from the mapping and the
+//! Weight matrices stored as f32, f16, q8_0 (int8 plus a `.scale` tensor of f16 block scales) or
+//! a block format (GGUF's blocks as a `U8` tensor of whole blocks per row; which format, a Quill
+//! file's metadata says) are used in place: a view borrows straight from the mapping and the
 //! kernels read that element type. bf16 weights are widened to f32 once at load (no bf16 kernels
 //! yet), as are the small vectors (biases, LayerNorm) of any type.
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use half::f16;
 use memmap2::Mmap;
-use quill_kernels::{WeightData, Q8_BLOCK};
+use quill_kernels::{BlockFormat, WeightData, Q8_BLOCK};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use crate::error::{read_json, Error, Result};
@@ -27,6 +28,8 @@ pub enum DType {
     /// q8_0: a matrix of int8 values stored as safetensors `I8`, with a `.scale` tensor of f16
     /// block scales beside it.
     Q8_0,
+    /// A block format: a matrix `(N, K)` stored as `U8` `(N, row bytes)`.
+    Blocks(BlockFormat),
 }
 
 /// How a checkpoint stores its weight matrices.
@@ -46,6 +49,7 @@ impl DType {
             DType::F16 => "f16",
             DType::BF16 => "bf16",
             DType::Q8_0 => "q8_0",
+            DType::Blocks(format) => format.name(),
         }
     }
 }
@@ -89,6 +93,16 @@ pub struct TensorEntry {
     pub shape: Vec<usize>,
 }
 
+impl TensorEntry {
+    /// Elements of the tensor: of a block-format matrix, the weights its blocks hold.
+    pub fn elements(&self) -> usize {
+        match (self.dtype, self.shape.as_slice()) {
+            (Some(DType::Blocks(f)), &[n, row]) => n * (row / f.block_bytes() * f.block_weights()),
+            _ => self.shape.iter().product(),
+        }
+    }
+}
+
 /// All tensors of a (possibly sharded) safetensors checkpoint, mapped and validated.
 pub struct Checkpoint {
     files: Vec<Arc<MappedFile>>,
@@ -120,6 +134,8 @@ enum WeightKind {
     Q8 {
         scales: Storage,
     },
+    /// Whole blocks of the format in `storage`.
+    Blocks(BlockFormat),
 }
 
 #[derive(Clone)]
@@ -161,6 +177,7 @@ impl WeightTensor {
             WeightKind::Q8 { scales } => {
                 WeightData::Q8_0 { q: bytemuck::cast_slice(bytes), scales: bytemuck::cast_slice(scales.bytes()) }
             }
+            WeightKind::Blocks(format) => WeightData::Blocks { format: *format, data: bytes },
         }
     }
 
@@ -178,14 +195,10 @@ impl WeightTensor {
         matches!(self.storage, Storage::Mapped { .. })
     }
 
-    /// Row `i` of a 2-D tensor, widened into `out`.
+    /// Row `i` of a 2-D tensor, widened (or decoded) into `out`.
     pub(crate) fn row_to_f32(&self, i: usize, out: &mut [f32]) {
         let n = out.len();
-        match self.data() {
-            WeightData::F32(d) => out.copy_from_slice(&d[i * n..][..n]),
-            WeightData::F16(d) => out.iter_mut().zip(&d[i * n..][..n]).for_each(|(o, h)| *o = h.to_f32()),
-            q8 @ WeightData::Q8_0 { .. } => out.iter_mut().enumerate().for_each(|(j, o)| *o = q8.get(i * n + j)),
-        }
+        self.data().slice(i * n..(i + 1) * n).to_f32(out);
     }
 }
 
@@ -304,6 +317,28 @@ impl Checkpoint {
         self.tensors.get(name)
     }
 
+    /// Marks the `U8` tensor `name` as holding `format`'s blocks (a Quill file's metadata says
+    /// which tensors do).
+    pub fn mark_blocks(&mut self, name: &str, format: BlockFormat) -> Result<()> {
+        let path = self.files[0].path.clone();
+        let entry = self.tensors.get_mut(name).ok_or_else(|| {
+            Error::bad_file(&path, format!("{} blocks of tensor '{name}', which is missing", format.name()))
+        })?;
+        if entry.dtype_name != "U8" || entry.shape.len() != 2 {
+            return Err(Error::bad_file(
+                &path,
+                format!(
+                    "tensor '{name}' should hold {} blocks as U8 (rows, bytes), but is {} {:?}",
+                    format.name(),
+                    entry.dtype_name,
+                    entry.shape
+                ),
+            ));
+        }
+        entry.dtype = Some(DType::Blocks(format));
+        Ok(())
+    }
+
     /// The first file's `__metadata__` entries (empty when it has none).
     pub fn metadata(&self) -> &HashMap<String, String> {
         &self.metadata
@@ -329,10 +364,27 @@ impl Checkpoint {
             .get(name)
             .ok_or_else(|| Error::bad_file(self.files[0].path.as_path(), format!("tensor '{name}' is missing")))?;
         let file = &self.files[entry.file];
-        if entry.shape != shape {
+        // A block-format matrix (N, K) is stored as its bytes, (N, row bytes).
+        let stored = match (entry.dtype, shape) {
+            (Some(DType::Blocks(format)), &[n, k]) => match format.row_bytes(k) {
+                Some(row) => vec![n, row],
+                None => {
+                    return Err(Error::bad_file(
+                        &file.path,
+                        format!(
+                            "tensor '{name}' is {} but its rows of {k} are not whole blocks of {}",
+                            format.name(),
+                            format.block_weights()
+                        ),
+                    ))
+                }
+            },
+            _ => shape.to_vec(),
+        };
+        if entry.shape != stored {
             return Err(Error::bad_file(
                 &file.path,
-                format!("tensor '{name}' has shape {:?}, expected {:?}", entry.shape, shape),
+                format!("tensor '{name}' has shape {:?}, expected {:?}", entry.shape, stored),
             ));
         }
         let dtype = entry.dtype.ok_or_else(|| {
@@ -349,6 +401,11 @@ impl Checkpoint {
         let (file, entry, dtype) = self.checked(name, shape)?;
         if dtype == DType::Q8_0 {
             return Err(Error::bad_file(&file.path, format!("tensor '{name}' is int8; expected a float tensor")));
+        }
+        if let DType::Blocks(format) = dtype {
+            let mut values = vec![0.0; shape.iter().product()];
+            format.dequantize_row(&file.map[entry.range.clone()], &mut values);
+            return Ok(TensorF32 { storage: Storage::OwnedF32(Arc::new(values)), shape: shape.to_vec() });
         }
         let storage = match dtype {
             DType::F32 if entry.range.start % 4 == 0 => {
@@ -372,6 +429,7 @@ impl Checkpoint {
             DType::F16 => (Storage::OwnedF16(Arc::new(f16_values(bytes))), WeightKind::F16),
             DType::F32 | DType::BF16 => (Storage::OwnedF32(Arc::new(widen(dtype, bytes))), WeightKind::F32),
             DType::Q8_0 => (mapped(), WeightKind::Q8 { scales: self.q8_scales(name, shape)? }),
+            DType::Blocks(format) => (mapped(), WeightKind::Blocks(format)),
         };
         Ok(WeightTensor { storage, kind })
     }
@@ -422,7 +480,7 @@ fn widen(dtype: DType, bytes: &[u8]) -> Vec<f32> {
         DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         DType::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         DType::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        DType::Q8_0 => unreachable!("int8 is never widened (checked by the callers)"),
+        DType::Q8_0 | DType::Blocks(_) => unreachable!("int8 and blocks are never widened (checked by the callers)"),
     }
 }
 

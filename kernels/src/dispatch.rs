@@ -283,6 +283,14 @@ impl Kernels {
                 "matmul: q8_0 weights must be (N, K) with K a multiple of {Q8_BLOCK} and one scale per block"
             );
         }
+        if let WeightData::Blocks { format, data } = w.data {
+            assert!(
+                w.layout == Layout::OutIn && format.row_bytes(k).is_some_and(|row| data.len() == row * n),
+                "matmul: {} weights must be (N, K) with K a multiple of {} and whole blocks",
+                format.name(),
+                format.block_weights()
+            );
+        }
         let m = x.len() / k;
         assert_eq!(out.len(), m * n, "matmul: out is not M×N");
         if let Some(b) = bias {

@@ -6,6 +6,7 @@
 use half::f16;
 
 use crate::dispatch::{select, Level};
+use crate::formats::BlockFormat;
 use crate::ops::matmul::{LevelShape, MatmulPath, WeightType, PATH_TAKEN};
 use crate::scalar;
 use crate::weight::{quantize_q8_0, Layout, Weight, WeightData, Q8_BLOCK};
@@ -41,9 +42,7 @@ fn check(path: MatmulPath, layout: Layout, weights: WeightType, m: usize, shapes
     for &shape in shapes {
         assert_eq!(MatmulPath::choose(layout, weights, m, shape), path, "choice for M = {m} on {shape:?}");
     }
-    let x = values(0x51, m * K);
     let w = values(0x52, K * N);
-    let bias = values(0x53, N);
     let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
     let (mut q, mut scales) = (vec![0i8; N * K], vec![f16::ZERO; N * K / Q8_BLOCK]);
     quantize_q8_0(&w, &mut q, &mut scales);
@@ -51,15 +50,47 @@ fn check(path: MatmulPath, layout: Layout, weights: WeightType, m: usize, shapes
         WeightType::F32 => WeightData::F32(&w),
         WeightType::F16 => WeightData::F16(&w16),
         WeightType::Q8_0 => WeightData::Q8_0 { q: &q, scales: &scales },
+        WeightType::Blocks => unreachable!("check_blocks"),
     };
-    let weight = Weight { data, k: K, n: N, layout };
-    let mut want = vec![0.0; m * N];
+    compare(path, Weight { data, k: K, n: N, layout }, m);
+}
+
+/// [`check`] for the block formats, each at K = 512 (two k-quant blocks).
+fn check_blocks(path: MatmulPath, m: usize) {
+    for shape in EVERY_SHAPE {
+        assert_eq!(MatmulPath::choose(Layout::OutIn, WeightType::Blocks, m, shape), path, "choice for M = {m}");
+    }
+    let k = 512;
+    let w = values(0x54, k * N);
+    for format in BlockFormat::ALL {
+        let mut data = vec![0u8; format.row_bytes(k).unwrap() * N];
+        for (row, out) in w.chunks_exact(k).zip(data.chunks_exact_mut(format.row_bytes(k).unwrap())) {
+            format.quantize_row(row, out);
+        }
+        let weight = Weight { data: WeightData::Blocks { format, data: &data }, k, n: N, layout: Layout::OutIn };
+        compare(path, weight, m);
+    }
+}
+
+/// Every level of this CPU that takes `path` for `m` rows of `weight` matches the scalar
+/// reference.
+fn compare(path: MatmulPath, weight: Weight, m: usize) {
+    let (k, n) = (weight.k, weight.n);
+    let what = match weight.data {
+        WeightData::F32(_) => "f32",
+        WeightData::F16(_) => "f16",
+        WeightData::Q8_0 { .. } => "q8_0",
+        WeightData::Blocks { format, .. } => format.name(),
+    };
+    let x = values(0x51, m * k);
+    let bias = values(0x53, n);
+    let mut want = vec![0.0; m * n];
     scalar::matmul(&x, weight, Some(&bias), &mut want);
     let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let mut ran = Vec::new();
     for level in Level::available() {
         let kernels = select(Some(level.name())).unwrap();
-        let mut got = vec![f32::NAN; m * N];
+        let mut got = vec![f32::NAN; m * n];
         let taken = one_thread.install(|| {
             PATH_TAKEN.set(None);
             kernels.matmul(&x, weight, Some(&bias), &mut got);
@@ -70,10 +101,11 @@ fn check(path: MatmulPath, layout: Layout, weights: WeightType, m: usize, shapes
         }
         // Levels that quantize x to int8 per block are off by at most half a step of each
         // block's scale (max |x| / 127 ≤ 1/127) times |w| ≤ 1 per product.
-        let tol = if level.quantizes_q8_activations(m) { K as f32 / 254.0 * 1.01 } else { 2e-5 * (K as f32).sqrt() };
+        let quantized = level.quantizes_q8_activations(m) && matches!(weight.data, WeightData::Q8_0 { .. });
+        let tol = if quantized { k as f32 / 254.0 * 1.01 } else { 2e-5 * (k as f32).sqrt() };
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let err = (g - w).abs() / w.abs().max(1.0);
-            assert!(err <= tol, "{path:?} at {level:?}, M = {m}: element {i}: got {g}, want {w}");
+            assert!(err <= tol, "{path:?} at {level:?}, M = {m}, {what}: element {i}: got {g}, want {w}");
         }
         ran.push(level);
     }
@@ -131,4 +163,14 @@ fn q8_gemv() {
 #[test]
 fn q8_gemm() {
     check(MatmulPath::Q8Gemm, Layout::OutIn, WeightType::Q8_0, 3, &EVERY_SHAPE);
+}
+
+#[test]
+fn block_gemv() {
+    check_blocks(MatmulPath::BlockGemv, 1);
+}
+
+#[test]
+fn block_gemm() {
+    check_blocks(MatmulPath::BlockGemm, 5);
 }

@@ -41,6 +41,19 @@ pub(crate) unsafe fn matmul_cols(x: &[f32], w: Weight, bias: Option<&[f32]>, out
                 }
             }
         }
+        WeightData::Blocks { .. } => {
+            // Each output: its row decoded with the format's reference decoder, then a dot product.
+            let k = w.k;
+            let mut row = vec![0.0; k];
+            for j in n0..n1 {
+                w.data.slice(j * k..(j + 1) * k).to_f32(&mut row);
+                for (i, x_row) in x.chunks_exact(k).enumerate() {
+                    let dot: f32 = x_row.iter().zip(&row).map(|(a, b)| a * b).sum();
+                    // SAFETY: row i, column j lies inside the M×N output the caller vouched for.
+                    unsafe { *out.add(i * w.n + j) = bias.map_or(0.0, |b| b[j]) + dot };
+                }
+            }
+        }
     }
 }
 

@@ -1,7 +1,9 @@
-//! Weight matrices as the kernels read them: layout, element types (f32, f16, q8_0) and the
-//! q8_0 quantizer.
+//! Weight matrices as the kernels read them: layout, element types (f32, f16, q8_0, the block
+//! formats of [`crate::formats`]) and the q8_0 quantizer.
 
 use half::f16;
+
+use crate::formats::BlockFormat;
 
 /// How a weight matrix of `K` inputs and `N` outputs is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +28,12 @@ pub enum WeightData<'a> {
         q: &'a [i8],
         scales: &'a [f16],
     },
+    /// Blocks of `format` (GGUF's bytes), stored `(N, K)`: each output's row is K / block
+    /// weights whole blocks, one after the other.
+    Blocks {
+        format: BlockFormat,
+        data: &'a [u8],
+    },
 }
 
 impl<'a> WeightData<'a> {
@@ -34,6 +42,7 @@ impl<'a> WeightData<'a> {
             WeightData::F32(d) => d.len(),
             WeightData::F16(d) => d.len(),
             WeightData::Q8_0 { q, .. } => q.len(),
+            WeightData::Blocks { format, data } => data.len() / format.block_bytes() * format.block_weights(),
         }
     }
 
@@ -54,15 +63,42 @@ impl<'a> WeightData<'a> {
                 let blocks = range.start / Q8_BLOCK..range.end / Q8_BLOCK;
                 WeightData::Q8_0 { q: &q[range], scales: &scales[blocks] }
             }
+            WeightData::Blocks { format, data } => {
+                let (w, b) = (format.block_weights(), format.block_bytes());
+                assert!(
+                    range.start.is_multiple_of(w) && range.end.is_multiple_of(w),
+                    "{} slice {range:?} splits a block",
+                    format.name()
+                );
+                WeightData::Blocks { format, data: &data[range.start / w * b..range.end / w * b] }
+            }
         }
     }
 
-    /// Element `i`, widened to f32 (dequantized for q8_0).
+    /// Element `i`, widened to f32 (dequantized for q8_0 and the block formats: a block
+    /// decoded for one value, so for single elements only; [`WeightData::to_f32`] decodes runs).
     pub fn get(&self, i: usize) -> f32 {
         match *self {
             WeightData::F32(d) => d[i],
             WeightData::F16(d) => d[i].to_f32(),
             WeightData::Q8_0 { q, scales } => q[i] as f32 * scales[i / Q8_BLOCK].to_f32(),
+            WeightData::Blocks { format, .. } => {
+                let w = format.block_weights();
+                let mut block = vec![0.0; w];
+                self.slice(i / w * w..(i / w + 1) * w).to_f32(&mut block);
+                block[i % w]
+            }
+        }
+    }
+
+    /// All elements, widened (or decoded) into `out`, which holds as many.
+    pub fn to_f32(&self, out: &mut [f32]) {
+        assert_eq!(out.len(), self.len(), "to_f32: out length");
+        match *self {
+            WeightData::F32(d) => out.copy_from_slice(d),
+            WeightData::F16(d) => out.iter_mut().zip(d).for_each(|(o, h)| *o = h.to_f32()),
+            WeightData::Q8_0 { .. } => out.iter_mut().enumerate().for_each(|(i, o)| *o = self.get(i)),
+            WeightData::Blocks { format, data } => format.dequantize_row(data, out),
         }
     }
 }

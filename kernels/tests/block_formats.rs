@@ -62,9 +62,9 @@ fn decoders_equal_gguf_py() {
 }
 
 #[test]
-fn q4_0_and_q5_0_quantize_as_ggml() {
+fn q4_0_q5_0_and_q5_1_quantize_as_ggml() {
     let g = golden();
-    for f in [BlockFormat::Q4_0, BlockFormat::Q5_0] {
+    for f in [BlockFormat::Q4_0, BlockFormat::Q5_0, BlockFormat::Q5_1] {
         for (i, row) in g["formats"][f.name()]["rows"].as_array().unwrap().iter().enumerate() {
             let x = f32s(&row["x"]);
             let mut got = vec![0u8; f.row_bytes(x.len()).unwrap()];
@@ -126,6 +126,7 @@ fn every_quantizer_round_trips_within_its_bits() {
         (BlockFormat::Q4_0, 0.18),
         (BlockFormat::Q4K, 0.105),
         (BlockFormat::Q5_0, 0.09),
+        (BlockFormat::Q5_1, 0.09),
         (BlockFormat::Q5K, 0.055),
         (BlockFormat::Q6K, 0.033),
         (BlockFormat::Q8_0, 0.0115),

@@ -28,6 +28,7 @@ use crate::checkpoint::{Checkpoint, DType, MatrixOrder};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::kv_cache::{KvArena, KvType};
+use quill_kernels::BlockFormat;
 
 /// How to load a model. The default runs the process's kernel table with an f32 KV cache.
 #[derive(Clone, Copy, Debug, Default)]
@@ -130,23 +131,28 @@ impl Model {
         self.checkpoint.file_bytes()
     }
 
-    /// The element type most of the checkpoint's weights are stored in.
+    /// The element type most of the checkpoint's weights are stored in (by element count; of
+    /// equal counts, the later in [`DType`]'s order).
     pub fn stored_dtype(&self) -> DType {
-        let mut counts = [0usize; 4];
+        let rank = |d: DType| match d {
+            DType::F32 => 0,
+            DType::F16 => 1,
+            DType::BF16 => 2,
+            DType::Q8_0 => 3,
+            DType::Blocks(f) => 4 + BlockFormat::ALL.iter().position(|&g| g == f).unwrap_or(0),
+        };
+        let mut counts: Vec<(DType, usize)> = Vec::new();
         for name in self.checkpoint.names() {
             if let Some(e) = self.checkpoint.get(name) {
-                let n: usize = e.shape.iter().product();
-                match e.dtype {
-                    Some(DType::F32) => counts[0] += n,
-                    Some(DType::F16) => counts[1] += n,
-                    Some(DType::BF16) => counts[2] += n,
-                    Some(DType::Q8_0) => counts[3] += n,
-                    None => {}
+                let Some(dtype) = e.dtype else { continue };
+                let n = e.elements();
+                match counts.iter_mut().find(|(d, _)| *d == dtype) {
+                    Some((_, total)) => *total += n,
+                    None => counts.push((dtype, n)),
                 }
             }
         }
-        let best = (0..4).max_by_key(|&i| counts[i]).unwrap_or(0);
-        [DType::F32, DType::F16, DType::BF16, DType::Q8_0][best]
+        counts.into_iter().max_by_key(|&(d, n)| (n, rank(d))).map_or(DType::F32, |(d, _)| d)
     }
 
     /// Bytes of the KV arena a session of `ctx` positions allocates (local-attention layers keep

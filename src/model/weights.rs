@@ -209,9 +209,15 @@ impl Weights {
     /// The name of the first weight (in layer order) holding a NaN or an infinity, if any: a
     /// full pass over the weights, for diagnosing non-finite outputs.
     pub(crate) fn first_non_finite(&self) -> Option<String> {
+        // Decoded a few blocks at a time (4096 is whole blocks of every format).
         let finite_w = |t: &WeightTensor| {
             let d = t.data();
-            (0..d.len()).all(|i| d.get(i).is_finite())
+            let mut buf = vec![0.0; 4096];
+            (0..d.len()).step_by(4096).all(|a| {
+                let b = (a + 4096).min(d.len());
+                d.slice(a..b).to_f32(&mut buf[..b - a]);
+                buf[..b - a].iter().all(|v| v.is_finite())
+            })
         };
         let finite_v = |t: &TensorF32| t.data().iter().all(|v| v.is_finite());
         if !finite_w(&self.wte) {

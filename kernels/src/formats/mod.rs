@@ -7,13 +7,14 @@
 //! |---|---:|---:|---:|---|
 //! | q4_0 | 32 | 18 | 4.5 | `d · (q − 8)`, q in 0..16 |
 //! | q5_0 | 32 | 22 | 5.5 | `d · (q − 16)`, q in 0..32 |
+//! | q5_1 | 32 | 24 | 6 | `d · q + m`, q in 0..32 |
 //! | q8_0 | 32 | 34 | 8.5 | `d · q`, q in −127..=127 |
 //! | q4_k | 256 | 144 | 4.5 | `d·sc · q − dmin·m`, per sub-block of 32 a 6-bit sc and m, q in 0..16 |
 //! | q5_k | 256 | 176 | 5.5 | as q4_k, q in 0..32 |
 //! | q6_k | 256 | 210 | 6.5625 | `d·sc · (q − 32)`, per sub-block of 16 an 8-bit sc, q in 0..64 |
 //!
 //! Each module has a reference quantizer and decoder for one block. The decoders equal gguf-py's
-//! bit for bit; the quantizers of q4_0 and q5_0 equal ggml's reference ones; q8_0's rounds each
+//! bit for bit; the quantizers of q4_0, q5_0 and q5_1 equal ggml's reference ones; q8_0's rounds each
 //! value against the stored (f16) scale, as Quill's q8_0 always has; the k-quants' search each
 //! sub-block's scale (and min) for the least weighted squared error, as ggml's reference
 //! quantizers do, without claiming their exact bits (tests/data/goldens/block-formats.json,
@@ -23,6 +24,7 @@ mod k_scales;
 mod q4_0;
 mod q4_k;
 mod q5_0;
+mod q5_1;
 mod q5_k;
 mod q6_k;
 mod q8_0;
@@ -46,6 +48,7 @@ trait Format {
 pub enum BlockFormat {
     Q4_0,
     Q5_0,
+    Q5_1,
     Q8_0,
     Q4K,
     Q5K,
@@ -62,6 +65,10 @@ macro_rules! with_format {
             }
             BlockFormat::Q5_0 => {
                 type $F = q5_0::Q5_0;
+                $body
+            }
+            BlockFormat::Q5_1 => {
+                type $F = q5_1::Q5_1;
                 $body
             }
             BlockFormat::Q8_0 => {
@@ -85,14 +92,22 @@ macro_rules! with_format {
 }
 
 impl BlockFormat {
-    pub const ALL: [BlockFormat; 6] =
-        [BlockFormat::Q4_0, BlockFormat::Q5_0, BlockFormat::Q8_0, BlockFormat::Q4K, BlockFormat::Q5K, BlockFormat::Q6K];
+    pub const ALL: [BlockFormat; 7] = [
+        BlockFormat::Q4_0,
+        BlockFormat::Q5_0,
+        BlockFormat::Q5_1,
+        BlockFormat::Q8_0,
+        BlockFormat::Q4K,
+        BlockFormat::Q5K,
+        BlockFormat::Q6K,
+    ];
 
     /// The name GGUF's tools (and `quantize --type`) use, lower case.
     pub fn name(self) -> &'static str {
         match self {
             BlockFormat::Q4_0 => "q4_0",
             BlockFormat::Q5_0 => "q5_0",
+            BlockFormat::Q5_1 => "q5_1",
             BlockFormat::Q8_0 => "q8_0",
             BlockFormat::Q4K => "q4_k",
             BlockFormat::Q5K => "q5_k",
@@ -112,6 +127,11 @@ impl BlockFormat {
     /// Bytes per block.
     pub fn block_bytes(self) -> usize {
         with_format!(self, F => F::BYTES)
+    }
+
+    /// Bits per weight, scales included.
+    pub fn bits_per_weight(self) -> f64 {
+        (8 * self.block_bytes()) as f64 / self.block_weights() as f64
     }
 
     /// Bytes of a row of `k` weights, or `None` when `k` is not a whole number of blocks.

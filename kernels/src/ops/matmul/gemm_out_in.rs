@@ -15,6 +15,8 @@ const KC_OUT_IN: usize = 256;
 /// [`KC_OUT_IN`]: in L2).
 const MC_OUT_IN: usize = 64;
 const _: () = assert!(KC_OUT_IN.is_multiple_of(Q8_BLOCK), "q8_0 rows are widened in whole blocks");
+// Block formats' rows are decoded in whole blocks too: 32 or 256 weights.
+const _: () = assert!(KC_OUT_IN.is_multiple_of(256), "k-quant rows are decoded in whole blocks");
 
 /// What out holds when a GEMM starts.
 #[derive(Clone, Copy)]

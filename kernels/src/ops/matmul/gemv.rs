@@ -5,7 +5,7 @@
 use half::f16;
 
 use super::prefetch::PREFETCH_ROWS;
-use super::rows::Q8Rows;
+use super::rows::{BlockRows, Q8Rows};
 use crate::elem::Elem;
 use crate::simd::Simd;
 use crate::weight::Q8_BLOCK;
@@ -249,6 +249,46 @@ pub(super) unsafe fn gemv_in_out<S: Simd, E: Elem>(
                 *o.add(j) += x[kk] * (*row.add(j)).to_f32();
             }
             kk += 1;
+        }
+    }
+}
+
+/// Weights a block-format GEMV decodes at a time: one k-quant block, eight of 32.
+const DECODE_RUN: usize = 256;
+
+/// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W in a block format `(N, K)`: each row decoded
+/// [`DECODE_RUN`] weights at a time into an f32 buffer (the format's reference decoder), then
+/// multiplied with x in vectors. Exact with respect to the stored weights; the formats' integer
+/// kernels are faster.
+///
+/// # Safety
+/// The CPU supports `S`; `x` holds K = `w.k` floats, whole blocks; `w` holds rows `n0..n1`; `out`
+/// is valid for reads and writes at `n0..n1`.
+#[inline(always)]
+pub(super) unsafe fn gemv_blocks<S: Simd>(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
+    // SAFETY: the contract above: each run is whole blocks below K (K is a multiple of the block,
+    // and DECODE_RUN of every block size), decoded into `buf`, which holds DECODE_RUN floats, a
+    // multiple of the lanes; x is read below K.
+    unsafe {
+        let k = w.k;
+        let run = DECODE_RUN.min(k);
+        let mut buf = [0.0f32; DECODE_RUN];
+        let px = x.as_ptr();
+        for j in n0..n1 {
+            let mut acc = [S::zero(); 2];
+            for k0 in (0..k).step_by(run) {
+                let kc = run.min(k - k0);
+                w.decode(j, k0, kc, buf.as_mut_ptr());
+                // Blocks are 32 or 256 weights: whole vectors of every level.
+                debug_assert!(kc.is_multiple_of(2 * S::LANES));
+                for i in (0..kc).step_by(2 * S::LANES) {
+                    for (a, acc) in acc.iter_mut().enumerate() {
+                        let at = i + a * S::LANES;
+                        *acc = S::load(buf.as_ptr().add(at)).mul_add(S::load(px.add(k0 + at)), *acc);
+                    }
+                }
+            }
+            *out.add(j) += acc[0].add(acc[1]).hsum();
         }
     }
 }

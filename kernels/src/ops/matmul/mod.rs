@@ -1,5 +1,5 @@
-//! Matmul with f32 activations and f32 or f16 weights in either layout, or q8_0 weights stored
-//! `(out, in)`.
+//! Matmul with f32 activations and f32 or f16 weights in either layout, or q8_0 or block-format
+//! weights stored `(out, in)`.
 //!
 //! One row (decode) is a GEMV that streams every weight exactly once, which is what bounds
 //! decoding: the weights do not fit in cache, so speed is memory bandwidth. More rows (prefill)
@@ -30,9 +30,10 @@ use half::f16;
 
 use self::gemm_in_out::gemm_in_out;
 use self::gemm_out_in::{gemm_out_in, OutStart};
-use self::gemv::{gemv_in_out, gemv_one_row_out_in, gemv_out_in, gemv_q8};
-use self::rows::{PlainRows, Q8Rows};
+use self::gemv::{gemv_blocks, gemv_in_out, gemv_one_row_out_in, gemv_out_in, gemv_q8};
+use self::rows::{BlockRows, PlainRows, Q8Rows};
 use crate::elem::Elem;
+use crate::formats::BlockFormat;
 use crate::simd::Simd;
 use crate::weight::{Layout, Weight, WeightData};
 
@@ -72,6 +73,8 @@ pub(crate) enum WeightType {
     F32,
     F16,
     Q8_0,
+    /// A block format ([`crate::formats`]).
+    Blocks,
 }
 
 /// The kernel a matmul runs: one per arm of [`MatmulPath::choose`]. "One row" is fewer than
@@ -99,6 +102,10 @@ pub(crate) enum MatmulPath {
     Q8Gemv,
     /// q8_0, more rows: the level's [`Q8Matmul::gemm`].
     Q8Gemm,
+    /// A block format, one row: [`gemv_blocks`], each weight row decoded a block at a time.
+    BlockGemv,
+    /// A block format, more rows: [`gemm_out_in()`] on rows decoded as it widens them.
+    BlockGemm,
 }
 
 impl MatmulPath {
@@ -109,6 +116,8 @@ impl MatmulPath {
         match (weights, layout) {
             (WeightType::Q8_0, _) if one_row => MatmulPath::Q8Gemv,
             (WeightType::Q8_0, _) => MatmulPath::Q8Gemm,
+            (WeightType::Blocks, _) if one_row => MatmulPath::BlockGemv,
+            (WeightType::Blocks, _) => MatmulPath::BlockGemm,
             (_, Layout::InOut) if one_row => MatmulPath::GemvInOut,
             (_, Layout::InOut) => MatmulPath::GemmInOut,
             // f16 decodes one weight row at a time (one weight stream in flight), on 256-bit
@@ -163,6 +172,9 @@ pub(crate) unsafe fn matmul_cols<S: Simd, D: Q8Matmul, const MR: usize, const NV
             WeightData::F32(d) => matmul_typed::<S, f32, MR, NV>(x, d, w, bias, out, n0, n1),
             WeightData::F16(d) => matmul_typed::<S, half::f16, MR, NV>(x, d, w, bias, out, n0, n1),
             WeightData::Q8_0 { q, scales } => matmul_q8::<S, D, MR, NV>(x, q, scales, w, bias, out, n0, n1),
+            WeightData::Blocks { format, data } => {
+                matmul_blocks::<S, MR, NV>(x, format, data.as_ptr(), w, bias, out, n0, n1)
+            }
         }
     }
 }
@@ -287,6 +299,42 @@ unsafe fn matmul_q8<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
             }
             MatmulPath::Q8Gemm => D::gemm::<S, MR, NV>(x, m, rows, w, out, n0, n1),
             other => unreachable!("q8_0 weights on the {other:?} path"),
+        }
+    }
+}
+
+/// Block-format weights `(N, K)`: [`gemv_blocks`] for a single row (decode), the out-in GEMM on
+/// decoded rows for more.
+///
+/// # Safety
+/// As [`matmul_cols`], with `data` the weights' bytes: N rows of `format.row_bytes(K)`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn matmul_blocks<S: Simd, const MR: usize, const NV: usize>(
+    x: &[f32],
+    format: BlockFormat,
+    data: *const u8,
+    w: Weight,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    // SAFETY: as `matmul_cols` (the contract above): out holds M rows of N, x M rows of K, and the
+    // weights N rows of whole blocks; the paths' contracts are that one.
+    unsafe {
+        let (k, n) = (w.k, w.n);
+        let (m, path) = start_path::<S, NV>(x, w, WeightType::Blocks, bias, out, n0, n1);
+        let row_bytes = format.row_bytes(k).expect("K is whole blocks (checked by Kernels::matmul)");
+        let rows = BlockRows { data, format, k, row_bytes };
+        match path {
+            MatmulPath::BlockGemv => {
+                for i in 0..m {
+                    gemv_blocks::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
+                }
+            }
+            MatmulPath::BlockGemm => gemm_out_in::<S, BlockRows, MR, NV>(x, m, rows, w, OutStart::Ready, out, n0, n1),
+            other => unreachable!("block-format weights on the {other:?} path"),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The rows of an `(out, in)` weight as the `(out, in)` kernels read them: f32 or f16
-//! ([`PlainRows`]) or q8_0 ([`Q8Rows`]), in place or widened to f32 ([`OutInRows`]).
+//! ([`PlainRows`]), q8_0 ([`Q8Rows`]) or a block format ([`BlockRows`]), in place or widened to
+//! f32 ([`OutInRows`]).
 
 use half::f16;
 
 use crate::elem::Elem;
+use crate::formats::BlockFormat;
 use crate::simd::Simd;
 use crate::weight::Q8_BLOCK;
 
@@ -95,5 +97,52 @@ impl OutInRows for Q8Rows {
                 }
             }
         }
+    }
+}
+
+/// Rows of `k` weights in a block format: each row `format.row_bytes(k)` bytes of whole blocks.
+#[derive(Clone, Copy)]
+pub(crate) struct BlockRows {
+    pub(crate) data: *const u8,
+    pub(crate) format: BlockFormat,
+    pub(crate) k: usize,
+    /// Bytes per row.
+    pub(crate) row_bytes: usize,
+}
+
+impl BlockRows {
+    /// Inputs `k0..k0 + kc` of row `j` (whole blocks), decoded into `dst`.
+    ///
+    /// # Safety
+    /// Row `j` is one of the weight's, `k0` and `kc` are whole blocks with `k0 + kc ≤ K`, and `dst`
+    /// is valid for writing `kc` floats.
+    #[inline(always)]
+    pub(crate) unsafe fn decode(&self, j: usize, k0: usize, kc: usize, dst: *mut f32) {
+        let (w, b) = (self.format.block_weights(), self.format.block_bytes());
+        // SAFETY: the contract above: the bytes of those blocks lie inside row j, and dst holds kc.
+        unsafe {
+            let bytes = std::slice::from_raw_parts(self.data.add(j * self.row_bytes + k0 / w * b), kc / w * b);
+            self.format.dequantize_row(bytes, std::slice::from_raw_parts_mut(dst, kc));
+        }
+    }
+}
+
+impl OutInRows for BlockRows {
+    fn run(&self, j: usize, k0: usize, kc: usize) -> (*const u8, usize, usize) {
+        let per = self.format.block_bytes() as f64 / self.format.block_weights() as f64;
+        let start = j * self.row_bytes + (k0 as f64 * per) as usize;
+        (self.data.wrapping_add(start), (kc as f64 * per).ceil() as usize, self.row_bytes)
+    }
+
+    #[inline(always)]
+    unsafe fn in_place(&self, _: usize, _: usize) -> Option<*const f32> {
+        None
+    }
+
+    /// `k0` and `kc` are whole blocks (KC_OUT_IN is a multiple of 256, K of the block).
+    #[inline(always)]
+    unsafe fn widen<S: Simd>(&self, j: usize, k0: usize, kc: usize, dst: *mut f32) {
+        // SAFETY: the trait's contract is `decode`'s.
+        unsafe { self.decode(j, k0, kc, dst) }
     }
 }
