@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::{quill, read_safetensors, write_safetensors_with_metadata, RawTensor};
 use quill::model::Model;
-use quill_kernels::{f16, quantize_q8_0, Q8_BLOCK};
+use quill_kernels::{f16, quantize_q8_0, BlockFormat, Q8_BLOCK};
 
 /// GPT-2's Conv1D matrices, stored (in, out) in the folder and (out, in) in a Quill file.
 fn is_conv1d(name: &str) -> bool {
@@ -22,10 +22,11 @@ fn f32s_of(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
-/// Writes `dir` (a GPT-2 folder with f32 weights) as a Quill file of `kind` ("f32", "f16" or
-/// "q8_0").
+/// Writes `dir` (a GPT-2 folder with f32 weights) as a Quill file of `kind` ("f32", "f16",
+/// "q8_0", or a block format's name for the matrices, named in `quill.blocks`).
 fn write_quill_file(dir: &Path, out: &Path, kind: &str, version: &str) {
     let mut tensors: Vec<RawTensor> = Vec::new();
+    let mut blocks = serde_json::Map::new();
     for (name, dtype, shape, bytes) in read_safetensors(&dir.join("model.safetensors")) {
         let name = name.trim_start_matches("transformer.").to_string();
         if name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") {
@@ -45,6 +46,12 @@ fn write_quill_file(dir: &Path, out: &Path, kind: &str, version: &str) {
         {
             let bytes = values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect();
             tensors.push((name, "F16".into(), shape, bytes));
+        } else if let (Some(format), true) = (BlockFormat::parse(kind), matrix) {
+            let row = format.row_bytes(shape[1]).unwrap();
+            let mut bytes = vec![0u8; shape[0] * row];
+            format.quantize_row(&values, &mut bytes);
+            blocks.insert(name.clone(), kind.into());
+            tensors.push((name, "U8".into(), vec![shape[0], row], bytes));
         } else if kind == "q8_0" && matrix {
             let (mut q, mut d) = (vec![0i8; values.len()], vec![f16::ZERO; values.len() / Q8_BLOCK]);
             quantize_q8_0(&values, &mut q, &mut d);
@@ -65,6 +72,7 @@ fn write_quill_file(dir: &Path, out: &Path, kind: &str, version: &str) {
         "F16" => 1,
         _ => 2,
     });
+    let blocks = serde_json::Value::Object(blocks).to_string();
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let (config, vocab, merges) = (read("config.json"), read("vocab.json"), read("merges.txt"));
     let meta = [
@@ -74,6 +82,7 @@ fn write_quill_file(dir: &Path, out: &Path, kind: &str, version: &str) {
         ("quill.config", config.as_str()),
         ("quill.vocab", vocab.as_str()),
         ("quill.merges", merges.as_str()),
+        ("quill.blocks", blocks.as_str()),
     ];
     write_safetensors_with_metadata(out, &tensors, 64, &meta);
 }
@@ -85,8 +94,56 @@ fn last_logits(model: &Model, ids: &[u32]) -> Vec<f32> {
 fn make(kind: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join(format!("model-{kind}.safetensors"));
-    write_quill_file(&common::hub(), &file, kind, "1");
+    let version = if BlockFormat::parse(kind).is_some() { "2" } else { "1" };
+    write_quill_file(&common::hub(), &file, kind, version);
     (tmp, file)
+}
+
+#[test]
+fn block_format_files_stay_close_and_bad_block_metadata_is_a_clear_error() {
+    let folder = Model::load(&common::hub(), &Default::default()).unwrap();
+    let ids: Vec<u32> = vec![464, 3290, 318, 257, 1332, 286, 262, 1110, 13, 198, 464, 1893];
+    let want = last_logits(&folder, &ids);
+    // Only whole blocks of 32 fit the hub's width of 32 (wte included): q4_0, q5_0, q5_1, q8_0.
+    let mut errors = Vec::new();
+    for kind in ["q4_0", "q5_1", "q8_0"] {
+        let (_t, file) = make(kind);
+        let model = Model::load(&file, &Default::default()).unwrap();
+        assert_eq!(model.stored_dtype().name(), kind);
+        let (d, _) = common::max_abs_diff(&last_logits(&model, &ids), &want);
+        eprintln!("{kind}: off by {d}");
+        errors.push(d);
+    }
+    // The fixture's logits are sharp (a few units apart): q8_0 stays within 0.5, and fewer bits
+    // stray further.
+    assert!(errors[2] < 0.5 && errors[0] > errors[1] && errors[1] > errors[2], "{errors:?}");
+    let (code, out, err) = quill(&["generate", "-m", make("q4_0").1.to_str().unwrap(), "Hello", "-n", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Hello"), "{out}");
+
+    // The metadata (JSON inside a JSON string, so its quotes are escaped) names a tensor that is
+    // missing, a format that does not exist, or a tensor that is not U8 rows. Each edit keeps
+    // the header's length.
+    let (_t, good) = make("q4_0");
+    let bytes = std::fs::read(&good).unwrap();
+    let entry = r#"\"h.0.mlp.c_fc.weight\":\"q4_0\""#;
+    let broken = |to: &str| {
+        assert_eq!(entry.len(), to.len());
+        let at = bytes.windows(entry.len()).position(|w| w == entry.as_bytes()).expect("the entry is in the header");
+        let mut edited = bytes.clone();
+        edited[at..at + to.len()].copy_from_slice(to.as_bytes());
+        let path = good.with_file_name("broken.safetensors");
+        std::fs::write(&path, edited).unwrap();
+        let (code, _, err) = quill(&["info", "-m", path.to_str().unwrap()]);
+        assert_eq!(code, 1, "{err}");
+        err
+    };
+    let err = broken(r#"\"h.0.mlp.c_fx.weight\":\"q4_0\""#);
+    assert!(err.contains("'h.0.mlp.c_fx.weight'") && err.contains("missing"), "{err}");
+    let err = broken(r#"\"h.0.mlp.c_fc.weight\":\"q3_0\""#);
+    assert!(err.contains("unknown format") && err.contains("q3_0"), "{err}");
+    let err = broken(r#"\"h.0.mlp.c_fc.bias\"  :\"q4_0\""#);
+    assert!(err.contains("'h.0.mlp.c_fc.bias' should hold q4_0 blocks as U8") && err.contains("F32"), "{err}");
 }
 
 #[test]
@@ -148,10 +205,10 @@ fn the_cli_runs_a_quill_file_with_nothing_beside_it() {
 fn broken_quill_files_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let newer = tmp.path().join("newer.safetensors");
-    write_quill_file(&common::hub(), &newer, "f32", "2");
+    write_quill_file(&common::hub(), &newer, "f32", "3");
     let (code, _, err) = quill(&["info", "-m", newer.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains("format version 2 is not supported"), "{err}");
+    assert!(err.contains("format version 3 is not supported") && err.contains("versions 1 and 2"), "{err}");
 
     // A plain safetensors file (no Quill metadata).
     let plain = common::hub().join("model.safetensors");

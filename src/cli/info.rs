@@ -35,7 +35,7 @@ pub(crate) fn run(args: &InfoArgs, load: &LoadOptions) -> Result<()> {
         format!("parameters     {} ({:.1} M)", model.parameter_count(), model.parameter_count() as f64 / 1e6),
         format!(
             "weights        {} in {:.1} MiB of safetensors",
-            model.stored_dtype().name(),
+            weight_types(&model),
             model.file_bytes() as f64 / (1 << 20) as f64
         ),
         format!("lm_head        {}", if model.weights.lm_head.is_some() { "separate" } else { "tied to wte" }),
@@ -47,6 +47,23 @@ pub(crate) fn run(args: &InfoArgs, load: &LoadOptions) -> Result<()> {
         ),
     ];
     println(&lines.join("\n"))
+}
+
+/// The weights' types: a Quill file's `quill.type` (e.g. q4_k_m) with the share of each element
+/// type when there are several matrix types, else the main stored type.
+fn weight_types(model: &crate::Model) -> String {
+    let mix = model.stored_mix();
+    let total: usize = mix.iter().map(|&(_, n)| n).sum();
+    let shares: Vec<String> = mix
+        .iter()
+        .filter(|&&(_, n)| n * 100 >= total)
+        .map(|&(d, n)| format!("{} {:.0}%", d.name(), 100.0 * n as f64 / total.max(1) as f64))
+        .collect();
+    match model.metadata().get(crate::quill_file::TYPE) {
+        Some(ty) if shares.len() > 1 => format!("{ty} ({})", shares.join(", ")),
+        Some(ty) => ty.clone(),
+        None => model.stored_dtype().name().to_string(),
+    }
 }
 
 /// The KV arena at the full context; local-attention layers keep only a ring of their last

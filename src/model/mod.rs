@@ -134,6 +134,12 @@ impl Model {
     /// The element type most of the checkpoint's weights are stored in (by element count; of
     /// equal counts, the later in [`DType`]'s order).
     pub fn stored_dtype(&self) -> DType {
+        self.stored_mix().first().map_or(DType::F32, |&(d, _)| d)
+    }
+
+    /// Every element type of the checkpoint's tensors and how many elements each holds, most
+    /// first (of equal counts, the later in [`DType`]'s order first).
+    pub fn stored_mix(&self) -> Vec<(DType, usize)> {
         let rank = |d: DType| match d {
             DType::F32 => 0,
             DType::F16 => 1,
@@ -152,7 +158,8 @@ impl Model {
                 }
             }
         }
-        counts.into_iter().max_by_key(|&(d, n)| (n, rank(d))).map_or(DType::F32, |(d, _)| d)
+        counts.sort_by_key(|&(d, n)| std::cmp::Reverse((n, rank(d))));
+        counts
     }
 
     /// Bytes of the KV arena a session of `ctx` positions allocates (local-attention layers keep

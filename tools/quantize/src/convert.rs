@@ -1,15 +1,15 @@
 //! One tensor's f32 values → the little-endian bytes of its output type.
 //!
 //! Work is split by rows across the rayon pool: a large model's wte or MLP matrix is the bulk
-//! of the run, and rows are independent for transposition, f16 conversion and q8_0 (whose
-//! blocks of 32 never straddle a row, since `k % 32 == 0`).
+//! of the run, and rows are independent for transposition, f16 conversion, q8_0 and the block
+//! formats (whose blocks never straddle a row: the plan fits each format to `k`).
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use quill_kernels::{quantize_q8_0, Q8_BLOCK};
+use quill_kernels::{quantize_q8_0, BlockFormat, Q8_BLOCK};
 use rayon::prelude::*;
 
-use crate::plan::{Item, WeightType};
+use crate::plan::{Encoding, Item};
 
 /// Rows per parallel task: large enough that task overhead vanishes, small enough to balance.
 const ROWS_PER_TASK: usize = 64;
@@ -80,13 +80,24 @@ pub fn encode(item: &Item, data: &[f32]) -> Encoded {
         data
     };
     match item.encoding {
-        WeightType::F32 => Encoded { values: f32_bytes(values), scales: None },
-        WeightType::F16 => Encoded { values: f16_bytes(&to_f16(values)), scales: None },
-        WeightType::Q8_0 => {
+        Encoding::F32 => Encoded { values: f32_bytes(values), scales: None },
+        Encoding::F16 => Encoded { values: f16_bytes(&to_f16(values)), scales: None },
+        Encoding::Q8_0 => {
             let (q, d) = q8_0(values, item.shape[1]);
             Encoded { values: q.into_iter().map(|v| v as u8).collect(), scales: Some(f16_bytes(&d)) }
         }
+        Encoding::Blocks(format) => Encoded { values: blocks(format, values, item.shape[1]), scales: None },
     }
+}
+
+/// A `[n, k]` matrix in GGUF's blocks of `format`, row by row (k is whole blocks).
+fn blocks(format: BlockFormat, values: &[f32], k: usize) -> Vec<u8> {
+    let row = format.row_bytes(k).expect("the plan fits the format to k");
+    let mut out = vec![0u8; values.len() / k * row];
+    out.par_chunks_mut(row * ROWS_PER_TASK)
+        .zip(values.par_chunks(k * ROWS_PER_TASK))
+        .for_each(|(o, x)| format.quantize_row(x, o));
+    out
 }
 
 #[cfg(test)]
@@ -114,6 +125,17 @@ mod tests {
         let (mut q1, mut d1) = (vec![0i8; x.len()], vec![f16::ZERO; x.len() / Q8_BLOCK]);
         quantize_q8_0(&x, &mut q1, &mut d1);
         assert_eq!((q, d), (q1, d1));
+    }
+
+    #[test]
+    fn block_rows_in_parallel_equal_one_pass() {
+        let (n, k) = (130, 512);
+        let x: Vec<f32> = (0..n * k).map(|v| ((v * 37 % 101) as f32 - 50.0) / 700.0).collect();
+        for format in [BlockFormat::Q4_0, BlockFormat::Q4K, BlockFormat::Q6K] {
+            let mut one = vec![0u8; format.row_bytes(k).unwrap() * n];
+            format.quantize_row(&x, &mut one);
+            assert_eq!(blocks(format, &x, k), one, "{}", format.name());
+        }
     }
 
     #[test]

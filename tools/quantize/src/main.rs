@@ -1,4 +1,4 @@
-//! `quantize IN OUT --type f32|f16|q8_0`: a Hugging Face GPT-2 / GPT-Neo model folder (or a
+//! `quantize IN OUT --type f32|f16|q8_0|q4_0|q4_k_m`: a Hugging Face GPT-2 / GPT-Neo model folder (or a
 //! Quill file of f32/f16 weights, or an original OpenAI GPT-2 TensorFlow checkpoint folder) → one
 //! Quill file: a safetensors file whose metadata carries the config and tokenizer, with every
 //! matrix `(out, in)` in the asked type, which quill maps and runs in place.
@@ -22,24 +22,30 @@ use std::time::Instant;
 use clap::Parser;
 
 use crate::error::{Error, Result};
-use crate::plan::{Part, WeightType};
+use crate::plan::{Encoding, Part, WeightType};
 use crate::source::Source;
 use crate::writer::Output;
 
 #[derive(Parser, Debug)]
-#[command(name = "quantize", version, about = "Write a GPT-2 / GPT-Neo model as one Quill file (f32, f16 or q8_0)")]
+#[command(
+    name = "quantize",
+    version,
+    about = "Write a GPT-2 / GPT-Neo model as one Quill file (f32, f16, q8_0, q4_0 or q4_k_m)"
+)]
 struct Args {
     /// A Hugging Face GPT-2 or GPT-Neo model folder, a Quill file of type f32 or f16, or an OpenAI
     /// GPT-2 TensorFlow checkpoint folder (hparams.json, model.ckpt.*, encoder.json, vocab.bpe).
     input: PathBuf,
     /// The Quill file to write (a .safetensors file).
     output: PathBuf,
-    /// Type of the matmul weights (q8_0: int8 in blocks of 32 with f16 scales).
+    /// Type of the matmul weights (q8_0: int8 in blocks of 32 with f16 scales; q4_0: GGUF's 4-bit
+    /// blocks of 32; q4_k_m: llama.cpp's mix of q4_k, q5_k and q6_k).
     #[arg(long = "type", value_enum)]
     ty: WeightType,
-    /// Type of wte.weight, the (tied) lm_head; default: --type.
-    #[arg(long, value_enum)]
-    lm_head: Option<WeightType>,
+    /// Encoding of wte.weight, the (tied) lm_head: f32, f16, q8_0, or a block format (q4_0, q5_0,
+    /// q5_1, q4_k, q5_k, q6_k); default: --type's (q6_k for the 4-bit types).
+    #[arg(long, value_parser = Encoding::parse)]
+    lm_head: Option<Encoding>,
     /// Replace OUT if it exists.
     #[arg(long)]
     force: bool,
@@ -78,7 +84,7 @@ fn run(args: &Args) -> Result<()> {
             .map_err(|e| Error::runtime(format!("cannot start {n} threads: {e}")))?;
     }
 
-    let plan = plan::plan(&src, args.ty, args.lm_head.unwrap_or(args.ty))?;
+    let plan = plan::plan(&src, args.ty, args.lm_head)?;
     for w in src.warnings.iter().chain(&plan.warnings) {
         note(format_args!("warning: {w}"));
     }

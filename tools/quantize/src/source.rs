@@ -229,11 +229,12 @@ fn open_quill_file(path: &Path) -> Result<Source> {
     let meta = checkpoint.metadata();
     let at = path.display();
     match meta.get(keys::FORMAT).map(String::as_str) {
-        Some(keys::VERSION) => {}
+        Some(keys::VERSION | keys::VERSION_1) => {}
         Some(v) => {
             return Err(Error::runtime(format!(
-                "{at}: Quill file format version {v} is not supported (this quantize reads version {}); \
+                "{at}: Quill file format version {v} is not supported (this quantize reads versions {} and {}); \
                  quantize from the model's folder instead",
+                keys::VERSION_1,
                 keys::VERSION
             )))
         }
@@ -249,13 +250,12 @@ fn open_quill_file(path: &Path) -> Result<Source> {
     for key in [keys::TYPE, keys::LM_HEAD] {
         match required(key)?.as_str() {
             "f32" | "f16" => {}
-            "q8_0" => {
+            quantized => {
                 let what = if key == keys::TYPE { "" } else { " (its wte / lm_head)" };
                 return Err(Error::runtime(format!(
-                    "{at}: already q8_0{what}; quantize from the f32/f16 source instead"
+                    "{at}: already {quantized}{what}; quantize from the f32/f16 source instead"
                 )));
             }
-            other => return Err(Error::runtime(format!("{at}: metadata '{key}' is '{other}', not f32, f16 or q8_0"))),
         }
     }
     let config_text = required(keys::CONFIG)?;

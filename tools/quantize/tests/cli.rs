@@ -438,7 +438,7 @@ fn usage_errors_exit_2() {
     let out = tmp.path().join("m.safetensors");
     let hub = data("tiny-gpt2-hub");
     for flags in [
-        &["--type", "q4_0"][..],
+        &["--type", "q3_k"][..],
         &[],
         &["--type", "f16", "--lm-head", "bf16"],
         &["--type", "f16", "--threads", "0"],
@@ -586,4 +586,122 @@ fn ctrl_c_stops_and_leaves_nothing() {
     assert_eq!(last, "error: interrupted (Ctrl-C): nothing was written", "{rest}");
     assert!(!rest.contains("panicked"), "{rest}");
     assert!(listing(&out_dir).is_empty(), "{:?}", listing(&out_dir));
+}
+
+/// A random GPT-2 folder wide enough for the k-quants (n_embd 256, n_inner 1024), `n_layer`
+/// layers, a 512-token vocabulary, no tokenizer; weights N(0, 0.02)-like, as GPT-2's init.
+fn wide_gpt2(dir: &Path, n_layer: usize) {
+    let (v, p, c, inner) = (512usize, 64usize, 256usize, 1024usize);
+    let config = serde_json::json!({
+        "model_type": "gpt2", "vocab_size": v, "n_positions": p, "n_embd": c, "n_head": 4,
+        "n_layer": n_layer, "n_inner": inner, "activation_function": "gelu_new",
+        "layer_norm_epsilon": 1e-5, "bos_token_id": 0, "eos_token_id": 0
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut values = |n: usize, std: f32| -> Vec<u8> {
+        (0..n)
+            .flat_map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                // The sum of four uniforms: roughly normal, std 1 after scaling.
+                let u: f32 = (0..4).map(|s| ((seed >> (16 * s)) & 0xFFFF) as f32 / 65535.0 - 0.5).sum::<f32>();
+                (u * std * 1.73).to_le_bytes()
+            })
+            .collect()
+    };
+    let mut t = BTreeMap::new();
+    // A LayerNorm gain is all ones (std None), everything else random.
+    let mut add = |name: String, shape: Vec<usize>, std: Option<f32>| {
+        let n = shape.iter().product();
+        let bytes = std.map_or_else(|| 1.0f32.to_le_bytes().repeat(n), |std| values(n, std));
+        t.insert(name, (Dtype::F32, shape, bytes));
+    };
+    add("wte.weight".into(), vec![v, c], Some(0.3));
+    add("wpe.weight".into(), vec![p, c], Some(0.01));
+    for l in 0..n_layer {
+        for (name, shape, std) in [
+            ("attn.c_attn.weight", vec![c, 3 * c], 0.05),
+            ("attn.c_attn.bias", vec![3 * c], 0.01),
+            ("attn.c_proj.weight", vec![c, c], 0.02),
+            ("attn.c_proj.bias", vec![c], 0.01),
+            ("mlp.c_fc.weight", vec![c, inner], 0.02),
+            ("mlp.c_fc.bias", vec![inner], 0.01),
+            ("mlp.c_proj.weight", vec![inner, c], 0.02),
+            ("mlp.c_proj.bias", vec![c], 0.01),
+        ] {
+            add(format!("h.{l}.{name}"), shape, Some(std));
+        }
+        for ln in ["ln_1", "ln_2"] {
+            add(format!("h.{l}.{ln}.bias"), vec![c], Some(0.01));
+            add(format!("h.{l}.{ln}.weight"), vec![c], None);
+        }
+    }
+    add("ln_f.bias".into(), vec![c], Some(0.01));
+    add("ln_f.weight".into(), vec![c], None);
+    write_tensors(&dir.join("model.safetensors"), &t);
+}
+
+#[test]
+fn four_bit_types_follow_llama_cpp_recipes_and_run() {
+    use quill::model::Model;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wide");
+    std::fs::create_dir(&dir).unwrap();
+    // 8 layers: use_more_bits picks 0, 3, 6 and 7.
+    wide_gpt2(&dir, 8);
+    let ids: Vec<u32> = (0..24).map(|i| (i * 37 + 5) % 512).collect();
+    let folder = Model::load(&dir, &Default::default()).unwrap();
+    let want = folder.session(None).unwrap().feed(&ids).unwrap().to_vec();
+    let spread = want.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+    let mut errors = Vec::new();
+    // About 1.5× what each gives here: q4_0 ~0.10, q4_k_m ~0.045, q8_0 ~0.007 of the largest logit.
+    for (ty, rel_tol) in [("q4_0", 0.15), ("q4_k_m", 0.07), ("q8_0", 0.012)] {
+        let out = tmp.path().join(format!("{ty}.safetensors"));
+        convert(&dir, &out, &["--type", ty]);
+        let bytes = std::fs::read(&out).unwrap();
+        let meta = metadata_of(&bytes);
+        assert_eq!(meta["quill.type"], ty);
+        let blocks: serde_json::Value =
+            meta.get("quill.blocks").map_or(serde_json::json!({}), |b| serde_json::from_str(b).unwrap());
+        match ty {
+            "q4_0" => {
+                assert_eq!(meta["quill.format"], "2");
+                assert_eq!(blocks["wte.weight"], "q6_k");
+                assert_eq!(blocks["h.5.mlp.c_fc.weight"], "q4_0");
+                assert_eq!(blocks["h.0.attn.c_attn.weight"], "q4_0");
+            }
+            "q4_k_m" => {
+                assert_eq!(meta["quill.format"], "2");
+                assert_eq!(blocks["wte.weight"], "q6_k");
+                assert_eq!(meta["quill.lm_head"], "q6_k");
+                for l in 0..8 {
+                    let more = [0, 3, 6, 7].contains(&l);
+                    assert_eq!(blocks[format!("h.{l}.attn.c_attn.weight")], "q5_k", "layer {l}");
+                    assert_eq!(
+                        blocks[format!("h.{l}.mlp.c_proj.weight")],
+                        if more { "q6_k" } else { "q4_k" },
+                        "layer {l}"
+                    );
+                    assert_eq!(blocks[format!("h.{l}.mlp.c_fc.weight")], "q4_k", "layer {l}");
+                    assert_eq!(blocks[format!("h.{l}.attn.c_proj.weight")], "q4_k", "layer {l}");
+                }
+                let written = read_tensors(&bytes);
+                // (N, row bytes): c_fc is 1024 rows of 256 weights, one q4_k block of 144 bytes.
+                assert_eq!(written["h.1.mlp.c_fc.weight"].0, Dtype::U8);
+                assert_eq!(written["h.1.mlp.c_fc.weight"].1, [1024, 144]);
+                assert_eq!(written["wpe.weight"].0, Dtype::F16);
+            }
+            _ => assert_eq!(meta["quill.format"], "1"),
+        }
+        let model = Model::load(&out, &Default::default()).unwrap();
+        let got = model.session(None).unwrap().feed(&ids).unwrap().to_vec();
+        let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        eprintln!("{ty}: logits off by {diff} (largest logit {spread})");
+        assert!(diff <= rel_tol * spread, "{ty}: logits off by {diff}, largest {spread}");
+        errors.push(diff);
+    }
+    // More bits, closer logits: q4_0 > q4_k_m > q8_0.
+    assert!(errors[0] > errors[1] && errors[1] > errors[2], "{errors:?}");
 }
