@@ -72,6 +72,21 @@ fn check_blocks(path: MatmulPath, m: usize) {
     }
 }
 
+/// The most that rounding `x` to int8 per block of 32 can move output `j`: per block,
+/// `max |x| / 254 · Σ |w|`.
+fn rounding_bound(x: &[f32], weight: Weight, j: usize) -> f32 {
+    let k = weight.k;
+    let mut w = vec![0.0; k];
+    weight.data.slice(j * k..(j + 1) * k).to_f32(&mut w);
+    x.chunks_exact(Q8_BLOCK)
+        .zip(w.chunks_exact(Q8_BLOCK))
+        .map(|(xb, wb)| {
+            let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            amax / 254.0 * wb.iter().map(|v| v.abs()).sum::<f32>()
+        })
+        .sum()
+}
+
 /// Every level of this CPU that takes `path` for `m` rows of `weight` matches the scalar
 /// reference.
 fn compare(path: MatmulPath, weight: Weight, m: usize) {
@@ -99,13 +114,18 @@ fn compare(path: MatmulPath, weight: Weight, m: usize) {
         if taken != Some(path) {
             continue;
         }
-        // Levels that quantize x to int8 per block are off by at most half a step of each
-        // block's scale (max |x| / 127 ≤ 1/127) times |w| ≤ 1 per product.
-        let quantized = level.quantizes_q8_activations(m) && matches!(weight.data, WeightData::Q8_0 { .. });
-        let tol = if quantized { k as f32 / 254.0 * 1.01 } else { 2e-5 * (k as f32).sqrt() };
+        // A level that quantizes x to int8 per block of 32 (for q8_0 or a block format) is off by
+        // at most half a step of each block's scale, max |x| / 254, times Σ |w| over the block:
+        // that bound per output (plus f32 slack), else f32 rounding only.
+        let quantized = level.quantizes_q8_activations(m)
+            && matches!(weight.data, WeightData::Q8_0 { .. } | WeightData::Blocks { .. });
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            let err = (g - w).abs() / w.abs().max(1.0);
-            assert!(err <= tol, "{path:?} at {level:?}, M = {m}, {what}: element {i}: got {g}, want {w}");
+            let bound = if quantized { rounding_bound(&x[(i / n) * k..][..k], weight, i % n) } else { 0.0 };
+            let err = (g - w).abs() - bound * 1.01;
+            assert!(
+                err / w.abs().max(1.0) <= 2e-5 * (k as f32).sqrt(),
+                "{path:?} at {level:?}, M = {m}, {what}: element {i}: got {g}, want {w} (bound {bound})"
+            );
         }
         ran.push(level);
     }

@@ -4,6 +4,8 @@
 
 pub(crate) mod attention;
 pub(crate) mod attention_tiles;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod blocks_vnni;
 pub(crate) mod matmul;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod q8_avx2;

@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use half::f16;
 
 use super::matmul::prefetch::PREFETCH_ROWS;
-use super::matmul::rows::Q8Rows;
+use super::matmul::rows::{BlockRows, Q8Rows};
 use super::matmul::Q8Matmul;
 use crate::simd::Simd;
 use crate::weight::{Weight, Q8_BLOCK};
@@ -33,6 +33,20 @@ thread_local! {
 }
 
 impl Q8Matmul for VnniDots {
+    /// The formats [`super::blocks_vnni`] has integer dots for; the others decode.
+    #[inline(always)]
+    unsafe fn gemv_blocks<S: Simd>(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
+        // SAFETY: the trait's contract (at this level the CPU has AVX-512 F, BW, VL, VNNI and
+        // F16C) is what either GEMV needs.
+        unsafe {
+            if super::blocks_vnni::has_kernel(w.format) {
+                super::blocks_vnni::gemv(x, w, out, n0, n1)
+            } else {
+                super::matmul::gemv::gemv_blocks::<S>(x, w, out, n0, n1)
+            }
+        }
+    }
+
     /// Each thread quantizes the row itself: K values, against the `(n1 - n0) × K` weights it
     /// then reads.
     #[inline(always)]
@@ -82,7 +96,7 @@ impl Q8Matmul for VnniDots {
 /// # Safety
 /// The CPU has AVX-512 F; `x` is valid for reading 32 floats.
 #[inline(always)]
-unsafe fn quantize_block(x: *const f32) -> (__m512i, __m512i, f32) {
+pub(crate) unsafe fn quantize_block(x: *const f32) -> (__m512i, __m512i, f32) {
     // SAFETY: the contract above: two loads of 16 floats from `x`, which holds 32.
     unsafe {
         let (lo, hi) = (_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(16)));

@@ -265,7 +265,7 @@ const DECODE_RUN: usize = 256;
 /// The CPU supports `S`; `x` holds K = `w.k` floats, whole blocks; `w` holds rows `n0..n1`; `out`
 /// is valid for reads and writes at `n0..n1`.
 #[inline(always)]
-pub(super) unsafe fn gemv_blocks<S: Simd>(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
+pub(crate) unsafe fn gemv_blocks<S: Simd>(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
     // SAFETY: the contract above: each run is whole blocks below K (K is a multiple of the block,
     // and DECODE_RUN of every block size), decoded into `buf`, which holds DECODE_RUN floats, a
     // multiple of the lanes; x is read below K.

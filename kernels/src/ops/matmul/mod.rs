@@ -173,7 +173,7 @@ pub(crate) unsafe fn matmul_cols<S: Simd, D: Q8Matmul, const MR: usize, const NV
             WeightData::F16(d) => matmul_typed::<S, half::f16, MR, NV>(x, d, w, bias, out, n0, n1),
             WeightData::Q8_0 { q, scales } => matmul_q8::<S, D, MR, NV>(x, q, scales, w, bias, out, n0, n1),
             WeightData::Blocks { format, data } => {
-                matmul_blocks::<S, MR, NV>(x, format, data.as_ptr(), w, bias, out, n0, n1)
+                matmul_blocks::<S, D, MR, NV>(x, format, data.as_ptr(), w, bias, out, n0, n1)
             }
         }
     }
@@ -234,6 +234,17 @@ pub(crate) trait Q8Matmul {
     /// of 32); `w` holds rows `n0..n1`; `out` is valid for reads and writes at `n0..n1`, which no
     /// other thread writes meanwhile.
     unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize);
+
+    /// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W in a block format: one row (decode). By
+    /// default [`gemv_blocks`], exact: each row decoded, then multiplied in f32.
+    ///
+    /// # Safety
+    /// As [`Q8Matmul::gemv`], for W's rows of blocks.
+    #[inline(always)]
+    unsafe fn gemv_blocks<S: Simd>(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
+        // SAFETY: the trait method's contract is `gemv_blocks`'.
+        unsafe { gemv_blocks::<S>(x, w, out, n0, n1) }
+    }
 
     /// Columns `n0..n1` of `out[M, N] += x · Wᵀ`: several rows (a prompt). By default exact:
     /// the weights widened into the f32 GEMM.
@@ -303,14 +314,14 @@ unsafe fn matmul_q8<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
     }
 }
 
-/// Block-format weights `(N, K)`: [`gemv_blocks`] for a single row (decode), the out-in GEMM on
-/// decoded rows for more.
+/// Block-format weights `(N, K)`: the level's [`Q8Matmul::gemv_blocks`] for a single row
+/// (decode), the out-in GEMM on decoded rows for more.
 ///
 /// # Safety
 /// As [`matmul_cols`], with `data` the weights' bytes: N rows of `format.row_bytes(K)`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn matmul_blocks<S: Simd, const MR: usize, const NV: usize>(
+unsafe fn matmul_blocks<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
     x: &[f32],
     format: BlockFormat,
     data: *const u8,
@@ -330,7 +341,7 @@ unsafe fn matmul_blocks<S: Simd, const MR: usize, const NV: usize>(
         match path {
             MatmulPath::BlockGemv => {
                 for i in 0..m {
-                    gemv_blocks::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
+                    D::gemv_blocks::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
                 }
             }
             MatmulPath::BlockGemm => gemm_out_in::<S, BlockRows, MR, NV>(x, m, rows, w, OutStart::Ready, out, n0, n1),
