@@ -72,6 +72,29 @@ fn check_blocks(path: MatmulPath, m: usize) {
     }
 }
 
+/// Whether `level` multiplies `weight` with one of its formats' integer kernels (x rounded per
+/// block of 32 as [`rounded_per_block`] does).
+fn integer_block_kernel(level: Level, weight: Weight) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let (Level::Avx512Vnni, WeightData::Blocks { format, .. }) = (level, weight.data) {
+        return crate::ops::blocks_vnni::has_kernel(format);
+    }
+    let _ = (level, weight);
+    false
+}
+
+/// `x` as the integer kernels see it: per block of 32, `round(x · 127 / max |x|)` (ties to
+/// even) times `max |x| / 127`.
+fn rounded_per_block(x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(Q8_BLOCK)
+        .flat_map(|b| {
+            let amax = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let (d, inv) = (amax / 127.0, 127.0 / amax);
+            b.iter().map(move |v| (v * inv).round_ties_even() * d).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// The most that rounding `x` to int8 per block of 32 can move output `j`: per block,
 /// `max |x| / 254 · Σ |w|`.
 fn rounding_bound(x: &[f32], weight: Weight, j: usize) -> f32 {
@@ -114,11 +137,25 @@ fn compare(path: MatmulPath, weight: Weight, m: usize) {
         if taken != Some(path) {
             continue;
         }
-        // A level that quantizes x to int8 per block of 32 (for q8_0 or a block format) is off by
-        // at most half a step of each block's scale, max |x| / 254, times Σ |w| over the block:
-        // that bound per output (plus f32 slack), else f32 rounding only.
-        let quantized = level.quantizes_q8_activations(m)
-            && matches!(weight.data, WeightData::Q8_0 { .. } | WeightData::Blocks { .. });
+        // A block format's integer kernel works on x rounded to int8 per block of 32: it must
+        // give the reference on that rounded x, to f32 rounding.
+        if integer_block_kernel(level, weight) {
+            let mut want_q = vec![0.0; m * n];
+            scalar::matmul(&rounded_per_block(&x), weight, Some(&bias), &mut want_q);
+            for (i, (g, w)) in got.iter().zip(&want_q).enumerate() {
+                let err = (g - w).abs() / w.abs().max(1.0);
+                assert!(
+                    err <= 1e-5 * (k as f32).sqrt(),
+                    "{path:?} at {level:?}, {what}: element {i}: got {g}, want {w}"
+                );
+            }
+            ran.push(level);
+            continue;
+        }
+        // A level that quantizes x to int8 per block of 32 for q8_0 is off by at most half a
+        // step of each block's scale, max |x| / 254, times Σ |w| over the block: that bound per
+        // output (plus f32 slack), else f32 rounding only.
+        let quantized = level.quantizes_q8_activations(m) && matches!(weight.data, WeightData::Q8_0 { .. });
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let bound = if quantized { rounding_bound(&x[(i / n) * k..][..k], weight, i % n) } else { 0.0 };
             let err = (g - w).abs() - bound * 1.01;

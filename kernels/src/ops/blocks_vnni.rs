@@ -1,11 +1,18 @@
 //! Block-format GEMVs with integer dot products on AVX-512 VNNI (the `avx512vnni` level).
 //!
 //! The row of activations is quantized once per call to signed bytes per block of 32 (scale
-//! `dx = max |x| / 127`, as q8_0's GEMV does), with each block's sum of bytes kept. For q4_0 the
-//! weight nibbles `q` (0..16, unsigned) meet x's signed bytes in `vpdpbusd`: a block of 32 is one
-//! 256-bit dot, eight lanes of four products, and its value `d_w · dx · Σ x·(q − 8)` is
-//! `d_w · dx · (Σ x·q − 8 Σ x)`; the eight lanes each subtract `Σ x` before they are scaled and
-//! added to the row's f32 accumulator. Other formats take the decoding path.
+//! `dx = max |x| / 127`, as q8_0's GEMV does), keeping the sum of bytes of each block and of
+//! each half block. The weights' unsigned codes `q` (nibbles, or five or six bits) meet x's
+//! signed bytes in `vpdpbusd`, each lane summing four products; the lanes of one sub-block are
+//! scaled by its weight scale times x's block scale and added to an f32 accumulator. What the
+//! codes leave out, the offset (q4_0's `− 8`, q6_k's `− 32`) or the min (q4_k, q5_k's
+//! `− dmin·m`), is `offset · Σ x` per sub-block: one product per sub-block, from the sums kept.
+//!
+//! - q4_0: a block of 32 is one 256-bit dot, four weight rows at a time;
+//! - q4_k, q5_k: each pair of sub-blocks (64 weights) is one 512-bit dot: the low nibbles of 32
+//!   bytes are the first sub-block, the high ones the second (plus, for q5_k, a bit of `qh`);
+//! - q6_k: each 64 weights (four sub-blocks of 16) is one 512-bit dot: nibbles of 64 bytes of
+//!   `ql` with two bits of 32 bytes of `qh` shifted per half.
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -13,6 +20,7 @@ use std::cell::RefCell;
 use super::matmul::prefetch::PREFETCH_ROWS;
 use super::matmul::rows::BlockRows;
 use super::q8_vnni::quantize_block;
+use crate::formats::k_scales::{scale_min, SUB_BLOCKS};
 use crate::formats::BlockFormat;
 use crate::weight::Q8_BLOCK;
 
@@ -25,6 +33,8 @@ pub(crate) struct SignedRow {
     d: Vec<f32>,
     /// Σ q per block.
     sum: Vec<i32>,
+    /// Σ q per half block (16 values), as f32.
+    sum16: Vec<f32>,
 }
 
 thread_local! {
@@ -46,11 +56,14 @@ impl SignedRow {
             self.q.resize(x.len(), 0);
             self.d.resize(blocks, 0.0);
             self.sum.resize(blocks, 0);
+            self.sum16.resize(2 * blocks, 0.0);
             for b in 0..blocks {
                 let at = b * Q8_BLOCK;
                 let (lo, hi, d) = quantize_block(x.as_ptr().add(at));
                 self.d[b] = d;
-                self.sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(lo, hi));
+                let (slo, shi) = (_mm512_reduce_add_epi32(lo), _mm512_reduce_add_epi32(hi));
+                self.sum[b] = slo + shi;
+                (self.sum16[2 * b], self.sum16[2 * b + 1]) = (slo as f32, shi as f32);
                 for (half, v) in [lo, hi].into_iter().enumerate() {
                     _mm_storeu_si128(self.q.as_mut_ptr().add(at + 16 * half) as *mut __m128i, _mm512_cvtepi32_epi8(v));
                 }
@@ -61,7 +74,7 @@ impl SignedRow {
 
 /// Whether [`gemv`] has an integer kernel for `format` (the others decode).
 pub(crate) fn has_kernel(format: BlockFormat) -> bool {
-    format == BlockFormat::Q4_0
+    matches!(format, BlockFormat::Q4_0 | BlockFormat::Q4K | BlockFormat::Q5K | BlockFormat::Q6K)
 }
 
 /// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W in a format [`has_kernel`] covers.
@@ -77,7 +90,13 @@ pub(crate) unsafe fn gemv(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1:
         ROW.with(|row| {
             let mut row = row.borrow_mut();
             row.quantize(x);
-            gemv_q4_0(&row, w, out, n0, n1);
+            match w.format {
+                BlockFormat::Q4_0 => gemv_q4_0(&row, w, out, n0, n1),
+                BlockFormat::Q4K => gemv_k::<false>(&row, w, out, n0, n1),
+                BlockFormat::Q5K => gemv_k::<true>(&row, w, out, n0, n1),
+                BlockFormat::Q6K => gemv_q6_k(&row, w, out, n0, n1),
+                other => unreachable!("no integer kernel for {}", other.name()),
+            }
         })
     }
 }
@@ -129,6 +148,175 @@ unsafe fn gemv_q4_0(x: &SignedRow, w: BlockRows, out: *mut f32, n0: usize, n1: u
                 *out.add(j + r) += _mm_cvtss_f32(sum);
             }
             j += nr;
+        }
+    }
+}
+
+/// The f16 at `p` (unaligned) as f32.
+///
+/// # Safety
+/// The CPU has F16C; `p` is valid for reading 2 bytes.
+#[inline(always)]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the contract above.
+    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from((p as *const u16).read_unaligned())))) }
+}
+
+/// The sum of the 16 lanes.
+///
+/// # Safety
+/// The CPU has AVX-512 F.
+#[inline(always)]
+unsafe fn hsum(v: __m512) -> f32 {
+    // SAFETY: the contract above.
+    unsafe { _mm512_reduce_add_ps(v) }
+}
+
+/// q4_k rows, or q5_k's (`FIVE`): per 256-weight block the eight sub-block scales `d·sc_j` and
+/// mins `dmin·m_j` (times x's block scale), then four 512-bit dots of 64 weights.
+///
+/// # Safety
+/// As [`gemv`], with `x` quantized from K values.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+unsafe fn gemv_k<const FIVE: bool>(x: &SignedRow, w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
+    let (bytes, qs_at) = if FIVE { (176, 48) } else { (144, 16) };
+    // SAFETY: the contract above: row j < n1 of W holds K / 256 blocks of `bytes` (d, dmin, 12
+    // bytes of scales, for q5_k 32 bytes of fifth bits, 128 bytes of nibbles), read inside the
+    // block; x's bytes and scales of block b (eight of 32) at `b · 256` and `b · 8`; prefetches
+    // never fault.
+    unsafe {
+        let blocks = w.k / 256;
+        let low = _mm256_set1_epi8(0x0F);
+        let one = _mm256_set1_epi8(0x01);
+        // Lanes 0–7 take sub-block 2c's scale, 8–15 sub-block 2c + 1's.
+        let pair: [__m512i; 4] = std::array::from_fn(|c| {
+            let (a, b) = (2 * c as i32, 2 * c as i32 + 1);
+            _mm512_set_epi32(b, b, b, b, b, b, b, b, a, a, a, a, a, a, a, a)
+        });
+        for j in n0..n1 {
+            let row = w.data.add(j * w.row_bytes);
+            let mut acc = _mm512_setzero_ps();
+            let mut mins = 0.0f32;
+            for b in 0..blocks {
+                let blk = row.add(b * bytes);
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_ROWS * w.row_bytes) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_ROWS * w.row_bytes + 64) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_ROWS * w.row_bytes + 128) as *const i8);
+                let (d, dmin) = (f16_at(blk), f16_at(blk.add(2)));
+                let scales = std::slice::from_raw_parts(blk.add(4), 12);
+                let mut s = [0.0f32; SUB_BLOCKS];
+                for (jj, sj) in s.iter_mut().enumerate() {
+                    let (sc, m) = scale_min(scales, jj);
+                    let dx = x.d[8 * b + jj];
+                    *sj = d * f32::from(sc) * dx;
+                    mins += dmin * f32::from(m) * dx * x.sum[8 * b + jj] as f32;
+                }
+                let sv = _mm512_castps256_ps512(_mm256_loadu_ps(s.as_ptr()));
+                let qs = blk.add(qs_at);
+                let qh = if FIVE { _mm256_loadu_si256(blk.add(16) as *const __m256i) } else { _mm256_setzero_si256() };
+                for (c, idx) in pair.iter().enumerate() {
+                    let q = _mm256_loadu_si256(qs.add(32 * c) as *const __m256i);
+                    let mut lo = _mm256_and_si256(q, low);
+                    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low);
+                    if FIVE {
+                        let bit = |shift: i32| {
+                            let h = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(shift)), one);
+                            _mm256_slli_epi16::<4>(h)
+                        };
+                        lo = _mm256_or_si256(lo, bit(2 * c as i32));
+                        hi = _mm256_or_si256(hi, bit(2 * c as i32 + 1));
+                    }
+                    let wq = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+                    let xq = _mm512_loadu_si512(x.q.as_ptr().add(256 * b + 64 * c) as *const _);
+                    let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xq);
+                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(*idx, sv), acc);
+                }
+            }
+            *out.add(j) += hsum(acc) - mins;
+        }
+    }
+}
+
+/// q6_k rows: per 256-weight block the sixteen sub-block scales `d·sc_s` (times x's block
+/// scale), then four 512-bit dots of 64 weights; the codes' offset of 32 comes off through x's
+/// half-block sums.
+///
+/// # Safety
+/// As [`gemv`], with `x` quantized from K values.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+unsafe fn gemv_q6_k(x: &SignedRow, w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
+    const BYTES: usize = 210;
+    // SAFETY: the contract above: row j < n1 of W holds K / 256 blocks of 210 bytes (128 of
+    // `ql`, 64 of `qh`, 16 scales, the f16 d), read inside the block; x's bytes, scales and half
+    // sums of block b at `b · 256`, `b · 8` and `b · 16`; prefetches never fault.
+    unsafe {
+        let blocks = w.k / 256;
+        let low = _mm512_set1_epi8(0x0F);
+        let three = _mm512_set1_epi8(0x03);
+        // Lane i of the t-th 64 weights takes sub-block 4t + i / 4's scale.
+        let quad: [__m512i; 4] = std::array::from_fn(|t| {
+            let s = |i: i32| 4 * t as i32 + i / 4;
+            _mm512_set_epi32(
+                s(15),
+                s(14),
+                s(13),
+                s(12),
+                s(11),
+                s(10),
+                s(9),
+                s(8),
+                s(7),
+                s(6),
+                s(5),
+                s(4),
+                s(3),
+                s(2),
+                s(1),
+                s(0),
+            )
+        });
+        // x's block scale for each sub-block of 16: block s / 2.
+        let halves = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+        // The qh shifts for the first and second 32 weights of a 64: (0, 2), then (4, 6).
+        let shifts = [
+            _mm512_inserti64x4::<1>(_mm512_set1_epi16(0), _mm256_set1_epi16(2)),
+            _mm512_inserti64x4::<1>(_mm512_set1_epi16(4), _mm256_set1_epi16(6)),
+        ];
+        for j in n0..n1 {
+            let row = w.data.add(j * w.row_bytes);
+            let mut acc = _mm512_setzero_ps();
+            let mut offsets = _mm512_setzero_ps();
+            for b in 0..blocks {
+                let blk = row.add(b * BYTES);
+                for line in [0, 64, 128, 192] {
+                    _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_ROWS * w.row_bytes + line) as *const i8);
+                }
+                let d = f16_at(blk.add(208));
+                let sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(blk.add(192) as *const __m128i)));
+                let dx =
+                    _mm512_permutexvar_ps(halves, _mm512_castps256_ps512(_mm256_loadu_ps(x.d.as_ptr().add(8 * b))));
+                let s = _mm512_mul_ps(_mm512_mul_ps(sc, _mm512_set1_ps(d)), dx);
+                offsets = _mm512_fmadd_ps(s, _mm512_loadu_ps(x.sum16.as_ptr().add(16 * b)), offsets);
+                for h in 0..2 {
+                    let ql = _mm512_loadu_si512(blk.add(64 * h) as *const _);
+                    let qh256 = _mm256_loadu_si256(blk.add(128 + 32 * h) as *const __m256i);
+                    let qh = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh256), qh256);
+                    for (half, shift) in shifts.iter().enumerate() {
+                        let nib = if half == 0 {
+                            _mm512_and_si512(ql, low)
+                        } else {
+                            _mm512_and_si512(_mm512_srli_epi16::<4>(ql), low)
+                        };
+                        let top = _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srlv_epi16(qh, *shift), three));
+                        let wq = _mm512_or_si512(nib, top);
+                        let t = 2 * h + half;
+                        let xq = _mm512_loadu_si512(x.q.as_ptr().add(256 * b + 64 * t) as *const _);
+                        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xq);
+                        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(quad[t], s), acc);
+                    }
+                }
+            }
+            *out.add(j) += hsum(acc) - 32.0 * hsum(offsets);
         }
     }
 }
