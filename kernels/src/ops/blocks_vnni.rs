@@ -19,7 +19,7 @@ use std::cell::RefCell;
 
 use super::matmul::prefetch::PREFETCH_ROWS;
 use super::matmul::rows::BlockRows;
-use super::q8_vnni::quantize_block;
+use super::quantize_x512::quantize_block;
 use crate::formats::k_scales::{scale_min, SUB_BLOCKS};
 use crate::formats::BlockFormat;
 use crate::weight::Q8_BLOCK;

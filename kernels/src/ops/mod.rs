@@ -13,4 +13,6 @@ pub(crate) mod q8_avx2;
 pub(crate) mod q8_sdot;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod q8_vnni;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod quantize_x512;
 pub(crate) mod vector;
