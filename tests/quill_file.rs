@@ -23,7 +23,7 @@ fn f32s_of(bytes: &[u8]) -> Vec<f32> {
 }
 
 /// Writes `dir` (a GPT-2 folder with f32 weights) as a Quill file of `kind` ("f32", "f16",
-/// "q8_0", or a block format's name for the matrices, named in `quill.blocks`).
+/// "q8_0", or "blocks-" and a block format's name for the matrices, named in `quill.blocks`).
 fn write_quill_file(dir: &Path, out: &Path, kind: &str, version: &str) {
     let mut tensors: Vec<RawTensor> = Vec::new();
     let mut blocks = serde_json::Map::new();
@@ -46,11 +46,11 @@ fn write_quill_file(dir: &Path, out: &Path, kind: &str, version: &str) {
         {
             let bytes = values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect();
             tensors.push((name, "F16".into(), shape, bytes));
-        } else if let (Some(format), true) = (BlockFormat::parse(kind), matrix) {
+        } else if let (Some(format), true) = (block_format(kind), matrix) {
             let row = format.row_bytes(shape[1]).unwrap();
             let mut bytes = vec![0u8; shape[0] * row];
             format.quantize_row(&values, &mut bytes);
-            blocks.insert(name.clone(), kind.into());
+            blocks.insert(name.clone(), format.name().into());
             tensors.push((name, "U8".into(), vec![shape[0], row], bytes));
         } else if kind == "q8_0" && matrix {
             let (mut q, mut d) = (vec![0i8; values.len()], vec![f16::ZERO; values.len() / Q8_BLOCK]);
@@ -91,10 +91,15 @@ fn last_logits(model: &Model, ids: &[u32]) -> Vec<f32> {
     model.session(None).unwrap().feed(ids).unwrap().to_vec()
 }
 
+/// The block format of a `kind` "blocks-FORMAT".
+fn block_format(kind: &str) -> Option<BlockFormat> {
+    kind.strip_prefix("blocks-").and_then(BlockFormat::parse)
+}
+
 fn make(kind: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join(format!("model-{kind}.safetensors"));
-    let version = if BlockFormat::parse(kind).is_some() { "2" } else { "1" };
+    let version = if block_format(kind).is_some() { "2" } else { "1" };
     write_quill_file(&common::hub(), &file, kind, version);
     (tmp, file)
 }
@@ -106,25 +111,25 @@ fn block_format_files_stay_close_and_bad_block_metadata_is_a_clear_error() {
     let want = last_logits(&folder, &ids);
     // Only whole blocks of 32 fit the hub's width of 32 (wte included): q4_0, q5_0, q5_1, q8_0.
     let mut errors = Vec::new();
-    for kind in ["q4_0", "q5_1", "q8_0"] {
-        let (_t, file) = make(kind);
+    for format in ["q4_0", "q5_1", "q8_0"] {
+        let (_t, file) = make(&format!("blocks-{format}"));
         let model = Model::load(&file, &Default::default()).unwrap();
-        assert_eq!(model.stored_dtype().name(), kind);
+        assert_eq!(model.stored_dtype(), quill::checkpoint::DType::Blocks(BlockFormat::parse(format).unwrap()));
         let (d, _) = common::max_abs_diff(&last_logits(&model, &ids), &want);
-        eprintln!("{kind}: off by {d}");
+        eprintln!("{format}: off by {d}");
         errors.push(d);
     }
     // The fixture's logits are sharp (a few units apart): q8_0 stays within 0.5, and fewer bits
     // stray further.
     assert!(errors[2] < 0.5 && errors[0] > errors[1] && errors[1] > errors[2], "{errors:?}");
-    let (code, out, err) = quill(&["generate", "-m", make("q4_0").1.to_str().unwrap(), "Hello", "-n", "3"]);
+    let (code, out, err) = quill(&["generate", "-m", make("blocks-q4_0").1.to_str().unwrap(), "Hello", "-n", "3"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("Hello"), "{out}");
 
     // The metadata (JSON inside a JSON string, so its quotes are escaped) names a tensor that is
     // missing, a format that does not exist, or a tensor that is not U8 rows. Each edit keeps
     // the header's length.
-    let (_t, good) = make("q4_0");
+    let (_t, good) = make("blocks-q4_0");
     let bytes = std::fs::read(&good).unwrap();
     let entry = r#"\"h.0.mlp.c_fc.weight\":\"q4_0\""#;
     let broken = |to: &str| {
