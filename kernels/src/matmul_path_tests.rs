@@ -72,14 +72,15 @@ fn check_blocks(path: MatmulPath, m: usize) {
     }
 }
 
-/// Whether `level` multiplies `weight` with one of its formats' integer kernels (x rounded per
-/// block of 32 as [`rounded_per_block`] does).
-fn integer_block_kernel(level: Level, weight: Weight) -> bool {
+/// Whether `level` multiplies `weight` on `path` with integer kernels (x rounded per block of
+/// 32 as [`rounded_per_block`] does): at `avx512vnni`, the GEMM for every format, the GEMV for
+/// those with a kernel.
+fn integer_block_kernel(level: Level, weight: Weight, path: MatmulPath) -> bool {
     #[cfg(target_arch = "x86_64")]
     if let (Level::Avx512Vnni, WeightData::Blocks { format, .. }) = (level, weight.data) {
-        return crate::ops::blocks_vnni::has_kernel(format);
+        return path == MatmulPath::BlockGemm || crate::ops::blocks_vnni::has_kernel(format);
     }
-    let _ = (level, weight);
+    let _ = (level, weight, path);
     false
 }
 
@@ -139,7 +140,7 @@ fn compare(path: MatmulPath, weight: Weight, m: usize) {
         }
         // A block format's integer kernel works on x rounded to int8 per block of 32: it must
         // give the reference on that rounded x, to f32 rounding.
-        if integer_block_kernel(level, weight) {
+        if integer_block_kernel(level, weight, path) {
             let mut want_q = vec![0.0; m * n];
             scalar::matmul(&rounded_per_block(&x), weight, Some(&bias), &mut want_q);
             for (i, (g, w)) in got.iter().zip(&want_q).enumerate() {

@@ -159,3 +159,22 @@ fn zero_and_constant_blocks_decode_exactly() {
         }
     }
 }
+
+#[test]
+fn codes_rebuild_the_decoded_weights() {
+    let x = values(256 * 4, 5);
+    for f in BlockFormat::ALL {
+        let mut bytes = vec![0u8; f.row_bytes(x.len()).unwrap()];
+        f.quantize_row(&x, &mut bytes);
+        let mut want = vec![0.0; x.len()];
+        f.dequantize_row(&bytes, &mut want);
+        let groups = x.len() / f.group();
+        let (mut q, mut alpha, mut beta) = (vec![0i8; x.len()], vec![0.0; groups], vec![0.0; groups]);
+        f.codes(&bytes, &mut q, &mut alpha, &mut beta);
+        for (i, w) in want.iter().enumerate() {
+            let g = i / f.group();
+            let got = alpha[g] * f32::from(q[i]) + beta[g];
+            assert!((got - w).abs() <= 1e-6 * w.abs().max(1e-3), "{} weight {i}: {got} vs {w}", f.name());
+        }
+    }
+}

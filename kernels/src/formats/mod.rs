@@ -41,6 +41,11 @@ trait Format {
     fn quantize(x: &[f32], out: &mut [u8]);
     /// Decodes one block (`BYTES` bytes) into `out` (`WEIGHTS` values).
     fn dequantize(block: &[u8], out: &mut [f32]);
+    /// Weights per group of [`Format::codes`]: 32, or 16 for q6_k.
+    const GROUP: usize;
+    /// One block as integer codes, `alpha` and `beta` per group: weight `i` of group `g` is
+    /// `alpha[g] · q[i] + beta[g]` (what the integer GEMMs multiply).
+    fn codes(block: &[u8], q: &mut [i8], alpha: &mut [f32], beta: &mut [f32]);
 }
 
 /// The block formats Quill reads and writes.
@@ -127,6 +132,35 @@ impl BlockFormat {
     /// Bytes per block.
     pub fn block_bytes(self) -> usize {
         with_format!(self, F => F::BYTES)
+    }
+
+    /// Weights per group of [`BlockFormat::codes`]: 32, or 16 for q6_k.
+    pub fn group(self) -> usize {
+        with_format!(self, F => F::GROUP)
+    }
+
+    /// Whole blocks `bytes` as integer codes (`q`, as many as the weights, each in
+    /// -128..=127) with a scale and an offset per group of [`BlockFormat::group`] weights:
+    /// weight `i` of group `g` is `alpha[g] · q[i] + beta[g]`, the value
+    /// [`BlockFormat::dequantize_row`] gives up to float rounding.
+    pub fn codes(self, bytes: &[u8], q: &mut [i8], alpha: &mut [f32], beta: &mut [f32]) {
+        let groups = q.len() / self.group();
+        assert!(
+            self.row_bytes(q.len()) == Some(bytes.len()) && alpha.len() == groups && beta.len() == groups,
+            "{}: codes lengths",
+            self.name()
+        );
+        with_format!(self, F => {
+            let per = F::WEIGHTS / F::GROUP;
+            for (((block, q), a), b) in bytes
+                .chunks_exact(F::BYTES)
+                .zip(q.chunks_exact_mut(F::WEIGHTS))
+                .zip(alpha.chunks_exact_mut(per))
+                .zip(beta.chunks_exact_mut(per))
+            {
+                F::codes(block, q, a, b);
+            }
+        })
     }
 
     /// Bits per weight, scales included.

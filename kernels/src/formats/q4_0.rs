@@ -24,6 +24,17 @@ impl Format for Q4_0 {
         }
     }
 
+    const GROUP: usize = 32;
+
+    fn codes(block: &[u8], q: &mut [i8], alpha: &mut [f32], beta: &mut [f32]) {
+        let d = f16_at(block, 0);
+        (alpha[0], beta[0]) = (d, -8.0 * d);
+        for j in 0..16 {
+            let b = block[2 + j];
+            (q[j], q[j + 16]) = ((b & 0xF) as i8, (b >> 4) as i8);
+        }
+    }
+
     fn dequantize(block: &[u8], out: &mut [f32]) {
         let d = f16_at(block, 0);
         for j in 0..16 {

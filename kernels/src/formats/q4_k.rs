@@ -35,6 +35,31 @@ pub(super) fn quantize_k(x: &[f32], nmax: u8, out_scales: &mut [u8], out_d: &mut
     }
 }
 
+/// q4_k's or q5_k's codes (nibbles at `qs_at`, q5_k's fifth bits in `qh`): per sub-block
+/// `alpha = d·sc_j`, `beta = −dmin·m_j`.
+pub(super) fn k_codes(
+    block: &[u8],
+    qs_at: usize,
+    qh: Option<&[u8]>,
+    q: &mut [i8],
+    alpha: &mut [f32],
+    beta: &mut [f32],
+) {
+    let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
+    let qs = &block[qs_at..];
+    for j in 0..SUB_BLOCKS {
+        let (sc, m) = scale_min(&block[4..16], j);
+        (alpha[j], beta[j]) = (d * f32::from(sc), -(dmin * f32::from(m)));
+        let (c, high) = (j / 2, j % 2 == 1);
+        for l in 0..32 {
+            let b = qs[32 * c + l];
+            let low = if high { b >> 4 } else { b & 0xF };
+            let fifth = qh.map_or(0, |h| ((h[l] >> j) & 1) << 4);
+            q[32 * j + l] = (low | fifth) as i8;
+        }
+    }
+}
+
 impl Format for Q4K {
     const WEIGHTS: usize = 256;
     const BYTES: usize = 144;
@@ -49,6 +74,12 @@ impl Format for Q4K {
                 qs[32 * c + l] = q[64 * c + l] | (q[64 * c + 32 + l] << 4);
             }
         }
+    }
+
+    const GROUP: usize = 32;
+
+    fn codes(block: &[u8], q: &mut [i8], alpha: &mut [f32], beta: &mut [f32]) {
+        k_codes(block, 16, None, q, alpha, beta);
     }
 
     fn dequantize(block: &[u8], out: &mut [f32]) {

@@ -26,6 +26,19 @@ impl Format for Q5_0 {
         }
     }
 
+    const GROUP: usize = 32;
+
+    fn codes(block: &[u8], q: &mut [i8], alpha: &mut [f32], beta: &mut [f32]) {
+        let d = f16_at(block, 0);
+        (alpha[0], beta[0]) = (d, -16.0 * d);
+        let high = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+        let bit = |j: usize| (((high >> j) & 1) as u8) << 4;
+        for j in 0..16 {
+            let b = block[6 + j];
+            (q[j], q[j + 16]) = (((b & 0xF) | bit(j)) as i8, ((b >> 4) | bit(j + 16)) as i8);
+        }
+    }
+
     fn dequantize(block: &[u8], out: &mut [f32]) {
         let d = f16_at(block, 0);
         let high = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);

@@ -28,6 +28,18 @@ impl Format for Q5_1 {
         }
     }
 
+    const GROUP: usize = 32;
+
+    fn codes(block: &[u8], q: &mut [i8], alpha: &mut [f32], beta: &mut [f32]) {
+        (alpha[0], beta[0]) = (f16_at(block, 0), f16_at(block, 2));
+        let high = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
+        let bit = |j: usize| (((high >> j) & 1) as u8) << 4;
+        for j in 0..16 {
+            let b = block[8 + j];
+            (q[j], q[j + 16]) = (((b & 0xF) | bit(j)) as i8, ((b >> 4) | bit(j + 16)) as i8);
+        }
+    }
+
     fn dequantize(block: &[u8], out: &mut [f32]) {
         let (d, m) = (f16_at(block, 0), f16_at(block, 2));
         let high = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);

@@ -3,7 +3,7 @@
 //! nibbles laid out as q4_k's. A weight of sub-block `j` is `d·sc_j · q − dmin·m_j`, q in 0..32.
 
 use super::k_scales::{scale_min, SUB_BLOCKS};
-use super::q4_k::quantize_k;
+use super::q4_k::{k_codes, quantize_k};
 use super::{f16_at, Format};
 
 pub(super) struct Q5K;
@@ -29,6 +29,12 @@ impl Format for Q5K {
                 qs[32 * c + l] = (q[64 * c + l] & 0xF) | ((q[64 * c + 32 + l] & 0xF) << 4);
             }
         }
+    }
+
+    const GROUP: usize = 32;
+
+    fn codes(block: &[u8], q: &mut [i8], alpha: &mut [f32], beta: &mut [f32]) {
+        k_codes(block, 48, Some(&block[16..48]), q, alpha, beta);
     }
 
     fn dequantize(block: &[u8], out: &mut [f32]) {

@@ -76,6 +76,26 @@ impl Format for Q6K {
         }
     }
 
+    const GROUP: usize = 16;
+
+    fn codes(block: &[u8], q: &mut [i8], alpha: &mut [f32], beta: &mut [f32]) {
+        let (ql, qh, sc) = (&block[..128], &block[128..192], &block[192..208]);
+        let d = f16_at(block, 208);
+        for s in 0..16 {
+            let a = d * f32::from(sc[s] as i8);
+            (alpha[s], beta[s]) = (a, -32.0 * a);
+        }
+        for h in 0..2 {
+            for s in 0..4 {
+                for l in 0..32 {
+                    let byte = ql[64 * h + 32 * (s % 2) + l];
+                    let low = if s < 2 { byte & 0xF } else { byte >> 4 };
+                    q[128 * h + 32 * s + l] = (low | (((qh[32 * h + l] >> (2 * s)) & 3) << 4)) as i8;
+                }
+            }
+        }
+    }
+
     fn dequantize(block: &[u8], out: &mut [f32]) {
         let (ql, qh, sc) = (&block[..128], &block[128..192], &block[192..208]);
         let d = f16_at(block, 208);

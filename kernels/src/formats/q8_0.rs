@@ -22,6 +22,15 @@ impl Format for Q8_0 {
         }
     }
 
+    const GROUP: usize = 32;
+
+    fn codes(block: &[u8], q: &mut [i8], alpha: &mut [f32], beta: &mut [f32]) {
+        (alpha[0], beta[0]) = (f16_at(block, 0), 0.0);
+        for (o, &b) in q.iter_mut().zip(&block[2..]) {
+            *o = b as i8;
+        }
+    }
+
     fn dequantize(block: &[u8], out: &mut [f32]) {
         let d = f16_at(block, 0);
         for (o, &b) in out.iter_mut().zip(&block[2..]) {

@@ -13,13 +13,19 @@
 //!   bytes are the first sub-block, the high ones the second (plus, for q5_k, a bit of `qh`);
 //! - q6_k: each 64 weights (four sub-blocks of 16) is one 512-bit dot: nibbles of 64 bytes of
 //!   `ql` with two bits of 32 bytes of `qh` shifted per half.
+//!
+//! Prompts ([`gemm`]) take every format the same way: a tile of weight rows is turned into
+//! integer codes with a scale and an offset per group ([`BlockFormat::codes`]) once, then meets
+//! sixteen rows of x at a time as q8_0's GEMM does (x offset by 128 to be unsigned, four code
+//! bytes broadcast per step), each group's sum scaled by its `alpha` and x's scale, the offset
+//! `beta · Σ x` and the `128 · Σ q` the x offset added taken off per group.
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::matmul::prefetch::PREFETCH_ROWS;
 use super::matmul::rows::BlockRows;
-use super::quantize_x512::quantize_block;
+use super::quantize_x512::{quantize_block, QuantizedPanels, PANEL};
 use crate::formats::k_scales::{scale_min, SUB_BLOCKS};
 use crate::formats::BlockFormat;
 use crate::weight::Q8_BLOCK;
@@ -40,6 +46,8 @@ pub(crate) struct SignedRow {
 thread_local! {
     /// The calling thread's quantized row, reused between calls.
     static ROW: RefCell<SignedRow> = RefCell::new(SignedRow::default());
+    /// The calling thread's quantized rows and decoded weight tile for the GEMM.
+    static GEMM: RefCell<(QuantizedPanels, CodeTile)> = RefCell::new(Default::default());
 }
 
 impl SignedRow {
@@ -317,6 +325,128 @@ unsafe fn gemv_q6_k(x: &SignedRow, w: BlockRows, out: *mut f32, n0: usize, n1: u
                 }
             }
             *out.add(j) += hsum(acc) - 32.0 * hsum(offsets);
+        }
+    }
+}
+
+/// Weight rows per GEMM tile: each broadcast of x's panel feeds this many `vpdpbusd`.
+const GEMM_ROWS: usize = 8;
+
+/// A tile of [`GEMM_ROWS`] weight rows as integer codes (`[GEMM_ROWS][K]`) with per group
+/// `alpha`, `beta` and `128 · Σ q` (`[GEMM_ROWS][groups]`).
+#[derive(Default)]
+pub(crate) struct CodeTile {
+    q: Vec<i8>,
+    alpha: Vec<f32>,
+    beta: Vec<f32>,
+    offset: Vec<f32>,
+}
+
+/// Columns `n0..n1` of `out[M, N] += x · Wᵀ` for W in any block format.
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW, VL and VNNI; `x` holds `m` rows of K = `w.k` (whole blocks);
+/// `w` holds rows `n0..n1`; `out` is valid for reads and writes of `m` rows of `n` at columns
+/// `n0..n1`, which no other thread writes meanwhile.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn gemm(x: &[f32], m: usize, w: BlockRows, n: usize, out: *mut f32, n0: usize, n1: usize) {
+    // SAFETY: the contract above is the quantizer's and `gemm_codes`'.
+    unsafe {
+        GEMM.with(|cell| {
+            let (panels, tile) = &mut *cell.borrow_mut();
+            panels.quantize(x, m, w.k);
+            gemm_codes(panels, tile, m, w, n, out, n0, n1);
+        })
+    }
+}
+
+/// # Safety
+/// As [`gemm`], with `x` quantized from `m` rows of K.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemm_codes(
+    x: &QuantizedPanels,
+    tile: &mut CodeTile,
+    m: usize,
+    w: BlockRows,
+    n: usize,
+    out: *mut f32,
+    n0: usize,
+    n1: usize,
+) {
+    // SAFETY: the contract above: rows `row_of(r)` < n1 of W (row_bytes each) are decoded into
+    // the tile (K codes and K / group groups per row); panel p < ⌈m / 16⌉ of x holds `K × 16`
+    // bytes, `blocks × 16` scales and `2 · blocks × 16` half sums; out rows `p·16 + lane` < m at
+    // columns `j0 + r` < n1.
+    unsafe {
+        let (k, format) = (w.k, w.format);
+        let (group, blocks) = (format.group(), k / Q8_BLOCK);
+        let groups = k / group;
+        let per_block = Q8_BLOCK / group;
+        tile.q.resize(GEMM_ROWS * k, 0);
+        for v in [&mut tile.alpha, &mut tile.beta, &mut tile.offset] {
+            v.resize(GEMM_ROWS * groups, 0.0);
+        }
+        let mut out_tile = [[0.0f32; PANEL]; GEMM_ROWS];
+        for j0 in (n0..n1).step_by(GEMM_ROWS) {
+            let jr = GEMM_ROWS.min(n1 - j0);
+            // A short last tile repeats its first row (results not stored): one code path.
+            let row_of = |r: usize| j0 + if r < jr { r } else { 0 };
+            for r in 0..GEMM_ROWS {
+                let bytes = std::slice::from_raw_parts(w.data.add(row_of(r) * w.row_bytes), w.row_bytes);
+                let q = &mut tile.q[r * k..(r + 1) * k];
+                let gs = r * groups..(r + 1) * groups;
+                format.codes(bytes, q, &mut tile.alpha[gs.clone()], &mut tile.beta[gs.clone()]);
+                for (o, codes) in tile.offset[gs].iter_mut().zip(q.chunks_exact(group)) {
+                    *o = 128.0 * codes.iter().map(|&c| i32::from(c)).sum::<i32>() as f32;
+                }
+            }
+            let rows: [*const i8; GEMM_ROWS] = std::array::from_fn(|r| tile.q.as_ptr().add(r * k));
+            for p in 0..m.div_ceil(PANEL) {
+                let panel = x.bytes.as_ptr().add(p * k * PANEL);
+                let mut acc = [_mm512_setzero_ps(); GEMM_ROWS];
+                for b in 0..blocks {
+                    let xd = _mm512_loadu_ps(x.d.as_ptr().add((p * blocks + b) * PANEL));
+                    let halves = x.sum16.as_ptr().add((p * 2 * blocks + 2 * b) * PANEL);
+                    for h in 0..per_block {
+                        let g = b * per_block + h;
+                        // Σ x over the group, per lane: one half block, or both.
+                        let xs = if per_block == 2 {
+                            _mm512_loadu_ps(halves.add(h * PANEL))
+                        } else {
+                            _mm512_add_ps(_mm512_loadu_ps(halves), _mm512_loadu_ps(halves.add(PANEL)))
+                        };
+                        let mut dots = [_mm512_setzero_si512(); GEMM_ROWS];
+                        for quad in 0..group / 4 {
+                            let kk = b * Q8_BLOCK + h * group + 4 * quad;
+                            let xv = _mm512_loadu_si512(panel.add(kk * PANEL) as *const _);
+                            for (dot, row) in dots.iter_mut().zip(rows) {
+                                let wv = _mm512_set1_epi32((row.add(kk) as *const i32).read_unaligned());
+                                *dot = _mm512_dpbusd_epi32(*dot, xv, wv);
+                            }
+                        }
+                        for (r, (a, dot)) in acc.iter_mut().zip(dots).enumerate() {
+                            let at = r * groups + g;
+                            let codes = _mm512_sub_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(tile.offset[at]));
+                            let value = _mm512_fmadd_ps(
+                                codes,
+                                _mm512_set1_ps(tile.alpha[at]),
+                                _mm512_mul_ps(xs, _mm512_set1_ps(tile.beta[at])),
+                            );
+                            *a = _mm512_fmadd_ps(value, xd, *a);
+                        }
+                    }
+                }
+                for (t, a) in out_tile.iter_mut().zip(acc) {
+                    _mm512_storeu_ps(t.as_mut_ptr(), a);
+                }
+                for lane in 0..PANEL.min(m - p * PANEL) {
+                    let o = out.add((p * PANEL + lane) * n + j0);
+                    for (r, t) in out_tile.iter().enumerate().take(jr) {
+                        *o.add(r) += t[lane];
+                    }
+                }
+            }
         }
     }
 }

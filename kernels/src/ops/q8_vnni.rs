@@ -19,7 +19,7 @@ use half::f16;
 use super::matmul::prefetch::PREFETCH_ROWS;
 use super::matmul::rows::{BlockRows, Q8Rows};
 use super::matmul::Q8Matmul;
-use super::quantize_x512::quantize_block;
+use super::quantize_x512::{quantize_block, QuantizedPanels, PANEL};
 use crate::simd::Simd;
 use crate::weight::{Weight, Q8_BLOCK};
 
@@ -34,6 +34,22 @@ thread_local! {
 }
 
 impl Q8Matmul for VnniDots {
+    /// Every format on integer dots ([`super::blocks_vnni::gemm`]).
+    #[inline(always)]
+    unsafe fn gemm_blocks<S: Simd, const MR: usize, const NV: usize>(
+        x: &[f32],
+        m: usize,
+        rows: BlockRows,
+        shape: Weight,
+        out: *mut f32,
+        n0: usize,
+        n1: usize,
+    ) {
+        // SAFETY: the trait's contract (at this level the CPU has AVX-512 F, BW, VL and VNNI) is
+        // the block GEMM's.
+        unsafe { super::blocks_vnni::gemm(x, m, rows, shape.n, out, n0, n1) }
+    }
+
     /// The formats [`super::blocks_vnni`] has integer dots for; the others decode.
     #[inline(always)]
     unsafe fn gemv_blocks<S: Simd>(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
@@ -125,55 +141,6 @@ impl QuantizedRow {
                     signs |= (_mm512_cmplt_epi32_mask(q, _mm512_setzero_si512()) as u64) << (16 * half);
                 }
                 self.negative[at / 64] |= signs << (at % 64);
-            }
-        }
-    }
-}
-
-/// Rows of x quantized for the GEMM, in panels of [`PANEL`] rows: panel p holds rows
-/// `16p..16p+16` as `[K / 4][16][4]` bytes (`q + 128`, so unsigned; rows past M are 128, i.e.
-/// zero) and their scales as `[blocks][16]` (0 past M).
-#[derive(Default)]
-pub(crate) struct QuantizedPanels {
-    bytes: Vec<u8>,
-    d: Vec<f32>,
-}
-
-/// Rows of x per GEMM panel: one per lane of an AVX-512 vector.
-const PANEL: usize = 16;
-
-impl QuantizedPanels {
-    /// # Safety
-    /// The CPU has AVX-512 F, BW and VL; `x` holds `m × k` values, `k` a multiple of 32.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    unsafe fn quantize(&mut self, x: &[f32], m: usize, k: usize) {
-        // SAFETY: the contract above: block b of row t < m reads 32 floats of x at `t·k + b·32`;
-        // its bytes go to `block_bytes` (32) and then four at a time to `(b·8 + quad)·64 + 4·lane`
-        // of panel p, inside the panel's `k × 16` bytes.
-        unsafe {
-            let (blocks, panels) = (k / Q8_BLOCK, m.div_ceil(PANEL));
-            self.bytes.clear();
-            self.bytes.resize(panels * k * PANEL, 0x80);
-            self.d.clear();
-            self.d.resize(panels * blocks * PANEL, 0.0);
-            let mut block_bytes = [0u8; Q8_BLOCK];
-            for t in 0..m {
-                let (p, lane) = (t / PANEL, t % PANEL);
-                let panel = self.bytes.as_mut_ptr().add(p * k * PANEL);
-                for b in 0..blocks {
-                    let (lo, hi, d) = quantize_block(x.as_ptr().add(t * k + b * Q8_BLOCK));
-                    self.d[(p * blocks + b) * PANEL + lane] = d;
-                    let offset = _mm_set1_epi8(-128);
-                    for (half, q) in [lo, hi].into_iter().enumerate() {
-                        let bytes = _mm_xor_si128(_mm512_cvtepi32_epi8(q), offset);
-                        _mm_storeu_si128(block_bytes.as_mut_ptr().add(16 * half) as *mut __m128i, bytes);
-                    }
-                    // Four consecutive k of this row per 64-byte step of the panel.
-                    for (quad, four) in block_bytes.chunks_exact(4).enumerate() {
-                        let step = (b * Q8_BLOCK / 4 + quad) * 4 * PANEL;
-                        std::ptr::copy_nonoverlapping(four.as_ptr(), panel.add(step + 4 * lane), 4);
-                    }
-                }
             }
         }
     }

@@ -246,6 +246,27 @@ pub(crate) trait Q8Matmul {
         unsafe { gemv_blocks::<S>(x, w, out, n0, n1) }
     }
 
+    /// Columns `n0..n1` of `out[M, N] += x · Wᵀ`, W in a block format: several rows (a prompt).
+    /// By default exact: the out-in GEMM on rows decoded as it widens them.
+    ///
+    /// # Safety
+    /// As [`Q8Matmul::gemm`], for W's rows of blocks.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn gemm_blocks<S: Simd, const MR: usize, const NV: usize>(
+        x: &[f32],
+        m: usize,
+        rows: BlockRows,
+        shape: Weight,
+        out: *mut f32,
+        n0: usize,
+        n1: usize,
+    ) {
+        // SAFETY: this method's contract is `gemm_out_in`'s for block rows, and out already holds
+        // the bias.
+        unsafe { gemm_out_in::<S, BlockRows, MR, NV>(x, m, rows, shape, OutStart::Ready, out, n0, n1) }
+    }
+
     /// Columns `n0..n1` of `out[M, N] += x · Wᵀ`: several rows (a prompt). By default exact:
     /// the weights widened into the f32 GEMM.
     ///
@@ -315,7 +336,7 @@ unsafe fn matmul_q8<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
 }
 
 /// Block-format weights `(N, K)`: the level's [`Q8Matmul::gemv_blocks`] for a single row
-/// (decode), the out-in GEMM on decoded rows for more.
+/// (decode), its [`Q8Matmul::gemm_blocks`] for more.
 ///
 /// # Safety
 /// As [`matmul_cols`], with `data` the weights' bytes: N rows of `format.row_bytes(K)`.
@@ -344,7 +365,7 @@ unsafe fn matmul_blocks<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
                     D::gemv_blocks::<S>(&x[i * k..][..k], rows, out.add(i * n), n0, n1);
                 }
             }
-            MatmulPath::BlockGemm => gemm_out_in::<S, BlockRows, MR, NV>(x, m, rows, w, OutStart::Ready, out, n0, n1),
+            MatmulPath::BlockGemm => D::gemm_blocks::<S, MR, NV>(x, m, rows, w, out, n0, n1),
             other => unreachable!("block-format weights on the {other:?} path"),
         }
     }
