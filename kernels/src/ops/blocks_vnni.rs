@@ -26,7 +26,6 @@ use std::cell::RefCell;
 use super::matmul::prefetch::PREFETCH_ROWS;
 use super::matmul::rows::BlockRows;
 use super::quantize_x512::{quantize_block, QuantizedPanels, PANEL};
-use crate::formats::k_scales::{scale_min, SUB_BLOCKS};
 use crate::formats::BlockFormat;
 use crate::weight::Q8_BLOCK;
 
@@ -180,6 +179,30 @@ unsafe fn hsum(v: __m512) -> f32 {
     unsafe { _mm512_reduce_add_ps(v) }
 }
 
+/// The eight 6-bit scales and mins of a q4_k / q5_k block (the 12 bytes at `p`), as f32: the
+/// layout of `formats::k_scales` unpacked four at a time in 32-bit words.
+///
+/// # Safety
+/// The CPU has AVX2; `p` is valid for reading 12 bytes.
+#[inline(always)]
+unsafe fn unpack_k_scales(p: *const u8) -> (__m256, __m256) {
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const LOW2: u32 = 0x0303_0303;
+    // SAFETY: the contract above: three unaligned 4-byte reads inside the 12.
+    unsafe {
+        let word = |i: usize| (p.add(4 * i) as *const u32).read_unaligned();
+        let (w0, w1, w2) = (word(0), word(1), word(2));
+        // Scales 0–3 and mins 0–3: the low six bits of bytes 0–3 and 4–7; scales and mins 4–7:
+        // the nibbles of bytes 8–11 with the top two bits of bytes 0–3 (scales) or 4–7 (mins).
+        let sc = [w0 & LOW6, (w2 & LOW4) | (((w0 >> 6) & LOW2) << 4)];
+        let m = [w1 & LOW6, ((w2 >> 4) & LOW4) | (((w1 >> 6) & LOW2) << 4)];
+        let widen =
+            |v: [u32; 2]| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, v[1] as i32, v[0] as i32)));
+        (widen(sc), widen(m))
+    }
+}
+
 /// q4_k rows, or q5_k's (`FIVE`): per 256-weight block the eight sub-block scales `d·sc_j` and
 /// mins `dmin·m_j` (times x's block scale), then four 512-bit dots of 64 weights.
 ///
@@ -204,22 +227,19 @@ unsafe fn gemv_k<const FIVE: bool>(x: &SignedRow, w: BlockRows, out: *mut f32, n
         for j in n0..n1 {
             let row = w.data.add(j * w.row_bytes);
             let mut acc = _mm512_setzero_ps();
-            let mut mins = 0.0f32;
+            let mut mins = _mm256_setzero_ps();
             for b in 0..blocks {
                 let blk = row.add(b * bytes);
                 _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_ROWS * w.row_bytes) as *const i8);
                 _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_ROWS * w.row_bytes + 64) as *const i8);
                 _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_ROWS * w.row_bytes + 128) as *const i8);
                 let (d, dmin) = (f16_at(blk), f16_at(blk.add(2)));
-                let scales = std::slice::from_raw_parts(blk.add(4), 12);
-                let mut s = [0.0f32; SUB_BLOCKS];
-                for (jj, sj) in s.iter_mut().enumerate() {
-                    let (sc, m) = scale_min(scales, jj);
-                    let dx = x.d[8 * b + jj];
-                    *sj = d * f32::from(sc) * dx;
-                    mins += dmin * f32::from(m) * dx * x.sum[8 * b + jj] as f32;
-                }
-                let sv = _mm512_castps256_ps512(_mm256_loadu_ps(s.as_ptr()));
+                let (sc, m) = unpack_k_scales(blk.add(4));
+                let dx = _mm256_loadu_ps(x.d.as_ptr().add(8 * b));
+                let xsum = _mm256_cvtepi32_ps(_mm256_loadu_si256(x.sum.as_ptr().add(8 * b) as *const __m256i));
+                let sv = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(d)), dx));
+                let mv = _mm256_mul_ps(_mm256_mul_ps(m, _mm256_set1_ps(dmin)), dx);
+                mins = _mm256_fmadd_ps(mv, xsum, mins);
                 let qs = blk.add(qs_at);
                 let qh = if FIVE { _mm256_loadu_si256(blk.add(16) as *const __m256i) } else { _mm256_setzero_si256() };
                 for (c, idx) in pair.iter().enumerate() {
@@ -240,7 +260,7 @@ unsafe fn gemv_k<const FIVE: bool>(x: &SignedRow, w: BlockRows, out: *mut f32, n
                     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(*idx, sv), acc);
                 }
             }
-            *out.add(j) += hsum(acc) - mins;
+            *out.add(j) += hsum(acc) - hsum(_mm512_castps256_ps512(mins));
         }
     }
 }
