@@ -18,7 +18,7 @@ use std::cell::RefCell;
 
 use super::matmul::gemv::widen_f16;
 use super::matmul::prefetch::PREFETCH_ROWS;
-use super::matmul::rows::Q8Rows;
+use super::matmul::rows::{BlockRows, Q8Rows};
 use super::matmul::Q8Matmul;
 use crate::simd::neon::Neon;
 use crate::simd::Simd;
@@ -33,6 +33,28 @@ thread_local! {
 }
 
 impl Q8Matmul for SdotDots {
+    /// Every format on `sdot` ([`super::blocks_sdot::gemv`]).
+    #[inline(always)]
+    unsafe fn gemv_blocks<S: Simd>(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
+        // SAFETY: the trait's contract (at this level the CPU has NEON and dotprod) is the GEMV's.
+        unsafe { super::blocks_sdot::gemv(x, w, out, n0, n1) }
+    }
+
+    /// Every format on `sdot` ([`super::blocks_sdot::gemm`]).
+    #[inline(always)]
+    unsafe fn gemm_blocks<S: Simd, const MR: usize, const NV: usize>(
+        x: &[f32],
+        m: usize,
+        rows: BlockRows,
+        shape: Weight,
+        out: *mut f32,
+        n0: usize,
+        n1: usize,
+    ) {
+        // SAFETY: as above, for the GEMM.
+        unsafe { super::blocks_sdot::gemm(x, m, rows, shape.n, out, n0, n1) }
+    }
+
     /// Each thread quantizes the row itself: K values, against the `(n1 - n0) × K` weights it
     /// then reads.
     #[inline(always)]
@@ -109,7 +131,7 @@ impl QuantizedRows {
 /// # Safety
 /// `x` is valid for reading 32 floats, `q` for writing 32 bytes.
 #[inline(always)]
-unsafe fn quantize_block(x: *const f32, q: *mut i8) -> f32 {
+pub(crate) unsafe fn quantize_block(x: *const f32, q: *mut i8) -> f32 {
     // SAFETY: the contract above: eight loads of four floats from `x`, two stores of 16 bytes to
     // `q`.
     unsafe {
@@ -138,7 +160,7 @@ unsafe fn quantize_block(x: *const f32, q: *mut i8) -> f32 {
 /// The CPU has the dotprod extension.
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
-unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+pub(crate) unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     // SAFETY: a register-to-register instruction (no memory, no flags); the caller has dotprod.
     unsafe {
         asm!(
