@@ -4,6 +4,8 @@
 
 pub(crate) mod attention;
 pub(crate) mod attention_tiles;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod blocks_avx2;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod blocks_sdot;
 #[cfg(target_arch = "x86_64")]

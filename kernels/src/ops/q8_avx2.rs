@@ -21,7 +21,7 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::matmul::prefetch::PREFETCH_ROWS;
-use super::matmul::rows::Q8Rows;
+use super::matmul::rows::{BlockRows, Q8Rows};
 use super::matmul::Q8Matmul;
 use crate::simd::x86::Avx2;
 use crate::simd::Simd;
@@ -52,7 +52,15 @@ impl Q8Matmul for MaddubsDots {
         }
     }
 
-    // Prompts: the trait's exact GEMM (see the module doc).
+    /// Every format on byte multiply-adds ([`super::blocks_avx2::gemv`]).
+    #[inline(always)]
+    unsafe fn gemv_blocks<S: Simd>(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
+        // SAFETY: the trait's contract (at this level the CPU has AVX2, FMA and F16C) is the
+        // GEMV's.
+        unsafe { super::blocks_avx2::gemv(x, w, out, n0, n1) }
+    }
+
+    // Prompts: the trait's exact GEMMs (see the module doc).
 }
 
 /// One row of activations in q8 blocks, and scratch for the weight tile's scales.
@@ -113,7 +121,7 @@ impl QuantizedRow {
 /// # Safety
 /// The CPU has AVX2; `x` is valid for reading 32 floats.
 #[inline(always)]
-unsafe fn quantize_block(x: *const f32) -> (__m256i, f32) {
+pub(crate) unsafe fn quantize_block(x: *const f32) -> (__m256i, f32) {
     // SAFETY: the contract above: four loads of eight floats from `x`, which holds 32.
     unsafe {
         // Loops, not closures: a closure would not inherit the caller's target features, and its
