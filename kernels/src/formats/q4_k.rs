@@ -46,16 +46,26 @@ pub(super) fn k_codes(
     beta: &mut [f32],
 ) {
     let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
-    let qs = &block[qs_at..];
     for j in 0..SUB_BLOCKS {
         let (sc, m) = scale_min(&block[4..16], j);
         (alpha[j], beta[j]) = (d * f32::from(sc), -(dmin * f32::from(m)));
-        let (c, high) = (j / 2, j % 2 == 1);
+    }
+    // Fixed sizes and one pass per pair of sub-blocks: loops the compiler vectorizes.
+    let qs: &[u8; 128] = block[qs_at..qs_at + 128].try_into().expect("a k-quant block");
+    let q: &mut [i8; 256] = (&mut q[..256]).try_into().expect("256 codes");
+    for c in 0..4 {
+        let (lo, hi) = q[64 * c..64 * c + 64].split_at_mut(32);
         for l in 0..32 {
             let b = qs[32 * c + l];
-            let low = if high { b >> 4 } else { b & 0xF };
-            let fifth = qh.map_or(0, |h| ((h[l] >> j) & 1) << 4);
-            q[32 * j + l] = (low | fifth) as i8;
+            (lo[l], hi[l]) = ((b & 0xF) as i8, (b >> 4) as i8);
+        }
+    }
+    if let Some(qh) = qh {
+        let qh: &[u8; 32] = qh.try_into().expect("32 bytes of fifth bits");
+        for j in 0..SUB_BLOCKS {
+            for l in 0..32 {
+                q[32 * j + l] |= (((qh[l] >> j) & 1) << 4) as i8;
+            }
         }
     }
 }

@@ -31,11 +31,13 @@ impl Format for Q5_0 {
     fn codes(block: &[u8], q: &mut [i8], alpha: &mut [f32], beta: &mut [f32]) {
         let d = f16_at(block, 0);
         (alpha[0], beta[0]) = (d, -16.0 * d);
-        let high = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-        let bit = |j: usize| (((high >> j) & 1) as u8) << 4;
+        let high = u32::from_le_bytes(block[2..6].try_into().expect("a q5_0 block"));
+        let qs: &[u8; 16] = block[6..22].try_into().expect("a q5_0 block");
+        let q: &mut [i8; 32] = (&mut q[..32]).try_into().expect("32 codes");
         for j in 0..16 {
-            let b = block[6 + j];
-            (q[j], q[j + 16]) = (((b & 0xF) | bit(j)) as i8, ((b >> 4) | bit(j + 16)) as i8);
+            let b = qs[j];
+            q[j] = ((b & 0xF) | ((((high >> j) & 1) as u8) << 4)) as i8;
+            q[j + 16] = ((b >> 4) | ((((high >> (j + 16)) & 1) as u8) << 4)) as i8;
         }
     }
 

@@ -32,11 +32,13 @@ impl Format for Q5_1 {
 
     fn codes(block: &[u8], q: &mut [i8], alpha: &mut [f32], beta: &mut [f32]) {
         (alpha[0], beta[0]) = (f16_at(block, 0), f16_at(block, 2));
-        let high = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
-        let bit = |j: usize| (((high >> j) & 1) as u8) << 4;
+        let high = u32::from_le_bytes(block[4..8].try_into().expect("a q5_1 block"));
+        let qs: &[u8; 16] = block[8..24].try_into().expect("a q5_1 block");
+        let q: &mut [i8; 32] = (&mut q[..32]).try_into().expect("32 codes");
         for j in 0..16 {
-            let b = block[8 + j];
-            (q[j], q[j + 16]) = (((b & 0xF) | bit(j)) as i8, ((b >> 4) | bit(j + 16)) as i8);
+            let b = qs[j];
+            q[j] = ((b & 0xF) | ((((high >> j) & 1) as u8) << 4)) as i8;
+            q[j + 16] = ((b >> 4) | ((((high >> (j + 16)) & 1) as u8) << 4)) as i8;
         }
     }
 

@@ -85,13 +85,17 @@ impl Format for Q6K {
             let a = d * f32::from(sc[s] as i8);
             (alpha[s], beta[s]) = (a, -32.0 * a);
         }
+        // Fixed sizes and no branch per weight: loops the compiler vectorizes.
+        let (ql, qh): (&[u8; 128], &[u8; 64]) = (ql.try_into().expect("ql"), qh.try_into().expect("qh"));
+        let q: &mut [i8; 256] = (&mut q[..256]).try_into().expect("256 codes");
         for h in 0..2 {
-            for s in 0..4 {
-                for l in 0..32 {
-                    let byte = ql[64 * h + 32 * (s % 2) + l];
-                    let low = if s < 2 { byte & 0xF } else { byte >> 4 };
-                    q[128 * h + 32 * s + l] = (low | (((qh[32 * h + l] >> (2 * s)) & 3) << 4)) as i8;
-                }
+            for l in 0..32 {
+                let (a, b, top) = (ql[64 * h + l], ql[64 * h + 32 + l], qh[32 * h + l]);
+                let at = 128 * h + l;
+                q[at] = ((a & 0xF) | ((top & 3) << 4)) as i8;
+                q[at + 32] = ((b & 0xF) | (((top >> 2) & 3) << 4)) as i8;
+                q[at + 64] = ((a >> 4) | (((top >> 4) & 3) << 4)) as i8;
+                q[at + 96] = ((b >> 4) | (((top >> 6) & 3) << 4)) as i8;
             }
         }
     }

@@ -26,7 +26,9 @@ impl Format for Q8_0 {
 
     fn codes(block: &[u8], q: &mut [i8], alpha: &mut [f32], beta: &mut [f32]) {
         (alpha[0], beta[0]) = (f16_at(block, 0), 0.0);
-        for (o, &b) in q.iter_mut().zip(&block[2..]) {
+        let qs: &[u8; 32] = block[2..34].try_into().expect("a q8_0 block");
+        let q: &mut [i8; 32] = (&mut q[..32]).try_into().expect("32 codes");
+        for (o, &b) in q.iter_mut().zip(qs) {
             *o = b as i8;
         }
     }
