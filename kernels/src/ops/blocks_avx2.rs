@@ -14,7 +14,7 @@ use std::cell::RefCell;
 
 use super::matmul::prefetch::PREFETCH_ROWS;
 use super::matmul::rows::BlockRows;
-use super::q8_avx2::quantize_block;
+use super::quantize_x256::quantize_block;
 use crate::weight::Q8_BLOCK;
 
 /// Weight rows per tile.

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 
 use super::matmul::prefetch::PREFETCH_ROWS;
 use super::matmul::rows::BlockRows;
-use super::q8_sdot::{quantize_block, sdot};
+use super::quantize_neon::{quantize_block, sdot};
 use crate::simd::neon::Neon;
 use crate::simd::Simd;
 use crate::weight::Q8_BLOCK;

@@ -17,6 +17,10 @@ pub(crate) mod q8_avx2;
 pub(crate) mod q8_sdot;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod q8_vnni;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod quantize_neon;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod quantize_x256;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod quantize_x512;
 pub(crate) mod vector;
