@@ -39,7 +39,7 @@ struct Args {
     /// The Quill file to write (a .safetensors file).
     output: PathBuf,
     /// Type of the matmul weights (q8_0: int8 in blocks of 32 with f16 scales; q4_0: GGUF's 4-bit
-    /// blocks of 32; q4_k_m: llama.cpp's mix of q4_k, q5_k and q6_k).
+    /// blocks of 32; q4_k_m: llama.cpp's mix of q4_k and q6_k).
     #[arg(long = "type", value_enum)]
     ty: WeightType,
     /// Encoding of wte.weight, the (tied) lm_head: f32, f16, q8_0, or a block format (q4_0, q5_0,

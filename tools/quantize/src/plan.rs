@@ -37,7 +37,7 @@ pub enum WeightType {
     /// 4-bit in blocks of 32 (GGUF's q4_0); wte in q6_k, as llama.cpp's Q4_0.
     #[value(name = "q4_0")]
     Q4_0,
-    /// llama.cpp's Q4_K_M mix: q4_k, with q5_k and q6_k where it pays (see `recipe`).
+    /// llama.cpp's Q4_K_M mix: q4_k, with q6_k where it pays (see `recipe`).
     #[value(name = "q4_k_m")]
     Q4KM,
 }
@@ -226,11 +226,13 @@ fn use_more_bits(layer: usize, n_layer: usize) -> bool {
 }
 
 /// The encoding a 4-bit file type asks for a matrix or embedding (before [`fitted`]), as
-/// llama.cpp's `llama_tensor_get_type` decides it for a gpt2 (or, q/k/v apart, GPT-Neo) model:
+/// llama.cpp's `llama_tensor_get_type` decides it for a gpt2 model (checked tensor by tensor
+/// against `llama-quantize` at llama.cpp 0c1e570 on a 124M-shape GPT-2; GPT-Neo's separate
+/// q/k/v take the same rule, v_proj as `attn_v`):
 /// - the output matrix (GPT-2's tied wte) in q6_k, for Q4_0 and Q4_K_M alike;
 /// - Q4_0: every other matrix q4_0;
-/// - Q4_K_M: the fused attention qkv (GPT-2) in q5_k; GPT-Neo's v_proj and every MLP output
-///   (`ffn_down`) in q6_k in the layers [`use_more_bits`] picks; everything else q4_k.
+/// - Q4_K_M: the attention's value projection (GPT-2's fused qkv, GPT-Neo's v_proj) and the MLP
+///   output (`ffn_down`) in q6_k in the layers [`use_more_bits`] picks; everything else q4_k.
 fn recipe(ty: WeightType, name: &str, role: Role, n_layer: usize) -> Encoding {
     let layer = name.strip_prefix("h.").and_then(|r| r.split('.').next()).and_then(|i| i.parse::<usize>().ok());
     let more_bits = layer.is_some_and(|i| use_more_bits(i, n_layer));
@@ -240,9 +242,9 @@ fn recipe(ty: WeightType, name: &str, role: Role, n_layer: usize) -> Encoding {
         (WeightType::Q8_0, _) => Encoding::Q8_0,
         (WeightType::Q4_0 | WeightType::Q4KM, Role::Embedding) => Encoding::Blocks(BlockFormat::Q6K),
         (WeightType::Q4_0, _) => Encoding::Blocks(BlockFormat::Q4_0),
-        (WeightType::Q4KM, _) if name.ends_with("attn.c_attn.weight") => Encoding::Blocks(BlockFormat::Q5K),
         (WeightType::Q4KM, _)
-            if more_bits && (name.ends_with("mlp.c_proj.weight") || name.ends_with("v_proj.weight")) =>
+            if more_bits
+                && ["attn.c_attn.weight", "mlp.c_proj.weight", "v_proj.weight"].iter().any(|s| name.ends_with(s)) =>
         {
             Encoding::Blocks(BlockFormat::Q6K)
         }
@@ -461,7 +463,8 @@ mod tests {
         let r = |name: &str, role| recipe(WeightType::Q4KM, name, role, 12);
         let b = Encoding::Blocks;
         assert_eq!(r("wte.weight", Role::Embedding), b(BlockFormat::Q6K));
-        assert_eq!(r("h.4.attn.c_attn.weight", Role::Matrix), b(BlockFormat::Q5K));
+        assert_eq!(r("h.4.attn.c_attn.weight", Role::Matrix), b(BlockFormat::Q4K));
+        assert_eq!(r("h.3.attn.c_attn.weight", Role::Matrix), b(BlockFormat::Q6K));
         assert_eq!(r("h.3.mlp.c_proj.weight", Role::Matrix), b(BlockFormat::Q6K));
         assert_eq!(r("h.4.mlp.c_proj.weight", Role::Matrix), b(BlockFormat::Q4K));
         assert_eq!(r("h.3.mlp.c_fc.weight", Role::Matrix), b(BlockFormat::Q4K));

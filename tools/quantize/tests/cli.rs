@@ -678,7 +678,11 @@ fn four_bit_types_follow_llama_cpp_recipes_and_run() {
                 assert_eq!(meta["quill.lm_head"], "q6_k");
                 for l in 0..8 {
                     let more = [0, 3, 6, 7].contains(&l);
-                    assert_eq!(blocks[format!("h.{l}.attn.c_attn.weight")], "q5_k", "layer {l}");
+                    assert_eq!(
+                        blocks[format!("h.{l}.attn.c_attn.weight")],
+                        if more { "q6_k" } else { "q4_k" },
+                        "layer {l}"
+                    );
                     assert_eq!(
                         blocks[format!("h.{l}.mlp.c_proj.weight")],
                         if more { "q6_k" } else { "q4_k" },
