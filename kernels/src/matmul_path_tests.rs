@@ -55,14 +55,19 @@ fn check(path: MatmulPath, layout: Layout, weights: WeightType, m: usize, shapes
     compare(path, Weight { data, k: K, n: N, layout }, m);
 }
 
-/// [`check`] for the block formats, each at K = 512 (two k-quant blocks).
+/// [`check`] for the block formats.
 fn check_blocks(path: MatmulPath, m: usize) {
     for shape in EVERY_SHAPE {
         assert_eq!(MatmulPath::choose(Layout::OutIn, WeightType::Blocks, m, shape), path, "choice for M = {m}");
     }
-    let k = 512;
-    let w = values(0x54, k * N);
-    for format in BlockFormat::ALL {
+    // K = 512 (two k-quant blocks), and 96 (an odd number of blocks of 32) for the formats of
+    // 32-weight blocks.
+    let shapes = BlockFormat::ALL
+        .into_iter()
+        .map(|f| (f, 512))
+        .chain(BlockFormat::ALL.into_iter().filter(|f| f.block_weights() == Q8_BLOCK).map(|f| (f, 96)));
+    for (format, k) in shapes {
+        let w = values(0x54, k * N);
         let mut data = vec![0u8; format.row_bytes(k).unwrap() * N];
         for (row, out) in w.chunks_exact(k).zip(data.chunks_exact_mut(format.row_bytes(k).unwrap())) {
             format.quantize_row(row, out);

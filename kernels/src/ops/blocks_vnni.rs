@@ -8,7 +8,8 @@
 //! codes leave out, the offset (q4_0's `− 8`, q6_k's `− 32`) or the min (q4_k, q5_k's
 //! `− dmin·m`), is `offset · Σ x` per sub-block: one product per sub-block, from the sums kept.
 //!
-//! - q4_0: a block of 32 is one 256-bit dot, four weight rows at a time;
+//! - q4_0: each pair of blocks (64 weights) is one 512-bit dot, against x laid out per call in
+//!   the order the pair's low and high nibbles come out (an odd last block: one 256-bit dot);
 //! - q4_k, q5_k: each pair of sub-blocks (64 weights) is one 512-bit dot: the low nibbles of 32
 //!   bytes are the first sub-block, the high ones the second (plus, for q5_k, a bit of `qh`);
 //! - q6_k: each 64 weights (four sub-blocks of 16) is one 512-bit dot: nibbles of 64 bytes of
@@ -108,7 +109,25 @@ pub(crate) unsafe fn gemv(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1:
     }
 }
 
-/// q4_0 rows: four at a time, one block of each per step.
+/// x laid out for q4_0's pairs of blocks, built per call: pair p's 64 bytes are block 2p's first
+/// 16 values, block 2p + 1's first 16, then both blocks' last 16 (the order the weights' low and
+/// high nibbles come out in), with each lane's block sum and scale in that order.
+#[derive(Default)]
+struct PairedRow {
+    q: Vec<i8>,
+    sum: Vec<i32>,
+    d: Vec<f32>,
+}
+
+thread_local! {
+    static PAIRED: RefCell<PairedRow> = RefCell::new(PairedRow::default());
+}
+
+/// Weight rows per step of the q4_0 GEMV.
+const Q4_0_ROWS: usize = 2;
+
+/// q4_0 rows: four at a time, a pair of blocks of each per 512-bit dot (an odd last block on
+/// 256 bits).
 ///
 /// # Safety
 /// As [`gemv`], with `x` quantized from K values.
@@ -116,46 +135,83 @@ pub(crate) unsafe fn gemv(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1:
 unsafe fn gemv_q4_0(x: &SignedRow, w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
     const BYTES: usize = 18;
     // SAFETY: the contract above: rows `j + r` < n1 of W, each K / 32 blocks of 18 bytes (the f16
-    // scale, then 16 bytes of nibbles), read below the row's end; x's block b at `b · 32`;
-    // prefetches never fault.
+    // scale, then 16 bytes of nibbles), read below the row's end; x's block b at `b · 32`, pair p
+    // at `p · 64` of the paired copy (K bytes, 16 sums and scales per pair); prefetches never
+    // fault.
     unsafe {
         let blocks = w.k / Q8_BLOCK;
-        let low = _mm_set1_epi8(0x0F);
-        let mut j = n0;
-        while j < n1 {
-            let nr = 4.min(n1 - j);
-            // A short last group repeats its first row (results not stored): one code path.
-            let rows: [*const u8; 4] =
-                std::array::from_fn(|r| w.data.add((j + if r < nr { r } else { 0 }) * w.row_bytes));
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for b in 0..blocks {
-                let xq = _mm256_loadu_si256(x.q.as_ptr().add(b * Q8_BLOCK) as *const __m256i);
-                let xsum = _mm256_set1_epi32(x.sum[b]);
-                let dx = x.d[b];
-                for (a, row) in acc.iter_mut().zip(rows) {
-                    let block = row.add(b * BYTES);
-                    // The same block eight rows on: keeps enough lines in flight.
-                    _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(PREFETCH_ROWS * w.row_bytes) as *const i8);
-                    let bits = (block as *const u16).read_unaligned();
-                    let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))));
-                    let qs = _mm_loadu_si128(block.add(2) as *const __m128i);
-                    let lo = _mm_and_si128(qs, low);
-                    let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), low);
-                    let wq = _mm256_set_m128i(hi, lo);
-                    let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, xq);
-                    // Σ x·(q − 8) over the block: each of the eight lanes gives up Σ x.
-                    let exact = _mm256_sub_epi32(dot, xsum);
-                    *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), _mm256_set1_ps(d * dx), *a);
+        let pairs = blocks / 2;
+        PAIRED.with(|paired| {
+            let pr = &mut *paired.borrow_mut();
+            pr.q.resize(64 * pairs, 0);
+            pr.sum.resize(16 * pairs, 0);
+            pr.d.resize(16 * pairs, 0.0);
+            for p in 0..pairs {
+                let (b0, b1) = (2 * p, 2 * p + 1);
+                for (slot, (b, half)) in [(b0, 0), (b1, 0), (b0, 1), (b1, 1)].into_iter().enumerate() {
+                    let from = x.q.as_ptr().add(b * Q8_BLOCK + 16 * half);
+                    std::ptr::copy_nonoverlapping(from, pr.q.as_mut_ptr().add(64 * p + 16 * slot), 16);
+                    for lane in 0..4 {
+                        pr.sum[16 * p + 4 * slot + lane] = x.sum[b];
+                        pr.d[16 * p + 4 * slot + lane] = x.d[b];
+                    }
                 }
             }
-            for (r, a) in acc.iter().enumerate().take(nr) {
-                let sum = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
-                let sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-                let sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-                *out.add(j + r) += _mm_cvtss_f32(sum);
+            let low = _mm256_set1_epi8(0x0F);
+            let idx = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
+            let mut j = n0;
+            while j < n1 {
+                let nr = Q4_0_ROWS.min(n1 - j);
+                // A short last group repeats its first row (results not stored): one code path.
+                let rows: [*const u8; Q4_0_ROWS] =
+                    std::array::from_fn(|r| w.data.add((j + if r < nr { r } else { 0 }) * w.row_bytes));
+                let mut acc = [_mm512_setzero_ps(); Q4_0_ROWS];
+                for p in 0..pairs {
+                    let xq = _mm512_loadu_si512(pr.q.as_ptr().add(64 * p) as *const _);
+                    let xsum = _mm512_loadu_si512(pr.sum.as_ptr().add(16 * p) as *const _);
+                    let dx = _mm512_loadu_ps(pr.d.as_ptr().add(16 * p));
+                    for (a, row) in acc.iter_mut().zip(rows) {
+                        let b0 = row.add(2 * p * BYTES);
+                        // The same blocks eight rows on: keeps enough lines in flight.
+                        _mm_prefetch::<_MM_HINT_T0>(b0.wrapping_add(PREFETCH_ROWS * w.row_bytes) as *const i8);
+                        let qs = _mm256_inserti128_si256::<1>(
+                            _mm256_castsi128_si256(_mm_loadu_si128(b0.add(2) as *const __m128i)),
+                            _mm_loadu_si128(b0.add(BYTES + 2) as *const __m128i),
+                        );
+                        let lo = _mm256_and_si256(qs, low);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(qs), low);
+                        let wq = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+                        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xq);
+                        // Σ x·(q − 8) per block: each of a block's eight lanes gives up Σ x.
+                        let exact = _mm512_sub_epi32(dot, xsum);
+                        let bits = (b0 as *const u16).read_unaligned() as i32
+                            | (((b0.add(BYTES) as *const u16).read_unaligned() as i32) << 16);
+                        let d01 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)));
+                        let scale = _mm512_mul_ps(_mm512_permutexvar_ps(idx, d01), dx);
+                        *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, *a);
+                    }
+                }
+                let mut tail = [0.0f32; Q4_0_ROWS];
+                if blocks % 2 == 1 {
+                    let b = blocks - 1;
+                    let xq = _mm256_loadu_si256(x.q.as_ptr().add(b * Q8_BLOCK) as *const __m256i);
+                    let xsum = _mm256_set1_epi32(x.sum[b]);
+                    for (t, row) in tail.iter_mut().zip(rows) {
+                        let block = row.add(b * BYTES);
+                        let qs = _mm_loadu_si128(block.add(2) as *const __m128i);
+                        let lo = _mm_and_si128(qs, _mm256_castsi256_si128(low));
+                        let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), _mm256_castsi256_si128(low));
+                        let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set_m128i(hi, lo), xq);
+                        let exact = _mm256_cvtepi32_ps(_mm256_sub_epi32(dot, xsum));
+                        *t = hsum(_mm512_zextps256_ps512(exact)) * f16_at(block) * x.d[b];
+                    }
+                }
+                for (r, a) in acc.iter().enumerate().take(nr) {
+                    *out.add(j + r) += hsum(*a) + tail[r];
+                }
+                j += nr;
             }
-            j += nr;
-        }
+        })
     }
 }
 
@@ -260,7 +316,7 @@ unsafe fn gemv_k<const FIVE: bool>(x: &SignedRow, w: BlockRows, out: *mut f32, n
                     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(*idx, sv), acc);
                 }
             }
-            *out.add(j) += hsum(acc) - hsum(_mm512_castps256_ps512(mins));
+            *out.add(j) += hsum(acc) - hsum(_mm512_zextps256_ps512(mins));
         }
     }
 }
