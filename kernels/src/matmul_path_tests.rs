@@ -78,13 +78,12 @@ fn check_blocks(path: MatmulPath, m: usize) {
 }
 
 /// Whether `level` multiplies `weight` on `path` with integer kernels (x rounded per block of
-/// 32 as [`rounded_per_block`] does): at `avx512vnni`, the GEMM for every format, the GEMV for
-/// those with a kernel; at `avx2dot`, the GEMV for every format; at `neondot`, both for every
-/// format.
+/// 32 as [`rounded_per_block`] does): at `avx512vnni` and `neondot`, both for every format; at
+/// `avx2dot`, the GEMV for every format.
 fn integer_block_kernel(level: Level, weight: Weight, path: MatmulPath) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if let (Level::Avx512Vnni, WeightData::Blocks { format, .. }) = (level, weight.data) {
-        return path == MatmulPath::BlockGemm || crate::ops::blocks_vnni::has_kernel(format);
+    if let (Level::Avx512Vnni, WeightData::Blocks { .. }) = (level, weight.data) {
+        return true;
     }
     #[cfg(target_arch = "x86_64")]
     if let (Level::Avx2Dot, WeightData::Blocks { .. }) = (level, weight.data) {

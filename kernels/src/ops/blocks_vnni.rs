@@ -8,8 +8,9 @@
 //! codes leave out, the offset (q4_0's `− 8`, q6_k's `− 32`) or the min (q4_k, q5_k's
 //! `− dmin·m`), is `offset · Σ x` per sub-block: one product per sub-block, from the sums kept.
 //!
-//! - q4_0: each pair of blocks (64 weights) is one 512-bit dot, against x laid out per call in
-//!   the order the pair's low and high nibbles come out (an odd last block: one 256-bit dot);
+//! - q4_0 and q5_0: each pair of blocks (64 weights) is one 512-bit dot, against x laid out per
+//!   call in the order the pair's low and high nibbles come out (q5_0's fifth bits set through a
+//!   byte mask; an odd last block: one 256-bit dot);
 //! - q4_k, q5_k: each pair of sub-blocks (64 weights) is one 512-bit dot: the low nibbles of 32
 //!   bytes are the first sub-block, the high ones the second (plus, for q5_k, a bit of `qh`);
 //! - q6_k: each 64 weights (four sub-blocks of 16) is one 512-bit dot: nibbles of 64 bytes of
@@ -82,7 +83,7 @@ impl SignedRow {
 
 /// Whether [`gemv`] has an integer kernel for `format` (the others decode).
 pub(crate) fn has_kernel(format: BlockFormat) -> bool {
-    matches!(format, BlockFormat::Q4_0 | BlockFormat::Q4K | BlockFormat::Q5K | BlockFormat::Q6K)
+    matches!(format, BlockFormat::Q4_0 | BlockFormat::Q5_0 | BlockFormat::Q4K | BlockFormat::Q5K | BlockFormat::Q6K)
 }
 
 /// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W in a format [`has_kernel`] covers.
@@ -99,7 +100,8 @@ pub(crate) unsafe fn gemv(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1:
             let mut row = row.borrow_mut();
             row.quantize(x);
             match w.format {
-                BlockFormat::Q4_0 => gemv_q4_0(&row, w, out, n0, n1),
+                BlockFormat::Q4_0 => gemv_q4_0::<false>(&row, w, out, n0, n1),
+                BlockFormat::Q5_0 => gemv_q4_0::<true>(&row, w, out, n0, n1),
                 BlockFormat::Q4K => gemv_k::<false>(&row, w, out, n0, n1),
                 BlockFormat::Q5K => gemv_k::<true>(&row, w, out, n0, n1),
                 BlockFormat::Q6K => gemv_q6_k(&row, w, out, n0, n1),
@@ -132,8 +134,9 @@ const Q4_0_ROWS: usize = 2;
 /// # Safety
 /// As [`gemv`], with `x` quantized from K values.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
-unsafe fn gemv_q4_0(x: &SignedRow, w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
-    const BYTES: usize = 18;
+unsafe fn gemv_q4_0<const FIVE: bool>(x: &SignedRow, w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
+    // q5_0: the scale, four bytes of fifth bits, then the nibbles; its offset is 16, not 8.
+    let (bytes, qs_at, offset) = if FIVE { (22, 6, 2) } else { (18, 2, 1) };
     // SAFETY: the contract above: rows `j + r` < n1 of W, each K / 32 blocks of 18 bytes (the f16
     // scale, then 16 bytes of nibbles), read below the row's end; x's block b at `b · 32`, pair p
     // at `p · 64` of the paired copy (K bytes, 16 sums and scales per pair); prefetches never
@@ -169,23 +172,35 @@ unsafe fn gemv_q4_0(x: &SignedRow, w: BlockRows, out: *mut f32, n0: usize, n1: u
                 for p in 0..pairs {
                     let xq = _mm512_loadu_si512(pr.q.as_ptr().add(64 * p) as *const _);
                     let xsum = _mm512_loadu_si512(pr.sum.as_ptr().add(16 * p) as *const _);
+                    let xsum = _mm512_mullo_epi32(xsum, _mm512_set1_epi32(offset));
                     let dx = _mm512_loadu_ps(pr.d.as_ptr().add(16 * p));
                     for (a, row) in acc.iter_mut().zip(rows) {
-                        let b0 = row.add(2 * p * BYTES);
+                        let b0 = row.add(2 * p * bytes);
                         // The same blocks eight rows on: keeps enough lines in flight.
                         _mm_prefetch::<_MM_HINT_T0>(b0.wrapping_add(PREFETCH_ROWS * w.row_bytes) as *const i8);
                         let qs = _mm256_inserti128_si256::<1>(
-                            _mm256_castsi128_si256(_mm_loadu_si128(b0.add(2) as *const __m128i)),
-                            _mm_loadu_si128(b0.add(BYTES + 2) as *const __m128i),
+                            _mm256_castsi128_si256(_mm_loadu_si128(b0.add(qs_at) as *const __m128i)),
+                            _mm_loadu_si128(b0.add(bytes + qs_at) as *const __m128i),
                         );
                         let lo = _mm256_and_si256(qs, low);
                         let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(qs), low);
-                        let wq = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+                        let mut wq = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+                        if FIVE {
+                            // The fifth bits in the pair's order: block 2p's first 16, block
+                            // 2p + 1's first 16, then both blocks' last 16.
+                            let (h0, h1) = (
+                                u64::from((b0.add(2) as *const u32).read_unaligned()),
+                                u64::from((b0.add(bytes + 2) as *const u32).read_unaligned()),
+                            );
+                            let mask = (h0 & 0xFFFF) | ((h1 & 0xFFFF) << 16) | ((h0 >> 16) << 32) | ((h1 >> 16) << 48);
+                            wq = _mm512_or_si512(wq, _mm512_maskz_set1_epi8(mask, 0x10));
+                        }
                         let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xq);
-                        // Σ x·(q − 8) per block: each of a block's eight lanes gives up Σ x.
+                        // Σ x·(q − 8) per block (− 16 for q5_0): each of a block's eight lanes
+                        // gives up Σ x (2 Σ x).
                         let exact = _mm512_sub_epi32(dot, xsum);
                         let bits = (b0 as *const u16).read_unaligned() as i32
-                            | (((b0.add(BYTES) as *const u16).read_unaligned() as i32) << 16);
+                            | (((b0.add(bytes) as *const u16).read_unaligned() as i32) << 16);
                         let d01 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)));
                         let scale = _mm512_mul_ps(_mm512_permutexvar_ps(idx, d01), dx);
                         *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, *a);
@@ -195,13 +210,18 @@ unsafe fn gemv_q4_0(x: &SignedRow, w: BlockRows, out: *mut f32, n0: usize, n1: u
                 if blocks % 2 == 1 {
                     let b = blocks - 1;
                     let xq = _mm256_loadu_si256(x.q.as_ptr().add(b * Q8_BLOCK) as *const __m256i);
-                    let xsum = _mm256_set1_epi32(x.sum[b]);
+                    let xsum = _mm256_set1_epi32(offset * x.sum[b]);
                     for (t, row) in tail.iter_mut().zip(rows) {
-                        let block = row.add(b * BYTES);
-                        let qs = _mm_loadu_si128(block.add(2) as *const __m128i);
+                        let block = row.add(b * bytes);
+                        let qs = _mm_loadu_si128(block.add(qs_at) as *const __m128i);
                         let lo = _mm_and_si128(qs, _mm256_castsi256_si128(low));
                         let hi = _mm_and_si128(_mm_srli_epi16::<4>(qs), _mm256_castsi256_si128(low));
-                        let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set_m128i(hi, lo), xq);
+                        let mut wq = _mm256_set_m128i(hi, lo);
+                        if FIVE {
+                            let high = (block.add(2) as *const u32).read_unaligned();
+                            wq = _mm256_or_si256(wq, _mm256_maskz_set1_epi8(high, 0x10));
+                        }
+                        let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, xq);
                         let exact = _mm256_cvtepi32_ps(_mm256_sub_epi32(dot, xsum));
                         *t = hsum(_mm512_zextps256_ps512(exact)) * f16_at(block) * x.d[b];
                     }

@@ -50,16 +50,17 @@ impl Q8Matmul for VnniDots {
         unsafe { super::blocks_vnni::gemm(x, m, rows, shape.n, out, n0, n1) }
     }
 
-    /// The formats [`super::blocks_vnni`] has integer dots for; the others decode.
+    /// The formats [`super::blocks_vnni`] reads directly; the others (q5_0, q5_1, q8_0 blocks:
+    /// the k-quants' fallbacks) on AVX2's codes GEMV ([`super::blocks_avx2::gemv`]).
     #[inline(always)]
     unsafe fn gemv_blocks<S: Simd>(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
-        // SAFETY: the trait's contract (at this level the CPU has AVX-512 F, BW, VL, VNNI and
-        // F16C) is what either GEMV needs.
+        // SAFETY: the trait's contract (at this level the CPU has AVX-512 F, BW, VL, VNNI, and
+        // AVX2, FMA and F16C) is what either GEMV needs.
         unsafe {
             if super::blocks_vnni::has_kernel(w.format) {
                 super::blocks_vnni::gemv(x, w, out, n0, n1)
             } else {
-                super::matmul::gemv::gemv_blocks::<S>(x, w, out, n0, n1)
+                super::blocks_avx2::gemv(x, w, out, n0, n1)
             }
         }
     }
