@@ -11,6 +11,7 @@
 //! - q4_0 and q5_0: each pair of blocks (64 weights) is one 512-bit dot, against x laid out per
 //!   call in the order the pair's low and high nibbles come out (q5_0's fifth bits set through a
 //!   byte mask; an odd last block: one 256-bit dot);
+//! - q8_0 blocks: a pair of blocks per 512-bit dot, the signed bytes made unsigned as `q + 128`;
 //! - q4_k, q5_k: each pair of sub-blocks (64 weights) is one 512-bit dot: the low nibbles of 32
 //!   bytes are the first sub-block, the high ones the second (plus, for q5_k, a bit of `qh`);
 //! - q6_k: each 64 weights (four sub-blocks of 16) is one 512-bit dot: nibbles of 64 bytes of
@@ -83,7 +84,7 @@ impl SignedRow {
 
 /// Whether [`gemv`] has an integer kernel for `format` (the others decode).
 pub(crate) fn has_kernel(format: BlockFormat) -> bool {
-    matches!(format, BlockFormat::Q4_0 | BlockFormat::Q5_0 | BlockFormat::Q4K | BlockFormat::Q5K | BlockFormat::Q6K)
+    !matches!(format, BlockFormat::Q5_1)
 }
 
 /// `out[j] += x · W[j, :]` for `j` in `n0..n1`, W in a format [`has_kernel`] covers.
@@ -102,6 +103,7 @@ pub(crate) unsafe fn gemv(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1:
             match w.format {
                 BlockFormat::Q4_0 => gemv_q4_0::<false>(&row, w, out, n0, n1),
                 BlockFormat::Q5_0 => gemv_q4_0::<true>(&row, w, out, n0, n1),
+                BlockFormat::Q8_0 => gemv_q8_0(&row, w, out, n0, n1),
                 BlockFormat::Q4K => gemv_k::<false>(&row, w, out, n0, n1),
                 BlockFormat::Q5K => gemv_k::<true>(&row, w, out, n0, n1),
                 BlockFormat::Q6K => gemv_q6_k(&row, w, out, n0, n1),
@@ -232,6 +234,62 @@ unsafe fn gemv_q4_0<const FIVE: bool>(x: &SignedRow, w: BlockRows, out: *mut f32
                 j += nr;
             }
         })
+    }
+}
+
+/// q8_0 block rows (the q6_k fallback's), one at a time, a pair of blocks per 512-bit dot: the
+/// signed weights become unsigned as `q + 128` (`q ^ 0x80`), which adds `128 · Σ x` per block,
+/// taken off as `16 · Σ x` from each of the block's eight lanes.
+///
+/// # Safety
+/// As [`gemv`], with `x` quantized from K values.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+unsafe fn gemv_q8_0(x: &SignedRow, w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
+    const BYTES: usize = 34;
+    // SAFETY: the contract above: row j < n1 of W holds K / 32 blocks of 34 bytes (the f16 scale,
+    // then 32 signed bytes), read below the row's end; x's block b at `b · 32`; prefetches never
+    // fault.
+    unsafe {
+        let blocks = w.k / Q8_BLOCK;
+        let pairs = blocks / 2;
+        let flip = _mm512_set1_epi8(-128);
+        let idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        let halves = |a: __m256i, b: __m256i| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a), b);
+        for j in n0..n1 {
+            let row = w.data.add(j * w.row_bytes);
+            let mut acc = _mm512_setzero_ps();
+            for p in 0..pairs {
+                let b0 = row.add(2 * p * BYTES);
+                _mm_prefetch::<_MM_HINT_T0>(b0.wrapping_add(PREFETCH_ROWS * w.row_bytes) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(b0.wrapping_add(PREFETCH_ROWS * w.row_bytes + 64) as *const i8);
+                let wq = halves(
+                    _mm256_loadu_si256(b0.add(2) as *const __m256i),
+                    _mm256_loadu_si256(b0.add(BYTES + 2) as *const __m256i),
+                );
+                let xq = _mm512_loadu_si512(x.q.as_ptr().add(64 * p) as *const _);
+                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(wq, flip), xq);
+                let (s0, s1) = (x.sum[2 * p], x.sum[2 * p + 1]);
+                let xsum = halves(_mm256_set1_epi32(16 * s0), _mm256_set1_epi32(16 * s1));
+                let exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, xsum));
+                let bits = (b0 as *const u16).read_unaligned() as i32
+                    | (((b0.add(BYTES) as *const u16).read_unaligned() as i32) << 16);
+                let d01 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)));
+                let dx = _mm512_castps128_ps512(_mm_setr_ps(x.d[2 * p], x.d[2 * p + 1], 0.0, 0.0));
+                let scale = _mm512_permutexvar_ps(idx, _mm512_mul_ps(d01, dx));
+                acc = _mm512_fmadd_ps(exact, scale, acc);
+            }
+            let mut tail = 0.0;
+            if blocks % 2 == 1 {
+                let b = blocks - 1;
+                let block = row.add(b * BYTES);
+                let wq = _mm256_xor_si256(_mm256_loadu_si256(block.add(2) as *const __m256i), _mm256_set1_epi8(-128));
+                let xq = _mm256_loadu_si256(x.q.as_ptr().add(b * Q8_BLOCK) as *const __m256i);
+                let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, xq);
+                let exact = _mm256_cvtepi32_ps(_mm256_sub_epi32(dot, _mm256_set1_epi32(16 * x.sum[b])));
+                tail = hsum(_mm512_zextps256_ps512(exact)) * f16_at(block) * x.d[b];
+            }
+            *out.add(j) += hsum(acc) + tail;
+        }
     }
 }
 
