@@ -37,7 +37,8 @@ pub enum WeightType {
     /// 4-bit in blocks of 32 (GGUF's q4_0); wte in q6_k, as llama.cpp's Q4_0.
     #[value(name = "q4_0")]
     Q4_0,
-    /// llama.cpp's Q4_K_M mix: q4_k, with q6_k where it pays (see `recipe`).
+    /// llama.cpp's Q4_K_M mix: q4_k, the attention's value projection and the MLP output q6_k in
+    /// some layers (README, "Quantizing").
     #[value(name = "q4_k_m")]
     Q4KM,
 }
