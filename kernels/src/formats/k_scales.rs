@@ -8,7 +8,7 @@ pub(super) const SUB_BLOCKS: usize = 8;
 /// Sub-block `j`'s 6-bit (scale, min) from the 12 packed bytes: bytes 0–3 hold the low six bits
 /// of scales 0–3 (their top two bits: the high bits of scales 4–7), bytes 4–7 those of mins 0–3
 /// (and of mins 4–7), bytes 8–11 the low nibbles of scales 4–7 and, above, of mins 4–7.
-pub(super) fn scale_min(s: &[u8], j: usize) -> (u8, u8) {
+pub(crate) fn scale_min(s: &[u8], j: usize) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {

@@ -20,7 +20,7 @@
 //! quantizers do, without claiming their exact bits (tests/data/goldens/block-formats.json,
 //! kernels/tests/block_formats.rs).
 
-mod k_scales;
+pub(crate) mod k_scales;
 mod q4_0;
 mod q4_k;
 mod q5_0;
