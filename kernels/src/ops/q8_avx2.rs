@@ -22,7 +22,7 @@ use std::cell::RefCell;
 
 use super::matmul::prefetch::PREFETCH_ROWS;
 use super::matmul::rows::{BlockRows, Q8Rows};
-use super::matmul::Q8Matmul;
+use super::matmul::QuantMatmul;
 use super::quantize_x256::quantize_block;
 use crate::simd::x86::Avx2;
 use crate::simd::Simd;
@@ -36,7 +36,7 @@ thread_local! {
     static ROW: RefCell<QuantizedRow> = RefCell::new(QuantizedRow::default());
 }
 
-impl Q8Matmul for MaddubsDots {
+impl QuantMatmul for MaddubsDots {
     /// Each thread quantizes the row itself: K values, against the `(n1 - n0) × K` weights it
     /// then reads.
     #[inline(always)]

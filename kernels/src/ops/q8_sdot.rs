@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use super::matmul::gemv::widen_f16;
 use super::matmul::prefetch::PREFETCH_ROWS;
 use super::matmul::rows::{BlockRows, Q8Rows};
-use super::matmul::Q8Matmul;
+use super::matmul::QuantMatmul;
 use super::quantize_neon::{quantize_block, sdot};
 use crate::simd::neon::Neon;
 use crate::simd::Simd;
@@ -32,7 +32,7 @@ thread_local! {
     static SCRATCH: RefCell<QuantizedRows> = RefCell::new(QuantizedRows::default());
 }
 
-impl Q8Matmul for SdotDots {
+impl QuantMatmul for SdotDots {
     /// Every format on `sdot` ([`super::blocks_sdot::gemv`]).
     #[inline(always)]
     unsafe fn gemv_blocks<S: Simd>(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1: usize) {

@@ -18,7 +18,7 @@ use half::f16;
 
 use super::matmul::prefetch::PREFETCH_ROWS;
 use super::matmul::rows::{BlockRows, Q8Rows};
-use super::matmul::Q8Matmul;
+use super::matmul::QuantMatmul;
 use super::quantize_x512::{quantize_block, QuantizedPanels, PANEL};
 use crate::simd::Simd;
 use crate::weight::{Weight, Q8_BLOCK};
@@ -33,7 +33,7 @@ thread_local! {
     static PANELS: RefCell<QuantizedPanels> = RefCell::new(QuantizedPanels::default());
 }
 
-impl Q8Matmul for VnniDots {
+impl QuantMatmul for VnniDots {
     /// Every format on integer dots ([`super::blocks_vnni::gemm`]).
     #[inline(always)]
     unsafe fn gemm_blocks<S: Simd, const MR: usize, const NV: usize>(

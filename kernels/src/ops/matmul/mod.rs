@@ -16,7 +16,8 @@
 //! - `pack.rs`: packing x and `(in, out)` weight panels, and the buffers for it,
 //! - `prefetch.rs`: how far ahead the GEMVs prefetch, and the micro-kernels' line fetcher.
 //!
-//! The levels' own q8_0 kernels (integer dots) are `ops::q8_*`, behind [`Q8Matmul`].
+//! The levels' own q8_0 kernels (integer dots) are `ops::q8_*`, the block formats' `ops::blocks_*`,
+//! behind [`QuantMatmul`].
 
 mod gemm_in_out;
 mod gemm_out_in;
@@ -98,9 +99,9 @@ pub(crate) enum MatmulPath {
     GemvOutIn2,
     /// `(out, in)` f32/f16, more rows: [`gemm_out_in()`].
     GemmOutIn,
-    /// q8_0, one row: the level's [`Q8Matmul::gemv`].
+    /// q8_0, one row: the level's [`QuantMatmul::gemv`].
     Q8Gemv,
-    /// q8_0, more rows: the level's [`Q8Matmul::gemm`].
+    /// q8_0, more rows: the level's [`QuantMatmul::gemm`].
     Q8Gemm,
     /// A block format, one row: [`gemv_blocks`], each weight row decoded a block at a time.
     BlockGemv,
@@ -158,7 +159,7 @@ thread_local! {
 ///
 /// [`Kernels::matmul`]: crate::Kernels::matmul
 #[inline(always)]
-pub(crate) unsafe fn matmul_cols<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
+pub(crate) unsafe fn matmul_cols<S: Simd, D: QuantMatmul, const MR: usize, const NV: usize>(
     x: &[f32],
     w: Weight,
     bias: Option<&[f32]>,
@@ -224,9 +225,10 @@ unsafe fn init_out(m: usize, n: usize, bias: Option<&[f32]>, out: *mut f32, n0: 
     }
 }
 
-/// How activations meet q8_0 weights: the level's choice (docs/PERFORMANCE.md,
-/// "q8_0: int8 weights, and int8 activations where it pays").
-pub(crate) trait Q8Matmul {
+/// How activations meet quantized weights, q8_0's and the block formats': the level's choice
+/// (docs/PERFORMANCE.md, "q8_0: int8 weights, and int8 activations where it pays" and "Block
+/// formats: GGUF's blocks, integer dots").
+pub(crate) trait QuantMatmul {
     /// `out[j] += x · W[j, :]` for `j` in `n0..n1`: one row (decode).
     ///
     /// # Safety
@@ -239,7 +241,7 @@ pub(crate) trait Q8Matmul {
     /// default [`gemv_blocks`], exact: each row decoded, then multiplied in f32.
     ///
     /// # Safety
-    /// As [`Q8Matmul::gemv`], for W's rows of blocks.
+    /// As [`QuantMatmul::gemv`], for W's rows of blocks.
     #[inline(always)]
     unsafe fn gemv_blocks<S: Simd>(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1: usize) {
         // SAFETY: the trait method's contract is `gemv_blocks`'.
@@ -250,7 +252,7 @@ pub(crate) trait Q8Matmul {
     /// By default exact: the out-in GEMM on rows decoded as it widens them.
     ///
     /// # Safety
-    /// As [`Q8Matmul::gemm`], for W's rows of blocks.
+    /// As [`QuantMatmul::gemm`], for W's rows of blocks.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     unsafe fn gemm_blocks<S: Simd, const MR: usize, const NV: usize>(
@@ -293,7 +295,7 @@ pub(crate) trait Q8Matmul {
 /// Weights widened to f32, activations kept f32: exact with respect to the stored weights.
 pub(crate) struct WidenWeights;
 
-impl Q8Matmul for WidenWeights {
+impl QuantMatmul for WidenWeights {
     #[inline(always)]
     unsafe fn gemv<S: Simd>(x: &[f32], w: Q8Rows, out: *mut f32, n0: usize, n1: usize) {
         // SAFETY: the trait method's contract is `gemv_q8`'s.
@@ -307,7 +309,7 @@ impl Q8Matmul for WidenWeights {
 /// As [`matmul_cols`], with `q` and `scales` the weights' data.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn matmul_q8<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
+unsafe fn matmul_q8<S: Simd, D: QuantMatmul, const MR: usize, const NV: usize>(
     x: &[f32],
     q: &[i8],
     scales: &[f16],
@@ -335,14 +337,14 @@ unsafe fn matmul_q8<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
     }
 }
 
-/// Block-format weights `(N, K)`: the level's [`Q8Matmul::gemv_blocks`] for a single row
-/// (decode), its [`Q8Matmul::gemm_blocks`] for more.
+/// Block-format weights `(N, K)`: the level's [`QuantMatmul::gemv_blocks`] for a single row
+/// (decode), its [`QuantMatmul::gemm_blocks`] for more.
 ///
 /// # Safety
 /// As [`matmul_cols`], with `data` the weights' bytes: N rows of `format.row_bytes(K)`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn matmul_blocks<S: Simd, D: Q8Matmul, const MR: usize, const NV: usize>(
+unsafe fn matmul_blocks<S: Simd, D: QuantMatmul, const MR: usize, const NV: usize>(
     x: &[f32],
     format: BlockFormat,
     data: *const u8,
