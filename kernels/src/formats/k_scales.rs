@@ -37,6 +37,7 @@ pub(super) fn pack_scales(scales: &[u8; SUB_BLOCKS], mins: &[u8; SUB_BLOCKS], ou
 /// around `nmax / (max − min(0, lo))`, each giving the q's whose least-squares scale and min are
 /// then scored; the best is kept.
 pub(super) fn fit_scale_min(x: &[f32], w: &[f32], nmax: u8) -> (f32, f32) {
+    assert!(x.len() <= 32 && w.len() == x.len(), "fit_scale_min: a sub-block of at most 32");
     let lo = x.iter().copied().fold(f32::INFINITY, f32::min).min(0.0);
     let hi = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // A constant sub-block (hi == lo), or one holding NaN: every q is 0 and the min carries it.
@@ -44,18 +45,26 @@ pub(super) fn fit_scale_min(x: &[f32], w: &[f32], nmax: u8) -> (f32, f32) {
         return (0.0, -lo);
     }
     let n = f32::from(nmax);
-    let quant = |iscale: f32, v: f32| (iscale * (v - lo)).round_ties_even().clamp(0.0, n);
-    let error = |scale: f32, min: f32, iscale: f32| -> f32 {
-        x.iter().zip(w).map(|(&v, &wi)| wi * (scale * quant(iscale, v) + min - v).powi(2)).sum()
+    // The codes of the current trial, kept for its error: each is computed once per trial.
+    let mut ls = [0.0f32; 32];
+    let ls = &mut ls[..x.len()];
+    let quantize = |iscale: f32, ls: &mut [f32]| {
+        for (l, &v) in ls.iter_mut().zip(x) {
+            *l = (iscale * (v - lo)).round_ties_even().clamp(0.0, n);
+        }
+    };
+    let error = |scale: f32, min: f32, ls: &[f32]| -> f32 {
+        x.iter().zip(w).zip(ls.iter()).map(|((&v, &wi), &l)| wi * (scale * l + min - v).powi(2)).sum()
     };
     // Start: the plain range.
     let mut best = (1.0 / (n / (hi - lo)), lo);
-    let mut best_err = error(best.0, best.1, n / (hi - lo));
+    quantize(n / (hi - lo), ls);
+    let mut best_err = error(best.0, best.1, ls);
     for step in 0..=20 {
         let iscale = (-1.0 + 0.1 * step as f32 + n) / (hi - lo);
+        quantize(iscale, ls);
         let (mut sw, mut sx, mut sl, mut sl2, mut sxl) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
-        for (&v, &wi) in x.iter().zip(w) {
-            let l = quant(iscale, v);
+        for ((&v, &wi), &l) in x.iter().zip(w).zip(ls.iter()) {
             sw += wi;
             sx += wi * v;
             sl += wi * l;
@@ -72,7 +81,7 @@ pub(super) fn fit_scale_min(x: &[f32], w: &[f32], nmax: u8) -> (f32, f32) {
             min = 0.0;
             scale = sxl / sl2;
         }
-        let err = error(scale, min, iscale);
+        let err = error(scale, min, ls);
         if err < best_err {
             best_err = err;
             best = (scale, min);
