@@ -16,7 +16,7 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::matmul::prefetch::PREFETCH_ROWS;
-use super::matmul::rows::BlockRows;
+use super::matmul::rows::{BlockRows, CodeTile};
 use super::quantize_x256::quantize_block;
 use crate::formats::k_scales::scale_min;
 use crate::formats::BlockFormat;
@@ -31,9 +31,8 @@ struct Scratch {
     q: Vec<i8>,
     d: Vec<f32>,
     sum16: Vec<f32>,
-    codes: Vec<i8>,
-    alpha: Vec<f32>,
-    beta: Vec<f32>,
+    /// The current tile of [`W_ROWS`] weight rows.
+    tile: CodeTile,
 }
 
 thread_local! {
@@ -72,9 +71,6 @@ pub(crate) unsafe fn gemv(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1:
             if matches!(format, BlockFormat::Q4_0 | BlockFormat::Q4K | BlockFormat::Q5K | BlockFormat::Q6K) {
                 return gemv_direct(s, w, out, n0, n1);
             }
-            s.codes.resize(W_ROWS * k, 0);
-            s.alpha.resize(W_ROWS * groups, 0.0);
-            s.beta.resize(W_ROWS * groups, 0.0);
             let ones = _mm256_set1_epi16(1);
             for j0 in (n0..n1).step_by(W_ROWS) {
                 let jr = W_ROWS.min(n1 - j0);
@@ -85,14 +81,9 @@ pub(crate) unsafe fn gemv(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1:
                     for line in (0..w.row_bytes).step_by(64) {
                         _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH_ROWS * w.row_bytes + line) as *const i8);
                     }
-                    let gs = r * groups..(r + 1) * groups;
-                    format.codes(
-                        std::slice::from_raw_parts(row, w.row_bytes),
-                        &mut s.codes[r * k..(r + 1) * k],
-                        &mut s.alpha[gs.clone()],
-                        &mut s.beta[gs],
-                    );
                 }
+                let rows: [usize; W_ROWS] = std::array::from_fn(row_of);
+                s.tile.decode(w, &rows);
                 let mut acc = [_mm256_setzero_ps(); W_ROWS];
                 let mut offsets = [0.0f32; W_ROWS];
                 for b in 0..blocks {
@@ -100,19 +91,19 @@ pub(crate) unsafe fn gemv(x: &[f32], w: BlockRows, out: *mut f32, n0: usize, n1:
                     let dx = s.d[b];
                     let halves = [s.sum16[2 * b], s.sum16[2 * b + 1]];
                     for r in 0..W_ROWS {
-                        let c = _mm256_loadu_si256(s.codes.as_ptr().add(r * k + b * Q8_BLOCK) as *const __m256i);
+                        let c = _mm256_loadu_si256(s.tile.q.as_ptr().add(r * k + b * Q8_BLOCK) as *const __m256i);
                         let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(c), _mm256_sign_epi8(xq, c));
                         let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
                         // Lanes 0–3 hold the first half block's sums, 4–7 the second's.
                         let (scale, offset) = if group == Q8_BLOCK {
                             let g = r * groups + b;
-                            (_mm256_set1_ps(dx * s.alpha[g]), dx * s.beta[g] * (halves[0] + halves[1]))
+                            (_mm256_set1_ps(dx * s.tile.alpha[g]), dx * s.tile.beta[g] * (halves[0] + halves[1]))
                         } else {
                             let g = r * groups + 2 * b;
-                            let (a0, a1) = (dx * s.alpha[g], dx * s.alpha[g + 1]);
+                            let (a0, a1) = (dx * s.tile.alpha[g], dx * s.tile.alpha[g + 1]);
                             (
                                 _mm256_set_m128(_mm_set1_ps(a1), _mm_set1_ps(a0)),
-                                dx * (s.beta[g] * halves[0] + s.beta[g + 1] * halves[1]),
+                                dx * (s.tile.beta[g] * halves[0] + s.tile.beta[g + 1] * halves[1]),
                             )
                         };
                         acc[r] = _mm256_fmadd_ps(dot, scale, acc[r]);

@@ -10,7 +10,7 @@ use std::arch::aarch64::*;
 use std::cell::RefCell;
 
 use super::matmul::prefetch::PREFETCH_ROWS;
-use super::matmul::rows::BlockRows;
+use super::matmul::rows::{BlockRows, CodeTile};
 use super::quantize_neon::{quantize_block, sdot};
 use crate::simd::neon::Neon;
 use crate::simd::Simd;
@@ -30,10 +30,8 @@ struct Scratch {
     d: Vec<f32>,
     /// Σ q per row and half block, M × K / 16.
     sum16: Vec<f32>,
-    /// The tile's codes, `W_ROWS × K`, and per group `alpha`, `beta` (`W_ROWS × groups`).
-    codes: Vec<i8>,
-    alpha: Vec<f32>,
-    beta: Vec<f32>,
+    /// The current tile of [`W_ROWS`] weight rows.
+    tile: CodeTile,
 }
 
 thread_local! {
@@ -120,30 +118,22 @@ unsafe fn tile_codes<const XR: usize>(
         let (k, format) = (w.k, w.format);
         let (group, blocks) = (format.group(), k / Q8_BLOCK);
         let groups = k / group;
-        s.codes.resize(W_ROWS * k, 0);
-        s.alpha.resize(W_ROWS * groups, 0.0);
-        s.beta.resize(W_ROWS * groups, 0.0);
         for j0 in (n0..n1).step_by(W_ROWS) {
             let jr = W_ROWS.min(n1 - j0);
             let row_of = |r: usize| j0 + if r < jr { r } else { 0 };
-            for r in 0..W_ROWS {
-                let row = w.data.add(row_of(r) * w.row_bytes);
-                if XR == 1 {
-                    // Decode streams the weights: the same bytes eight rows on keep enough lines in
-                    // flight.
+            if XR == 1 {
+                // Decode streams the weights: the same bytes eight rows on keep enough lines in
+                // flight.
+                for r in 0..W_ROWS {
+                    let row = w.data.add(row_of(r) * w.row_bytes);
                     for line in (0..w.row_bytes).step_by(64) {
                         Neon::prefetch(row.wrapping_add(PREFETCH_ROWS * w.row_bytes + line));
                     }
                 }
-                let gs = r * groups..(r + 1) * groups;
-                format.codes(
-                    std::slice::from_raw_parts(row, w.row_bytes),
-                    &mut s.codes[r * k..(r + 1) * k],
-                    &mut s.alpha[gs.clone()],
-                    &mut s.beta[gs],
-                );
             }
-            let wq: [*const i8; W_ROWS] = std::array::from_fn(|r| s.codes.as_ptr().add(r * k));
+            let rows: [usize; W_ROWS] = std::array::from_fn(row_of);
+            s.tile.decode(w, &rows);
+            let wq: [*const i8; W_ROWS] = std::array::from_fn(|r| s.tile.q.as_ptr().add(r * k));
             for i0 in (0..m).step_by(XR) {
                 let ir = XR.min(m - i0);
                 let xrow = |i: usize| i0 + if i < ir { i } else { 0 };
@@ -163,14 +153,14 @@ unsafe fn tile_codes<const XR: usize>(
                             if group == Q8_BLOCK {
                                 let g = r * groups + b;
                                 let dot = sdot(sdot(vdupq_n_s32(0), wv[r][0], x0), wv[r][1], x1);
-                                acc[i][r] = vfmaq_n_f32(acc[i][r], vcvtq_f32_s32(dot), dx * s.alpha[g]);
-                                offsets[i][r] += dx * s.beta[g] * (halves[0] + halves[1]);
+                                acc[i][r] = vfmaq_n_f32(acc[i][r], vcvtq_f32_s32(dot), dx * s.tile.alpha[g]);
+                                offsets[i][r] += dx * s.tile.beta[g] * (halves[0] + halves[1]);
                             } else {
                                 for (h, (wh, xh)) in wv[r].iter().zip([x0, x1]).enumerate() {
                                     let g = r * groups + 2 * b + h;
                                     let dot = sdot(vdupq_n_s32(0), *wh, xh);
-                                    acc[i][r] = vfmaq_n_f32(acc[i][r], vcvtq_f32_s32(dot), dx * s.alpha[g]);
-                                    offsets[i][r] += dx * s.beta[g] * halves[h];
+                                    acc[i][r] = vfmaq_n_f32(acc[i][r], vcvtq_f32_s32(dot), dx * s.tile.alpha[g]);
+                                    offsets[i][r] += dx * s.tile.beta[g] * halves[h];
                                 }
                             }
                         }

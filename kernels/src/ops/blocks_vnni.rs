@@ -27,7 +27,7 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::matmul::prefetch::PREFETCH_ROWS;
-use super::matmul::rows::BlockRows;
+use super::matmul::rows::{BlockRows, CodeTile};
 use super::quantize_x512::{quantize_block, QuantizedPanels, PANEL};
 use crate::formats::BlockFormat;
 use crate::weight::Q8_BLOCK;
@@ -49,7 +49,7 @@ thread_local! {
     /// The calling thread's quantized row, reused between calls.
     static ROW: RefCell<SignedRow> = RefCell::new(SignedRow::default());
     /// The calling thread's quantized rows and decoded weight tile for the GEMM.
-    static GEMM: RefCell<(QuantizedPanels, CodeTile)> = RefCell::new(Default::default());
+    static GEMM: RefCell<(QuantizedPanels, GemmTile)> = RefCell::new(Default::default());
 }
 
 impl SignedRow {
@@ -486,13 +486,11 @@ unsafe fn gemv_q6_k(x: &SignedRow, w: BlockRows, out: *mut f32, n0: usize, n1: u
 /// Weight rows per GEMM tile: each broadcast of x's panel feeds this many `vpdpbusd`.
 const GEMM_ROWS: usize = 8;
 
-/// A tile of [`GEMM_ROWS`] weight rows as integer codes (`[GEMM_ROWS][K]`) with per group
-/// `alpha`, `beta` and `128 · Σ q` (`[GEMM_ROWS][groups]`).
+/// A tile of [`GEMM_ROWS`] weight rows as codes, and per group `128 · Σ q` (what x's offset of
+/// 128 adds), `[GEMM_ROWS][groups]`.
 #[derive(Default)]
-pub(crate) struct CodeTile {
-    q: Vec<i8>,
-    alpha: Vec<f32>,
-    beta: Vec<f32>,
+pub(crate) struct GemmTile {
+    codes: CodeTile,
     offset: Vec<f32>,
 }
 
@@ -520,7 +518,7 @@ pub(crate) unsafe fn gemm(x: &[f32], m: usize, w: BlockRows, n: usize, out: *mut
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn gemm_codes(
     x: &QuantizedPanels,
-    tile: &mut CodeTile,
+    tile: &mut GemmTile,
     m: usize,
     w: BlockRows,
     n: usize,
@@ -537,25 +535,18 @@ unsafe fn gemm_codes(
         let (group, blocks) = (format.group(), k / Q8_BLOCK);
         let groups = k / group;
         let per_block = Q8_BLOCK / group;
-        tile.q.resize(GEMM_ROWS * k, 0);
-        for v in [&mut tile.alpha, &mut tile.beta, &mut tile.offset] {
-            v.resize(GEMM_ROWS * groups, 0.0);
-        }
+        tile.offset.resize(GEMM_ROWS * groups, 0.0);
         let mut out_tile = [[0.0f32; PANEL]; GEMM_ROWS];
         for j0 in (n0..n1).step_by(GEMM_ROWS) {
             let jr = GEMM_ROWS.min(n1 - j0);
             // A short last tile repeats its first row (results not stored): one code path.
             let row_of = |r: usize| j0 + if r < jr { r } else { 0 };
-            for r in 0..GEMM_ROWS {
-                let bytes = std::slice::from_raw_parts(w.data.add(row_of(r) * w.row_bytes), w.row_bytes);
-                let q = &mut tile.q[r * k..(r + 1) * k];
-                let gs = r * groups..(r + 1) * groups;
-                format.codes(bytes, q, &mut tile.alpha[gs.clone()], &mut tile.beta[gs.clone()]);
-                for (o, codes) in tile.offset[gs].iter_mut().zip(q.chunks_exact(group)) {
-                    *o = 128.0 * codes.iter().map(|&c| i32::from(c)).sum::<i32>() as f32;
-                }
+            let rows: [usize; GEMM_ROWS] = std::array::from_fn(row_of);
+            tile.codes.decode(w, &rows);
+            for (o, codes) in tile.offset.iter_mut().zip(tile.codes.q.chunks_exact(group)) {
+                *o = 128.0 * codes.iter().map(|&c| i32::from(c)).sum::<i32>() as f32;
             }
-            let rows: [*const i8; GEMM_ROWS] = std::array::from_fn(|r| tile.q.as_ptr().add(r * k));
+            let rows: [*const i8; GEMM_ROWS] = std::array::from_fn(|r| tile.codes.q.as_ptr().add(r * k));
             for p in 0..m.div_ceil(PANEL) {
                 let panel = x.bytes.as_ptr().add(p * k * PANEL);
                 let mut acc = [_mm512_setzero_ps(); GEMM_ROWS];
@@ -584,8 +575,8 @@ unsafe fn gemm_codes(
                             let codes = _mm512_sub_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(tile.offset[at]));
                             let value = _mm512_fmadd_ps(
                                 codes,
-                                _mm512_set1_ps(tile.alpha[at]),
-                                _mm512_mul_ps(xs, _mm512_set1_ps(tile.beta[at])),
+                                _mm512_set1_ps(tile.codes.alpha[at]),
+                                _mm512_mul_ps(xs, _mm512_set1_ps(tile.codes.beta[at])),
                             );
                             *a = _mm512_fmadd_ps(value, xd, *a);
                         }

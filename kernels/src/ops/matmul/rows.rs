@@ -146,3 +146,34 @@ impl OutInRows for BlockRows {
         unsafe { self.decode(j, k0, kc, dst) }
     }
 }
+
+/// A tile of block-format weight rows as integer codes with a scale and an offset per group
+/// (`BlockFormat::codes`): what the integer kernels that do not read a format's blocks directly
+/// multiply. Its buffers are reused from tile to tile.
+#[derive(Default)]
+pub(crate) struct CodeTile {
+    /// `rows × K` codes.
+    pub(crate) q: Vec<i8>,
+    /// Per row and group (`rows × K / group`).
+    pub(crate) alpha: Vec<f32>,
+    pub(crate) beta: Vec<f32>,
+}
+
+impl CodeTile {
+    /// Tile row `r` becomes weight row `rows[r]` of `w`.
+    ///
+    /// # Safety
+    /// Every `rows[r]` is one of `w`'s rows.
+    pub(crate) unsafe fn decode(&mut self, w: BlockRows, rows: &[usize]) {
+        let (k, groups) = (w.k, w.k / w.format.group());
+        self.q.resize(rows.len() * k, 0);
+        self.alpha.resize(rows.len() * groups, 0.0);
+        self.beta.resize(rows.len() * groups, 0.0);
+        for (r, &j) in rows.iter().enumerate() {
+            // SAFETY: row j is one of w's (the contract above): `row_bytes` bytes from `j · row_bytes`.
+            let bytes = unsafe { std::slice::from_raw_parts(w.data.add(j * w.row_bytes), w.row_bytes) };
+            let gs = r * groups..(r + 1) * groups;
+            w.format.codes(bytes, &mut self.q[r * k..(r + 1) * k], &mut self.alpha[gs.clone()], &mut self.beta[gs]);
+        }
+    }
+}
