@@ -199,6 +199,27 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 
+/// The 32 five-bit codes of a q5_0 / q5_1 block: `high`, four little-endian bytes whose bit `j`
+/// is code `j`'s fifth bit, over `qs`, 16 bytes whose low nibbles are codes 0–15 and high ones
+/// 16–31.
+fn five_bit_codes(high: &[u8], qs: &[u8]) -> [u8; 32] {
+    let high = u32::from_le_bytes(high[..4].try_into().expect("four bytes of fifth bits"));
+    let qs: &[u8; 16] = qs[..16].try_into().expect("16 bytes of nibbles");
+    std::array::from_fn(|j| {
+        let nibble = if j < 16 { qs[j] & 0xF } else { qs[j - 16] >> 4 };
+        nibble | ((((high >> j) & 1) as u8) << 4)
+    })
+}
+
+/// [`five_bit_codes`]' inverse: 32 codes below 32 into `high` (4 bytes) and `qs` (16 bytes).
+fn pack_five_bits(q: &[u8; 32], high: &mut [u8], qs: &mut [u8]) {
+    let bits = (0..32).fold(0u32, |h, j| h | (u32::from(q[j] >> 4) << j));
+    high[..4].copy_from_slice(&bits.to_le_bytes());
+    for j in 0..16 {
+        qs[j] = (q[j] & 0xF) | ((q[j + 16] & 0xF) << 4);
+    }
+}
+
 /// The value of largest magnitude (the first of ties, as ggml and gguf-py pick it) and that
 /// magnitude.
 fn signed_max(x: &[f32]) -> (f32, f32) {

@@ -70,6 +70,16 @@ pub(super) fn k_codes(
     }
 }
 
+/// The low four bits of 256 codes into 128 bytes as q4_k and q5_k lay them out: byte `32c + l`
+/// holds code `64c + l` low and code `64c + 32 + l` high.
+pub(super) fn pack_nibbles(q: &[u8; 256], qs: &mut [u8]) {
+    for c in 0..4 {
+        for l in 0..32 {
+            qs[32 * c + l] = (q[64 * c + l] & 0xF) | ((q[64 * c + 32 + l] & 0xF) << 4);
+        }
+    }
+}
+
 impl Format for Q4K {
     const WEIGHTS: usize = 256;
     const BYTES: usize = 144;
@@ -79,11 +89,7 @@ impl Format for Q4K {
         let (head, qs) = out.split_at_mut(16);
         let (d, scales) = head.split_at_mut(4);
         quantize_k(x, 15, scales, d, &mut q);
-        for c in 0..4 {
-            for l in 0..32 {
-                qs[32 * c + l] = q[64 * c + l] | (q[64 * c + 32 + l] << 4);
-            }
-        }
+        pack_nibbles(&q, qs);
     }
 
     const GROUP: usize = 32;

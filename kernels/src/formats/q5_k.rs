@@ -3,7 +3,7 @@
 //! nibbles laid out as q4_k's. A weight of sub-block `j` is `d·sc_j · q − dmin·m_j`, q in 0..32.
 
 use super::k_scales::{scale_min, SUB_BLOCKS};
-use super::q4_k::{k_codes, quantize_k};
+use super::q4_k::{k_codes, pack_nibbles, quantize_k};
 use super::{f16_at, Format};
 
 pub(super) struct Q5K;
@@ -24,11 +24,7 @@ impl Format for Q5K {
                 qh[l] |= (q[32 * j + l] >> 4) << j;
             }
         }
-        for c in 0..4 {
-            for l in 0..32 {
-                qs[32 * c + l] = (q[64 * c + l] & 0xF) | ((q[64 * c + 32 + l] & 0xF) << 4);
-            }
-        }
+        pack_nibbles(&q, qs);
     }
 
     const GROUP: usize = 32;
