@@ -127,7 +127,8 @@ fn block_format_files_stay_close_and_bad_block_metadata_is_a_clear_error() {
     assert!(out.starts_with("Hello"), "{out}");
 
     // The metadata (JSON inside a JSON string, so its quotes are escaped) names a tensor that is
-    // missing, a format that does not exist, or a tensor that is not U8 rows. Each edit keeps
+    // missing, a format that does not exist, a tensor that is not U8 rows, or a format whose
+    // blocks do not fit the rows. Each edit keeps
     // the header's length.
     let (_t, good) = make("blocks-q4_0");
     let bytes = std::fs::read(&good).unwrap();
@@ -149,6 +150,9 @@ fn block_format_files_stay_close_and_bad_block_metadata_is_a_clear_error() {
     assert!(err.contains("unknown format") && err.contains("q3_0"), "{err}");
     let err = broken(r#"\"h.0.mlp.c_fc.bias\"  :\"q4_0\""#);
     assert!(err.contains("'h.0.mlp.c_fc.bias' should hold q4_0 blocks as U8") && err.contains("F32"), "{err}");
+    // A format whose blocks do not fit the matrix's rows (32 inputs, 256-weight blocks).
+    let err = broken(r#"\"h.0.mlp.c_fc.weight\":\"q4_k\""#);
+    assert!(err.contains("'h.0.mlp.c_fc.weight' is q4_k but its rows of 32 are not whole blocks of 256"), "{err}");
 }
 
 #[test]
